@@ -1,0 +1,189 @@
+"""Normalisation of metric scores and the metric weights ``p_k`` of each round (METHOD §3, Table 3)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NORMALIZATIONS",
+    "TABLE3",
+    "FixedWeights",
+    "Normalization",
+    "StageTable",
+    "WeightSchedule",
+    "fuse",
+    "normalize",
+]
+
+Normalization = Literal["rms", "authors", "none"]
+NORMALIZATIONS: tuple[str, ...] = ("rms", "authors", "none")
+
+#: Table 3: upper bound of the round's sparsity → weights (SynFlow, SNIP, GraSP).
+TABLE3: tuple[tuple[float, dict[str, float]], ...] = (
+    (0.80, {"synflow": 0.2, "snip": 0.5, "grasp": 0.3}),
+    (0.90, {"synflow": 0.2, "snip": 0.4, "grasp": 0.4}),
+    (0.98, {"synflow": 0.2, "snip": 0.3, "grasp": 0.5}),
+    (0.99, {"synflow": 0.4, "snip": 0.2, "grasp": 0.4}),
+    (1.00, {"synflow": 0.5, "snip": 0.0, "grasp": 0.5}),
+)
+
+
+def normalize(
+    keep: Mapping[str, Tensor], saliency: Mapping[str, Tensor] | None = None, method: Normalization = "rms"
+) -> dict[str, Tensor]:
+    """Put one metric on a common scale, ``N(S)``, over all prunable weights together.
+
+    * ``"rms"`` (default): ``keep / RMS(keep)`` — order-preserving, NaN-safe (all zero where the metric is all
+      zero). For signed saliencies with mean ≈ 0 this is the scale of the authors' formula, on which Table 3's
+      weights were tuned.
+    * ``"authors"``: the authors' code, ``|S - μ| / σ`` on the *signed* saliency ``S``; not exactly
+      order-preserving in ``|S|`` and NaN for an all-zero metric.
+    * ``"none"``: the keep-scores unchanged.
+
+    Args:
+        keep: keep-scores ``{name: tensor W_n}``.
+        saliency: the signed saliencies (needed by ``"authors"``; defaults to ``keep``).
+        method: one of :data:`NORMALIZATIONS`.
+
+    Returns:
+        ``{name: float64 tensor W_n}``.
+    """
+    if method == "none":
+        return {n: s.double() for n, s in keep.items()}
+    if method == "rms":
+        count = sum(s.numel() for s in keep.values())
+        sq = sum(float(torch.sum(s.double() ** 2)) for s in keep.values())
+        rms = math.sqrt(sq / count)
+        if rms == 0.0 or not math.isfinite(rms):
+            return {n: torch.zeros_like(s, dtype=torch.float64) for n, s in keep.items()}
+        return {n: s.double() / rms for n, s in keep.items()}
+    if method == "authors":
+        source = saliency if saliency is not None else keep
+        flat = torch.cat([s.double().flatten() for s in source.values()])
+        mu, sigma = flat.mean(), flat.std()
+        return {n: (s.double() - mu).abs() / sigma for n, s in source.items()}
+    raise ValueError(f"Unknown `normalization` {method!r}; allowed: {list(NORMALIZATIONS)}.")
+
+
+def fuse(normalized: Mapping[str, Mapping[str, Tensor]], weights: Mapping[str, float]) -> dict[str, Tensor]:
+    """``S_w = Σ_k p_k · N(S_k)``: ``normalized[scorer][name]`` tensors ``W_n`` → ``{name: float64 tensor W_n}``."""
+    fused: dict[str, Tensor] = {}
+    for scorer, scores in normalized.items():
+        p = float(weights.get(scorer, 0.0))
+        if p == 0.0:
+            continue
+        for name, s in scores.items():
+            fused[name] = fused[name].add_(s, alpha=p) if name in fused else s * p
+    return fused
+
+
+@runtime_checkable
+class WeightSchedule(Protocol):
+    """Gives the metric weights ``{scorer: p_k}`` of a round; :meth:`reset` is called before each pruning run."""
+
+    def __call__(self, round_index: int, sparsity: float) -> dict[str, float]:
+        """Weights for round ``round_index`` (0-based) whose sparsity is ``sparsity``."""
+        ...
+
+    def reset(self) -> None:
+        """Forget any state of a previous run."""
+        ...
+
+
+def _check_weights(weights: Mapping[str, float], argument: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in weights.items():
+        if not isinstance(key, str):
+            raise TypeError(f"`{argument}` keys must be scorer names, got {key!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"`{argument}[{key!r}]` must be a finite number ≥ 0, got {value!r}.")
+        out[key] = float(value)
+    if not out or sum(out.values()) <= 0:
+        raise ValueError(f"`{argument}` must give at least one positive weight, got {dict(weights)!r}.")
+    return out
+
+
+class FixedWeights:
+    """The same weights every round, e.g. ``FixedWeights({"snip": 1.0})`` for iterative SNIP.
+
+    Example:
+        >>> FixedWeights({"synflow": 1})(0, 0.5)
+        {'synflow': 1.0}
+    """
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        self.weights = _check_weights(weights, "weights")
+
+    def __call__(self, round_index: int, sparsity: float) -> dict[str, float]:
+        """The fixed weights."""
+        return dict(self.weights)
+
+    def reset(self) -> None:
+        """Nothing to reset."""
+
+    def __repr__(self) -> str:
+        return f"FixedWeights({self.weights!r})"
+
+
+class StageTable:
+    """Weights by the round's sparsity, Table 3 by default.
+
+    Args:
+        table: rows ``(upper_bound, {scorer: weight})`` with increasing upper bounds, the last one ``1.0``; the row
+            used for sparsity ``ρ`` is the first whose bound satisfies ``ρ ≤ bound`` (a ``1e-12`` tolerance absorbs
+            float error such as ``1 - 0.2 ** 0.5``).
+        one_row_per_round: the authors' code advances the stage index by at most one row per round; ``True``
+            reproduces that (not the paper's rule).
+
+    Example:
+        >>> StageTable()(0, 0.95)
+        {'synflow': 0.2, 'snip': 0.3, 'grasp': 0.5}
+    """
+
+    def __init__(
+        self, table: Sequence[tuple[float, Mapping[str, float]]] | None = None, one_row_per_round: bool = False
+    ) -> None:
+        rows = TABLE3 if table is None else table
+        checked: list[tuple[float, dict[str, float]]] = []
+        previous = 0.0
+        for i, row in enumerate(rows):
+            if not (isinstance(row, (tuple, list)) and len(row) == 2):
+                raise ValueError(f"`table[{i}]` must be (upper_bound, {{scorer: weight}}), got {row!r}.")
+            bound, weights = float(row[0]), row[1]
+            if not previous < bound <= 1.0:
+                raise ValueError(f"`table` bounds must increase within (0, 1]; row {i} has bound {bound!r}.")
+            checked.append((bound, _check_weights(weights, f"table[{i}]")))
+            previous = bound
+        if not checked or checked[-1][0] != 1.0:
+            raise ValueError("The last row of `table` must have upper bound 1.0 so every sparsity has weights.")
+        self.table = checked
+        self.one_row_per_round = one_row_per_round
+        self._stage = 0
+
+    def row(self, sparsity: float) -> int:
+        """Index of the row that covers ``sparsity``."""
+        for i, (bound, _) in enumerate(self.table):
+            if sparsity <= bound + 1e-12:
+                return i
+        return len(self.table) - 1
+
+    def __call__(self, round_index: int, sparsity: float) -> dict[str, float]:
+        """The row's weights for this sparsity."""
+        target_row = self.row(sparsity)
+        if self.one_row_per_round:
+            if target_row > self._stage:
+                self._stage += 1
+            return dict(self.table[self._stage][1])
+        return dict(self.table[target_row][1])
+
+    def reset(self) -> None:
+        """Restart the stage index at the first row."""
+        self._stage = 0
+
+    def __repr__(self) -> str:
+        return f"StageTable(rows={len(self.table)}, one_row_per_round={self.one_row_per_round})"

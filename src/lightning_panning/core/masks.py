@@ -1,0 +1,306 @@
+"""Masks: global top-k selection, application, density, effective sparsity and compact storage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lightning_panning.core.batch import batch_inputs
+from lightning_panning.core.scorers import path_gradients
+
+__all__ = [
+    "EffectiveSparsity",
+    "Masks",
+    "apply_masks",
+    "check_masks",
+    "density",
+    "effective_masks",
+    "effective_sparsity",
+    "masks_for",
+    "pack_masks",
+    "select_top_k",
+    "shuffle_masks",
+    "unpack_masks",
+    "zero_pruned_",
+]
+
+#: ``{qualified parameter name: bool tensor of the parameter's shape}``; ``True`` = kept.
+Masks = dict[str, Tensor]
+
+
+def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
+    """Keep exactly the ``k`` largest scores over all layers together; ties go to the lower global index.
+
+    The global index runs over the layers in the mapping's order, each flattened row-major, so the result is
+    deterministic. Uses an O(m) selection (``kthvalue``) rather than a full sort.
+
+    Args:
+        scores: ``{name: tensor W_n}`` (any real dtype, all finite).
+        k: how many to keep, ``0 ≤ k ≤ m``.
+
+    Returns:
+        ``{name: bool tensor W_n}`` with exactly ``k`` ``True`` values in total.
+
+    Example:
+        >>> import torch
+        >>> m = select_top_k({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor([3.0, 0.0])}, 2)
+        >>> m["a"].tolist(), m["b"].tolist()
+        ([False, True], [True, False])
+    """
+    names = list(scores)
+    flat = torch.cat([scores[n].reshape(-1) for n in names])
+    m = flat.numel()
+    if not 0 <= k <= m:
+        raise ValueError(f"Cannot keep k={k} of {m} weights.")
+    if k == 0:
+        keep = torch.zeros(m, dtype=torch.bool, device=flat.device)
+    elif k == m:
+        keep = torch.ones(m, dtype=torch.bool, device=flat.device)
+    else:
+        threshold = torch.kthvalue(flat.cpu() if flat.device.type == "mps" else flat, m - k + 1).values
+        keep = flat > threshold
+        short = k - int(keep.sum())
+        if short > 0:
+            ties = torch.nonzero(flat == threshold).squeeze(1)[:short]
+            keep[ties] = True
+    out: Masks = {}
+    offset = 0
+    for n in names:
+        size = scores[n].numel()
+        out[n] = keep[offset : offset + size].view(scores[n].shape)
+        offset += size
+    return out
+
+
+def check_masks(params: Mapping[str, nn.Parameter | Tensor], masks: Mapping[str, Tensor]) -> None:
+    """Raise a clear error unless ``masks`` has one boolean-compatible tensor of the right shape per parameter."""
+    unknown = [n for n in masks if n not in params]
+    if unknown:
+        raise ValueError(f"Masks name parameters the model does not have (or that are not prunable): {unknown}.")
+    for name, mask in masks.items():
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"Mask {name!r} must be a tensor, got {type(mask).__name__}.")
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"Mask {name!r} has shape {tuple(mask.shape)} but the parameter has shape {tuple(params[name].shape)}."
+            )
+
+
+def _named_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    return dict(model.named_parameters())
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
+    """Zero the pruned weights of ``model`` in place (``w ← c ⊙ w``) and return it.
+
+    Args:
+        model: the network.
+        masks: ``{qualified name: bool tensor W_n}``, as returned by :func:`lightning_panning.prune`.
+
+    Raises:
+        ValueError: on unknown names or mismatched shapes.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 2)
+        >>> _ = apply_masks(net, {"weight": torch.tensor([[True, False], [False, True]])})
+        >>> int((net.weight == 0).sum())
+        2
+    """
+    params = _named_parameters(model)
+    check_masks(params, masks)
+    for name, mask in masks.items():
+        params[name].mul_(mask.to(device=params[name].device, dtype=params[name].dtype))
+    return model
+
+
+@torch.no_grad()
+def zero_pruned_(params: list[Tensor], masks: list[Tensor]) -> None:
+    """Multiply each tensor by its mask in place with one fused ``_foreach_mul_`` (the training-time enforcement).
+
+    ``masks`` must already have the parameters' dtype and device (``{0., 1.}`` values).
+    """
+    if params:
+        torch._foreach_mul_(params, masks)
+
+
+def density(masks: Mapping[str, Tensor]) -> tuple[float, dict[str, float]]:
+    """Overall and per-layer fraction of kept weights.
+
+    Returns:
+        ``(overall density, {name: layer density})``; sparsity is ``1 - density``.
+    """
+    per_layer = {n: float(m.float().mean()) for n, m in masks.items()}
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    return kept / max(total, 1), per_layer
+
+
+@dataclass
+class EffectiveSparsity:
+    """Nominal and effective sparsity of a masked network (Vysogorets & Kempe 2021; METHOD §4).
+
+    Attributes:
+        nominal: ``1 - kept / m``.
+        effective: ``1 - effective kept / m``; ``1.0`` means the network is dead (layer collapse).
+        layer_density: per-layer fraction of weights that are kept.
+        layer_effective_density: per-layer fraction of weights that are kept *and* on an input-output path.
+        dead_units: per layer, ``(units with no effective weight, units)``; units are output channels/neurons
+            (dim 0 of the weight).
+    """
+
+    nominal: float
+    effective: float
+    layer_density: dict[str, float] = field(default_factory=dict)
+    layer_effective_density: dict[str, float] = field(default_factory=dict)
+    dead_units: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def dead(self) -> bool:
+        """Whether no path from input to output survives."""
+        return self.effective >= 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value dictionary (for loggers and JSON)."""
+        return {
+            "nominal_sparsity": self.nominal,
+            "effective_sparsity": self.effective,
+            "layer_density": dict(self.layer_density),
+            "layer_effective_density": dict(self.layer_effective_density),
+            "dead_units": {k: list(v) for k, v in self.dead_units.items()},
+        }
+
+
+def effective_masks(
+    model: nn.Module, masks: Mapping[str, Tensor], example_input: Tensor | None = None
+) -> Masks:
+    """Which kept weights lie on some input-to-output path: a SynFlow-style pass on the mask itself.
+
+    Prunable weights are replaced by their mask (0/1), biases by 0, other parameters by 1, BatchNorm statistics by
+    mean 0 / variance 1; an all-ones input is fed in float64 and a weight is effective iff ``mask × ∂R/∂w ≠ 0``.
+
+    Args:
+        model: the network (not modified).
+        masks: ``{name: bool tensor W_n}`` for every pruned parameter.
+        example_input: a tensor ``(B, ...)`` whose per-sample shape the ones input copies.
+
+    Returns:
+        ``{name: bool tensor W_n}``.
+    """
+    if example_input is None or not isinstance(example_input, Tensor):
+        raise ValueError(
+            "Effective sparsity feeds an all-ones input and needs its shape: pass `example_input` "
+            "(a tensor of shape (B, ...)), e.g. a batch of inputs."
+        )
+    params = {n: p for n, p in model.named_parameters() if n in masks}
+    check_masks(params, masks)
+    device = next(iter(params.values())).device
+    ones = torch.ones((1, *example_input.shape[1:]), dtype=torch.float64, device=device)
+    values = {n: masks[n].to(device=device, dtype=torch.float64) for n in params}
+    grads = path_gradients(model, params, values, ones, abs_rest=False)
+    return {n: (grads[n] * values[n]) != 0 for n in params}
+
+
+def effective_sparsity(
+    model: nn.Module, masks: Mapping[str, Tensor], example_input: Any = None
+) -> EffectiveSparsity:
+    """Nominal and effective sparsity, per-layer densities and dead-unit counts of ``model`` under ``masks``.
+
+    Args:
+        model: the network (not modified).
+        masks: ``{name: bool tensor W_n}``.
+        example_input: a tensor ``(B, ...)`` (or an ``(x, y)`` batch) giving the input shape.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
+        >>> masks = {"0.weight": torch.tensor([[True, True], [False, False]]), "1.weight": torch.tensor([[False, True]])}
+        >>> effective_sparsity(net, masks, torch.zeros(1, 2)).effective  # unit 0 feeds nothing, unit 1 has no input
+        1.0
+    """
+    if example_input is not None and not isinstance(example_input, Tensor):
+        example_input = batch_inputs(example_input)
+    eff = effective_masks(model, masks, example_input)
+    total = sum(m.numel() for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    eff_kept = sum(int(e.sum()) for e in eff.values())
+    dead: dict[str, tuple[int, int]] = {}
+    for n, e in eff.items():
+        units = e.reshape(e.shape[0], -1).any(dim=1) if e.ndim > 0 else e.reshape(1)
+        dead[n] = (int((~units).sum()), int(units.numel()))
+    return EffectiveSparsity(
+        nominal=1.0 - kept / total,
+        effective=1.0 - eff_kept / total,
+        layer_density={n: float(m.float().mean()) for n, m in masks.items()},
+        layer_effective_density={n: float(e.float().mean()) for n, e in eff.items()},
+        dead_units=dead,
+    )
+
+
+def pack_masks(masks: Mapping[str, Tensor]) -> dict[str, dict[str, Any]]:
+    """Compact masks (1 bit per weight) for checkpoints: ``{name: {"shape": [...], "bits": uint8 tensor}}``.
+
+    Example:
+        >>> import torch
+        >>> m = {"w": torch.rand(3, 5) > 0.5}
+        >>> torch.equal(unpack_masks(pack_masks(m))["w"], m["w"])
+        True
+    """
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+    packed: dict[str, dict[str, Any]] = {}
+    for name, mask in masks.items():
+        flat = mask.detach().reshape(-1).to("cpu", torch.uint8)
+        pad = (-flat.numel()) % 8
+        if pad:
+            flat = torch.cat([flat, flat.new_zeros(pad)])
+        bits = (flat.view(-1, 8) * weights).sum(dim=1, dtype=torch.uint8)
+        packed[name] = {"shape": list(mask.shape), "bits": bits}
+    return packed
+
+
+def unpack_masks(packed: Mapping[str, Mapping[str, Any]]) -> Masks:
+    """Inverse of :func:`pack_masks`: ``{name: bool tensor of the stored shape}`` on the CPU."""
+    shifts = torch.tensor([7, 6, 5, 4, 3, 2, 1, 0], dtype=torch.uint8)
+    out: Masks = {}
+    for name, entry in packed.items():
+        shape = [int(s) for s in entry["shape"]]
+        numel = 1
+        for s in shape:
+            numel *= s
+        bits = entry["bits"].to("cpu", torch.uint8)
+        flat = ((bits.unsqueeze(1) >> shifts) & 1).reshape(-1)[:numel].bool()
+        out[name] = flat.view(shape)
+    return out
+
+
+def masks_for(model: nn.Module, masks: Mapping[str, Tensor]) -> dict[str, nn.Parameter]:
+    """The parameters of ``model`` that ``masks`` names, checked for shape."""
+    params = {n: p for n, p in model.named_parameters() if n in masks}
+    check_masks(params, masks)
+    return params
+
+
+
+def shuffle_masks(masks: Mapping[str, Tensor], seed: int = 0) -> Masks:
+    """Randomly permute the kept positions within each layer (same per-layer densities, shuffled positions).
+
+    The sanity check of Frankle et al. (2021): if accuracy survives this, the method chose layer-wise densities,
+    not individual weights.
+
+    Example:
+        >>> import torch
+        >>> m = {"w": torch.tensor([True, True, False, False, False])}
+        >>> int(shuffle_masks(m, seed=1)["w"].sum())
+        2
+    """
+    generator = torch.Generator().manual_seed(seed)
+    out: Masks = {}
+    for name, mask in masks.items():
+        perm = torch.randperm(mask.numel(), generator=generator).to(mask.device)
+        out[name] = mask.reshape(-1)[perm].view(mask.shape)
+    return out

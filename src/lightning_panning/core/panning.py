@@ -1,0 +1,506 @@
+"""The Panning loop (Algorithm 1), the baselines built on the same machinery, and :func:`prune`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from lightning_panning.core.batch import ClassificationLoss, LossFn, balanced_batch, batch_inputs, move_to_device
+from lightning_panning.core.fusion import (
+    NORMALIZATIONS,
+    FixedWeights,
+    Normalization,
+    StageTable,
+    WeightSchedule,
+    fuse,
+    normalize,
+)
+from lightning_panning.core.masks import Masks, density, effective_sparsity, select_top_k
+from lightning_panning.core.params import ParamPredicate, prunable_parameters
+from lightning_panning.core.schedules import Schedule, get_schedule, keep_count, validate_target
+from lightning_panning.core.scorers import Scorer, ScoringContext, check_scores, get_scorer
+
+__all__ = ["METHODS", "Panning", "PanningSession", "PruningResult", "RoundRecord", "make_pruner", "prune"]
+
+log = logging.getLogger(__name__)
+
+Data = DataLoader | Dataset | tuple | list | Tensor | Mapping | None
+
+
+@dataclass
+class RoundRecord:
+    """What happened in one round.
+
+    Attributes:
+        round: 1-based round index.
+        sparsity: the round's sparsity ``ρ_i``.
+        keep: number of weights kept after the round.
+        weights: the metric weights ``p_k`` used.
+        loss: loss of the network the round scored (``c_{i-1} ⊙ w``), if a data scorer ran.
+        grad_norm: its ``gᵀg``.
+        resurrected: weights kept now that the previous mask had removed.
+        effective_sparsity: effective sparsity of the new mask (when tracked).
+        seconds: wall time of the round.
+    """
+
+    round: int
+    sparsity: float
+    keep: int
+    weights: dict[str, float]
+    loss: float | None = None
+    grad_norm: float | None = None
+    resurrected: int = 0
+    effective_sparsity: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values."""
+        return asdict(self)
+
+
+@dataclass
+class PruningResult:
+    """Masks and the record of a pruning run.
+
+    Attributes:
+        masks: ``{name: bool tensor W_n}``.
+        target: the requested sparsity.
+        method: method name.
+        history: one :class:`RoundRecord` per round.
+        seconds: total wall time.
+    """
+
+    masks: Masks
+    target: float
+    method: str
+    history: list[RoundRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def sparsity(self) -> float:
+        """Achieved nominal sparsity."""
+        return 1.0 - density(self.masks)[0]
+
+
+def _resolve_weights(weights: WeightSchedule | Mapping[str, float] | Sequence[Any] | None) -> WeightSchedule:
+    if weights is None:
+        return StageTable()
+    if isinstance(weights, WeightSchedule):
+        return weights
+    if isinstance(weights, Mapping):
+        return FixedWeights(weights)
+    if isinstance(weights, Sequence) and not isinstance(weights, str):
+        return StageTable(weights)
+    raise TypeError(
+        f"`weights` must be None (Table 3), a {{scorer: weight}} mapping, a table of (bound, weights) rows, or a "
+        f"WeightSchedule; got {type(weights).__name__}."
+    )
+
+
+def prepare_batch(
+    data: Data, loss_fn: LossFn, per_class: int, seed: int, device: torch.device, num_classes: int | None = None
+) -> Any:
+    """Turn what the user gave into the scoring batch on ``device``.
+
+    A DataLoader/Dataset becomes a class-balanced batch when the loss needs labels (the default classification
+    loss), else its first batch; a batch (tensor, tuple, dict) is used as is; ``None`` stays ``None``.
+    """
+    if data is None:
+        return None
+    if isinstance(data, (DataLoader, Dataset)):
+        if getattr(loss_fn, "needs_labels", False):
+            batch: Any = balanced_batch(data, per_class=per_class, num_classes=num_classes, seed=seed)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=100)
+                batch = next(iter(loader))
+    elif isinstance(data, (Tensor, tuple, list, Mapping)):
+        batch = data
+    else:
+        raise TypeError(
+            f"`data` must be a DataLoader, a Dataset, a batch (tensor, (x, y) tuple or dict) or None, got "
+            f"{type(data).__name__}."
+        )
+    return move_to_device(batch, device)
+
+
+class PanningSession:
+    """One pruning run, advanced a round at a time (the Gymnasium environment drives it step by step).
+
+    Use :meth:`Panning.start` to create one. ``masks`` is ``None`` (dense) before the first round.
+    """
+
+    def __init__(
+        self,
+        pruner: Panning,
+        model: nn.Module,
+        params: dict[str, nn.Parameter],
+        batch: Any,
+        target: float,
+        example_input: Tensor | None,
+    ) -> None:
+        self.pruner = pruner
+        self.model = model
+        self.params = params
+        self.batch = batch
+        self.target = target
+        self.example_input = example_input if example_input is not None else (
+            batch_inputs(batch) if batch is not None else None
+        )
+        self.total = sum(p.numel() for p in params.values())
+        self.schedule = pruner.schedule_fn(target, pruner.rounds)
+        final_keep = keep_count(self.total, target)
+        if final_keep < 1:
+            raise ValueError(
+                f"`target`={target!r} leaves no weight of the {self.total} prunable ones "
+                f"(keep = floor({self.total} × (1 − target)) = 0); the largest allowed target is "
+                f"{1 - 1 / self.total:.10g}."
+            )
+        self.masks: Masks | None = None
+        self.round = 0
+        self.history: list[RoundRecord] = []
+        self._ctx: ScoringContext | None = None
+        self._unmasked: ScoringContext | None = None
+        self.seconds = 0.0
+        pruner.weight_schedule.reset()
+
+    @property
+    def done(self) -> bool:
+        """Whether all rounds have run."""
+        return self.round >= len(self.schedule)
+
+    def context(self, needs_hvp: bool | None = None) -> ScoringContext:
+        """The scoring context of the current mask (created once per mask and shared by all scorers)."""
+        if self._ctx is None:
+            p = self.pruner
+            self._ctx = ScoringContext(
+                self.model,
+                self.params,
+                self.masks,
+                self.batch,
+                p.loss_fn,
+                resurrect=p.resurrect,
+                masked_data_scores=p.masked_data_scores,
+                needs_hvp=p.needs_hvp if needs_hvp is None else needs_hvp,
+                example_input=self.example_input,
+                train_mode=p.train_mode,
+                seed=p.seed + self.round,
+            )
+            if not p.masked_data_scores:
+                # the authors' variant: SNIP/GraSP of the unmasked network, identical every round — compute once
+                if self._unmasked is None:
+                    self._unmasked = self._ctx
+                else:
+                    u = self._unmasked
+                    self._ctx._grad, self._ctx._hvp = u._grad, u._hvp
+                    self._ctx.loss, self._ctx.grad_norm = u.loss, u.grad_norm
+        return self._ctx
+
+    def step(self, weights: Mapping[str, float] | None = None) -> RoundRecord:
+        """Run the next round and return its record.
+
+        Args:
+            weights: metric weights ``{scorer: p_k}`` for this round (e.g. an agent's action); default: the
+                pruner's weight schedule.
+        """
+        if self.done:
+            raise RuntimeError(f"All {len(self.schedule)} rounds have run.")
+        start = time.perf_counter()
+        p = self.pruner
+        sparsity = self.schedule[self.round]
+        keep = keep_count(self.total, sparsity)
+        used = dict(weights) if weights is not None else p.weight_schedule(self.round, sparsity)
+        unknown = [k for k in used if k not in p.scorers]
+        if unknown:
+            raise ValueError(f"Weights name scorers {unknown} that this pruner does not use; it uses {list(p.scorers)}.")
+        ctx = self.context()
+        normalized: dict[str, dict[str, Tensor]] = {}
+        for name, scorer in p.scorers.items():
+            if used.get(name, 0.0) <= 0.0:
+                continue
+            saliency = check_scores(scorer.label, scorer.saliency(ctx), self.params)
+            keep_scores = {n: scorer.keep_score(s) for n, s in saliency.items()}
+            normalized[name] = normalize(keep_scores, saliency, p.normalization)
+            for layer, s in normalized[name].items():
+                if not bool(torch.isfinite(s).all()):
+                    raise ValueError(
+                        f"Scorer {scorer.label!r} gives non-finite values in layer {layer!r} after "
+                        f"normalization={p.normalization!r} (an all-zero metric under the authors' formula?)."
+                    )
+        if not normalized:
+            raise ValueError(f"Round {self.round + 1}: every metric weight is 0 ({used}); at least one must be > 0.")
+        new_masks = select_top_k(fuse(normalized, used), keep)
+        resurrected = 0
+        if self.masks is not None:
+            resurrected = sum(int((new_masks[n] & ~self.masks[n]).sum()) for n in new_masks)
+        record = RoundRecord(
+            round=self.round + 1,
+            sparsity=sparsity,
+            keep=keep,
+            weights={k: float(v) for k, v in used.items()},
+            loss=ctx.loss,
+            grad_norm=ctx.grad_norm,
+            resurrected=resurrected,
+        )
+        self.masks = new_masks
+        self.round += 1
+        self._ctx = None
+        if p.track_effective:
+            record.effective_sparsity = effective_sparsity(self.model, new_masks, self.example_input).effective
+        record.seconds = time.perf_counter() - start
+        self.seconds += record.seconds
+        self.history.append(record)
+        return record
+
+    def result(self) -> PruningResult:
+        """The masks and history so far."""
+        if self.masks is None:
+            raise RuntimeError("No round has run yet.")
+        return PruningResult(
+            masks=self.masks, target=self.target, method=self.pruner.name, history=list(self.history),
+            seconds=self.seconds,
+        )
+
+
+class Panning:
+    """Neural Network Panning (Algorithm 1) and, with other settings, the iterative and one-shot baselines.
+
+    Each round ``i`` of ``T``: take the round's sparsity ``ρ_i`` from the schedule, score every weight at the masked
+    network ``c ⊙ w`` (times the original ``w``, so removed weights can come back), normalise each metric, fuse
+    ``S = Σ_k p_k N(S_k)``, and keep exactly ``floor(m (1 - ρ_i) + 1e-6)`` weights with the largest fused scores
+    (ties to the lower index in module order).
+
+    Args:
+        scorers: scorer names or instances (default SynFlow, SNIP, improved GraSP).
+        weights: ``None`` (Table 3 by the round's sparsity), a fixed ``{scorer: weight}`` mapping, a table of
+            ``(upper bound, {scorer: weight})`` rows, or any :class:`~lightning_panning.core.fusion.WeightSchedule`.
+        rounds: ``T``.
+        schedule: ``"exponential"`` (Algorithm 1), ``"linear"`` or a function ``(target, rounds) -> list``.
+        normalization: ``"rms"`` (default, order-preserving), ``"authors"`` (``|S - μ| / σ``) or ``"none"``.
+        resurrect: score removed weights too (Panning, FORCE) or give them 0 (iterative SynFlow).
+        masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1) or at the unmasked one every round (the
+            authors' code).
+        loss_fn: ``loss_fn(model, batch) -> scalar``; default cross-entropy with logits divided by ``temperature``.
+        temperature: logit temperature of the default loss (authors: 200).
+        train_mode: run data scorers in train mode (batch statistics).
+        per_class: ``k`` samples per class of the class-balanced batch.
+        num_classes: classes of the balanced batch (inferred when possible).
+        seed: seed for the batch, dropout and the Random scorer; same seed → bit-identical masks.
+        progress: show a progress bar over the rounds.
+        track_effective: record the effective sparsity after every round (one extra cheap pass per round).
+        include: glob pattern(s) of parameter names to prune (default: conv/linear weights).
+        exclude: glob pattern(s) of parameter names to leave dense.
+        predicate: ``predicate(name, module, param) -> bool`` replacing the default selection rule.
+        name: method name for logs.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        >>> batch = (torch.randn(40, 8), torch.arange(4).repeat(10))
+        >>> result = Panning(rounds=5, progress=False).prune(net, batch, target=0.9)
+        >>> sum(int(m.sum()) for m in result.masks.values())  # floor(192 * 0.1 + 1e-6)
+        19
+    """
+
+    def __init__(
+        self,
+        scorers: Sequence[str | Scorer] = ("synflow", "snip", "grasp"),
+        weights: WeightSchedule | Mapping[str, float] | Sequence[Any] | None = None,
+        *,
+        rounds: int = 100,
+        schedule: str | Schedule = "exponential",
+        normalization: Normalization = "rms",
+        resurrect: bool = True,
+        masked_data_scores: bool = True,
+        loss_fn: LossFn | None = None,
+        temperature: float = 200.0,
+        train_mode: bool = True,
+        per_class: int = 10,
+        num_classes: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        track_effective: bool = False,
+        include: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        predicate: ParamPredicate | None = None,
+        name: str = "panning",
+    ) -> None:
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`rounds` must be a positive integer, got {rounds!r}.")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"Unknown `normalization` {normalization!r}; allowed: {list(NORMALIZATIONS)}.")
+        if isinstance(scorers, str) or not scorers:
+            raise ValueError(f"`scorers` must be a non-empty list of scorer names or instances, got {scorers!r}.")
+        resolved = [get_scorer(s) for s in scorers]
+        self.scorers: dict[str, Scorer] = {s.label: s for s in resolved}
+        if len(self.scorers) != len(resolved):
+            raise ValueError(f"`scorers` has duplicates: {[s.label for s in resolved]}.")
+        self.weight_schedule = _resolve_weights(weights)
+        if weights is None and set(self.scorers) != {"synflow", "snip", "grasp"}:
+            if len(self.scorers) != 1:
+                raise ValueError(
+                    f"Table 3's default weights are for synflow/snip/grasp; with scorers {list(self.scorers)} give "
+                    "`weights` explicitly."
+                )
+            self.weight_schedule = FixedWeights({next(iter(self.scorers)): 1.0})
+        self.rounds = rounds
+        self.schedule_fn = get_schedule(schedule)
+        self.normalization: Normalization = normalization
+        self.resurrect = resurrect
+        self.masked_data_scores = masked_data_scores
+        self.loss_fn: LossFn = loss_fn if loss_fn is not None else ClassificationLoss(temperature)
+        self.train_mode = train_mode
+        self.per_class = per_class
+        self.num_classes = num_classes
+        self.seed = seed
+        self.progress = progress
+        self.track_effective = track_effective
+        self.include, self.exclude, self.predicate = include, exclude, predicate
+        self.name = name
+
+    @property
+    def needs_hvp(self) -> bool:
+        """Whether any scorer uses the Hessian-gradient product."""
+        return any("hvp" in s.requires for s in self.scorers.values())
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether any scorer needs a data batch."""
+        return any(s.needs_data for s in self.scorers.values())
+
+    def start(
+        self, model: nn.Module, data: Data, target: float, example_input: Tensor | None = None
+    ) -> PanningSession:
+        """Validate inputs, build the scoring batch and return a session positioned before round 1."""
+        target = validate_target(target)
+        params = prunable_parameters(model, self.include, self.exclude, self.predicate)
+        device = next(iter(params.values())).device
+        if data is None and self.needs_data:
+            needing = [s.label for s in self.scorers.values() if s.needs_data]
+            raise ValueError(
+                f"Scorers {needing} need data, but `data` is None. Pass a DataLoader, Dataset or (x, y) batch, or use "
+                "a data-free method ('synflow', 'magnitude', 'random')."
+            )
+        batch = prepare_batch(data, self.loss_fn, self.per_class, self.seed, device, self.num_classes)
+        if example_input is not None:
+            example_input = example_input.to(device)
+        return PanningSession(self, model, params, batch, target, example_input)
+
+    def prune(
+        self,
+        model: nn.Module,
+        data: Data,
+        target: float,
+        *,
+        example_input: Tensor | None = None,
+        on_round: Callable[[RoundRecord, PanningSession], None] | None = None,
+        progress: Any = None,
+    ) -> PruningResult:
+        """Run all rounds and return the masks with the per-round history.
+
+        Args:
+            model: the network; it is not modified (use :func:`apply_masks` on the result).
+            data: a DataLoader or Dataset (a class-balanced batch is drawn), a batch, or ``None`` (data-free).
+            target: final sparsity in (0, 1).
+            example_input: a tensor ``(B, ...)`` giving the input shape for data-free scorers.
+            on_round: called after every round with its record and the session.
+            progress: ``None`` (a tqdm bar when ``self.progress``), ``False``, or a tqdm-like object to update.
+        """
+        session = self.start(model, data, target, example_input)
+        bar = progress
+        own_bar = False
+        if bar is None and self.progress:
+            bar = tqdm(total=len(session.schedule), desc=f"{self.name} → {target:g}", unit="round", leave=False)
+            own_bar = True
+        try:
+            while not session.done:
+                record = session.step()
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(sparsity=f"{record.sparsity:.4f}", refresh=False)
+                if on_round is not None:
+                    on_round(record, session)
+        finally:
+            if own_bar:
+                bar.close()
+        result = session.result()
+        log.info(
+            "%s pruned %d/%d weights to sparsity %.6f in %d rounds (%.2fs)",
+            self.name, session.total - sum(int(m.sum()) for m in result.masks.values()), session.total,
+            result.sparsity, len(result.history), result.seconds,
+        )
+        return result
+
+
+#: Method name → keyword arguments of :class:`Panning`; ``"rounds": 1`` marks one-shot methods.
+METHODS: dict[str, dict[str, Any]] = {
+    "panning": {"scorers": ("synflow", "snip", "grasp")},
+    "synflow": {"scorers": ("synflow",), "resurrect": False},  # iterative SynFlow (Tanaka et al. 2020)
+    "iterative_snip": {"scorers": ("snip",)},  # FORCE-style (de Jorge et al. 2021), with resurrection
+    "iterative_grasp": {"scorers": ("grasp",)},
+    "synflow_oneshot": {"scorers": ("synflow",), "rounds": 1},
+    "snip": {"scorers": ("snip",), "rounds": 1},
+    "grasp": {"scorers": ("grasp",), "rounds": 1},
+    "grasp_original": {"scorers": ("grasp_original",), "rounds": 1},
+    "magnitude": {"scorers": ("magnitude",), "rounds": 1},
+    "random": {"scorers": ("random",), "rounds": 1},
+}
+METHODS["force"] = METHODS["iterative_snip"]
+
+
+def make_pruner(method: str = "panning", rounds: int = 100, **kwargs: Any) -> Panning:
+    """A :class:`Panning` configured as ``method`` (see :data:`METHODS`); ``rounds`` is ignored by one-shot methods.
+
+    Example:
+        >>> make_pruner("snip").rounds, make_pruner("synflow", rounds=20).resurrect
+        (1, False)
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown `method` {method!r}; allowed: {sorted(METHODS)}.")
+    config: dict[str, Any] = {"rounds": rounds, **METHODS[method], "name": method}
+    for key, value in kwargs.items():
+        if key == "rounds":
+            continue
+        config[key] = value
+    return Panning(**config)
+
+
+def prune(
+    model: nn.Module,
+    data: Data = None,
+    target: float = 0.98,
+    method: str = "panning",
+    rounds: int = 100,
+    **kwargs: Any,
+) -> Masks:
+    """Prune ``model`` before training and return ``{qualified name: bool mask}`` (``True`` = kept).
+
+    The model is not modified; apply the result with :func:`~lightning_panning.apply_masks`.
+
+    Args:
+        model: any ``nn.Module``.
+        data: a DataLoader/Dataset of ``(x, y)`` (a class-balanced batch of ``per_class`` per class is drawn), a
+            batch, or ``None`` for data-free methods (then pass ``example_input``).
+        target: final sparsity in (0, 1), e.g. 0.98.
+        method: one of :data:`METHODS` (``"panning"``, ``"synflow"``, ``"snip"``, ``"grasp"``, ...).
+        rounds: ``T`` for iterative methods.
+        **kwargs: any :class:`Panning` argument (``weights``, ``normalization``, ``loss_fn``, ``seed``, ...).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+        >>> batch = (torch.randn(30, 1, 8, 8), torch.arange(3).repeat(10))
+        >>> masks = prune(net, batch, target=0.9, rounds=10, progress=False)
+        >>> sorted(masks), sum(int(m.sum()) for m in masks.values())
+        (['0.weight', '2.weight'], 46)
+    """
+    return make_pruner(method, rounds, **kwargs).prune(model, data, target).masks

@@ -1,0 +1,418 @@
+"""Saliency scorers: one small class each behind :class:`Scorer`, with a name registry.
+
+Every score is a synaptic saliency ``S(θ) = ∂R/∂θ ⊙ θ`` (METHOD §2) taken at the *masked* network ``c ⊙ w`` and
+multiplied by the *original* weights ``w``, so a removed weight keeps a score and can come back (resurrection).
+The expensive parts (gradient of the loss, Hessian-gradient product, SynFlow path gradient) are computed lazily by
+:class:`ScoringContext` and shared, so SNIP and GraSP in one round cost one forward and one double backward.
+
+A new metric is one subclass::
+
+    @register_scorer("grad_norm")
+    class GradNorm(Scorer):
+        requires = frozenset({"grad"})
+
+        def saliency(self, ctx):
+            return {n: ctx.grad[n] for n in ctx.weights}
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_inputs, batch_labels
+from lightning_panning.core.functional import call_with, output_sum, preserved_modes, seeded
+
+__all__ = [
+    "SCORERS",
+    "SNIP",
+    "GraSP",
+    "GraSPOriginal",
+    "Magnitude",
+    "Random",
+    "Scorer",
+    "ScoringContext",
+    "SynFlow",
+    "get_scorer",
+    "register_scorer",
+]
+
+
+class ScoringContext:
+    """The state one scoring round sees, with the shared gradient computations cached.
+
+    Args:
+        model: the network; never modified (parameters, buffers, modes, ``requires_grad``, ``.grad``).
+        params: ``{name: parameter}`` of the prunable weights, each of shape ``W_n``.
+        masks: ``{name: bool tensor of shape W_n}``, or ``None`` for the dense network.
+        batch: the scoring batch (``(x, y)`` with ``x`` of shape ``(B, ...)``), or ``None`` for data-free scoring.
+        loss_fn: ``loss_fn(model, batch) -> scalar``; default: cross-entropy with logit temperature 200.
+        resurrect: multiply gradients by the original ``w`` (``True``, removed weights can return) or by ``c ⊙ w``.
+        masked_data_scores: evaluate the loss (SNIP/GraSP) at ``c ⊙ w`` (``True``, Algorithm 1) or at the unmasked
+            ``w`` as the authors' code does (``False``).
+        needs_hvp: compute the Hessian-gradient product together with the gradient (one shared graph).
+        example_input: an input tensor ``(B, ...)`` whose shape SynFlow's all-ones input copies; default: the
+            batch's input.
+        train_mode: run the data-driven scorers with the model in train mode (batch statistics, as the authors).
+        seed: seed for dropout and the Random scorer.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        params: Mapping[str, nn.Parameter],
+        masks: Mapping[str, Tensor] | None = None,
+        batch: Any = None,
+        loss_fn: LossFn | None = None,
+        *,
+        resurrect: bool = True,
+        masked_data_scores: bool = True,
+        needs_hvp: bool = False,
+        example_input: Tensor | None = None,
+        train_mode: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.params = dict(params)
+        self.masks = dict(masks) if masks is not None else None
+        self.batch = batch
+        self.loss_fn: LossFn = loss_fn if loss_fn is not None else ClassificationLoss()
+        self.resurrect = resurrect
+        self.masked_data_scores = masked_data_scores
+        self.needs_hvp = needs_hvp
+        self.example_input = example_input
+        self.train_mode = train_mode
+        self.seed = seed
+        self.device = next(iter(self.params.values())).device
+        self._grad: dict[str, Tensor] | None = None
+        self._hvp: dict[str, Tensor] | None = None
+        self._synflow: dict[str, Tensor] | None = None
+        self.loss: float | None = None
+        self.grad_norm: float | None = None
+        with torch.no_grad():
+            self.masked: dict[str, Tensor] = {
+                n: (p.detach() * self.masks[n] if self.masks is not None else p.detach()) for n, p in params.items()
+            }
+        #: θ that multiplies each gradient: the original weights (resurrection) or the masked ones.
+        self.weights: dict[str, Tensor] = (
+            {n: p.detach() for n, p in params.items()} if resurrect else self.masked
+        )
+
+    # -- shared computations -------------------------------------------------------------------------------------
+    def _buffers(self) -> dict[str, Tensor]:
+        return {n: b.clone() for n, b in self.model.named_buffers()}
+
+    def require_labels(self, scorer: str) -> None:
+        """Raise a clear error if the loss needs labels and the batch has none."""
+        if self.batch is None:
+            raise ValueError(
+                f"Scorer {scorer!r} needs data, but no batch was given. Pass data (a DataLoader, Dataset or (x, y) "
+                "batch), or use a data-free scorer ('synflow', 'magnitude', 'random')."
+            )
+        if getattr(self.loss_fn, "needs_labels", False) and batch_labels(self.batch) is None:
+            raise ValueError(
+                f"Scorer {scorer!r} uses the classification loss, which needs integer labels, but the batch has "
+                "none. Give labelled (x, y) data or a `loss_fn(model, batch)` that needs no labels."
+            )
+
+    def _compute_grad(self) -> None:
+        self.require_labels("snip/grasp")
+        source = self.masked if self.masked_data_scores else {n: p.detach() for n, p in self.params.items()}
+        leaves = {n: t.clone().requires_grad_(True) for n, t in source.items()}
+        names = list(leaves)
+        with preserved_modes(self.model, self.train_mode), seeded(self.seed, self.device), torch.enable_grad():
+            loss = call_with(self.model, {**self._buffers(), **leaves}, self.loss_fn, self.batch)
+            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                raise TypeError(f"`loss_fn` must return a scalar tensor, got {type(loss).__name__} {loss!r:.80}.")
+            grads = torch.autograd.grad(
+                loss, [leaves[n] for n in names], create_graph=self.needs_hvp, allow_unused=True
+            )
+            grads = tuple(torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads))
+            self.loss = float(loss.detach())
+            self.grad_norm = float(sum((g.detach().double() ** 2).sum() for g in grads))
+            if self.needs_hvp:
+                # z = g(θ)ᵀ stop_grad(g)  ⇒  ∂z/∂θ = H g   (GraSP; one double backward, graph freed right after)
+                z = sum((g * g.detach()).sum() for g in grads if g.requires_grad)
+                if isinstance(z, Tensor) and z.requires_grad:
+                    hvps = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)
+                else:
+                    hvps = tuple(None for _ in names)
+                self._hvp = {n: torch.zeros_like(leaves[n]) if h is None else h.detach() for n, h in zip(names, hvps)}
+        self._grad = {n: g.detach() for n, g in zip(names, grads)}
+
+    @property
+    def grad(self) -> dict[str, Tensor]:
+        """``∂L/∂θ`` at the (masked) network, ``{name: tensor of shape W_n}``."""
+        if self._grad is None:
+            self._compute_grad()
+        assert self._grad is not None
+        return self._grad
+
+    @property
+    def hvp(self) -> dict[str, Tensor]:
+        """The Hessian-gradient product ``H g`` (``= ½ ∂(gᵀg)/∂θ``), ``{name: tensor of shape W_n}``."""
+        if self._hvp is None:
+            self.needs_hvp = True
+            self._compute_grad()
+        assert self._hvp is not None
+        return self._hvp
+
+    def input_like(self) -> Tensor:
+        """An all-ones float64 input ``(1, ...)`` shaped like one sample of the batch (for SynFlow-style passes)."""
+        example = self.example_input
+        if example is None and self.batch is not None:
+            example = batch_inputs(self.batch)
+        if not isinstance(example, Tensor):
+            raise ValueError(
+                "SynFlow and effective sparsity feed an all-ones input and need its shape: pass data or "
+                "`example_input` (a tensor of shape (B, ...) whose one-sample shape is used)."
+            )
+        if not example.is_floating_point():
+            raise ValueError(
+                f"SynFlow needs a floating-point model input, but the batch's input has dtype {example.dtype} "
+                "(token ids?). Choose scorers without 'synflow' for this model."
+            )
+        return torch.ones((1, *example.shape[1:]), dtype=torch.float64, device=self.device)
+
+    @property
+    def synflow_grad(self) -> dict[str, Tensor]:
+        """``∂R/∂|θ|`` of ``R = Σ f(1; |c ⊙ w|)`` in float64 with norm layers in eval mode, ``{name: W_n}``."""
+        if self._synflow is None:
+            self._synflow = path_gradients(self.model, self.params, self.masked, self.input_like(), abs_rest=True)
+        return self._synflow
+
+
+def path_gradients(
+    model: nn.Module,
+    params: Mapping[str, nn.Parameter],
+    values: Mapping[str, Tensor],
+    ones_input: Tensor,
+    abs_rest: bool,
+) -> dict[str, Tensor]:
+    """Gradient of ``R = sum(model(ones))`` w.r.t. the prunable tensors, in float64 and eval mode.
+
+    Float64 keeps the path products of deep networks finite (VGG19's SynFlow sum exceeds float32's range).
+
+    Args:
+        model: the network; not modified.
+        params: the prunable parameters (names and shapes).
+        values: ``{name: tensor W_n}`` to put in place of the prunable weights (their absolute value is used).
+        ones_input: ``(1, ...)`` float64 input.
+        abs_rest: other parameters enter as ``|p|`` (SynFlow's linearisation). If ``False`` they enter as a pure
+            path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1 (used by
+            effective sparsity, where only connectivity from input to output matters).
+
+    Returns:
+        ``{name: float64 tensor W_n}``.
+    """
+    overrides: dict[str, Tensor] = {}
+    for name, buf in model.named_buffers():
+        if not buf.is_floating_point():
+            overrides[name] = buf.clone()
+        elif abs_rest:
+            overrides[name] = buf.detach().double()
+        elif name.endswith("running_var"):
+            overrides[name] = torch.ones_like(buf, dtype=torch.float64)
+        else:
+            overrides[name] = torch.zeros_like(buf, dtype=torch.float64)
+    for name, p in model.named_parameters():
+        if name in params:
+            continue
+        if abs_rest:
+            overrides[name] = p.detach().abs().double()
+        else:
+            fill = 0.0 if name.rsplit(".", 1)[-1] == "bias" else 1.0
+            overrides[name] = torch.full_like(p, fill, dtype=torch.float64)
+    leaves = {n: values[n].detach().abs().double().requires_grad_(True) for n in params}
+    overrides.update(leaves)
+    with preserved_modes(model, False), torch.enable_grad():
+        r = output_sum(call_with(model, overrides, lambda m, x: m(x), ones_input))
+        grads = torch.autograd.grad(r, list(leaves.values()), allow_unused=True)
+    return {n: torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(leaves, grads)}
+
+
+class Scorer(ABC):
+    """Base class of all scorers: turns a :class:`ScoringContext` into one keep-score per prunable weight.
+
+    Subclasses implement :meth:`saliency` (the signed ``∂R/∂θ ⊙ θ``) and may override :meth:`keep_score`
+    (default ``|S|``). Larger keep-scores survive. The base class validates the result (shapes, finite values).
+    """
+
+    #: Registry name (set by :func:`register_scorer`).
+    name: ClassVar[str] = ""
+    #: Which shared computations the scorer uses: subset of ``{"grad", "hvp", "synflow"}``.
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether the scorer needs a data batch."""
+        return bool(self.requires & {"grad", "hvp"})
+
+    @abstractmethod
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """Signed saliency ``{name: tensor W_n}``."""
+
+    def keep_score(self, saliency: Tensor) -> Tensor:
+        """Map a signed saliency tensor to a keep-score tensor of the same shape (larger = keep)."""
+        return saliency.abs()
+
+    def __call__(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """Keep-scores ``{name: tensor W_n}``, checked to be finite."""
+        return {n: self.keep_score(s) for n, s in check_scores(self.label, self.saliency(ctx), ctx.params).items()}
+
+    @property
+    def label(self) -> str:
+        """Name used in logs and error messages."""
+        return self.name or type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def check_scores(scorer: str, scores: Mapping[str, Tensor], params: Mapping[str, nn.Parameter]) -> dict[str, Tensor]:
+    """Validate a scorer's output: one tensor per prunable parameter, same shape, all finite."""
+    missing = [n for n in params if n not in scores]
+    if missing:
+        raise ValueError(f"Scorer {scorer!r} returned no scores for {missing}.")
+    out: dict[str, Tensor] = {}
+    for name, param in params.items():
+        s = scores[name]
+        if s.shape != param.shape:
+            raise ValueError(f"Scorer {scorer!r} returned shape {tuple(s.shape)} for {name!r}, expected "
+                             f"{tuple(param.shape)}.")
+        if not bool(torch.isfinite(s).all()):
+            nan, inf = int(torch.isnan(s).sum()), int(torch.isinf(s).sum())
+            raise ValueError(
+                f"Scorer {scorer!r} produced non-finite scores in layer {name!r} ({nan} NaN, {inf} inf of "
+                f"{s.numel()}). Check the model and data for NaN/inf, or lower the loss temperature."
+            )
+        out[name] = s
+    return out
+
+
+SCORERS: dict[str, type[Scorer]] = {}
+_S = TypeVar("_S", bound=type[Scorer])
+
+
+def register_scorer(name: str) -> Callable[[_S], _S]:
+    """Class decorator adding a :class:`Scorer` subclass to :data:`SCORERS` under ``name``."""
+
+    def decorator(cls: _S) -> _S:
+        if name in SCORERS and SCORERS[name] is not cls:
+            raise ValueError(f"A scorer named {name!r} is already registered ({SCORERS[name].__name__}).")
+        cls.name = name
+        SCORERS[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_scorer(scorer: str | Scorer, **kwargs: Any) -> Scorer:
+    """Resolve a scorer given by registry name (``"snip"``) or as an instance."""
+    if isinstance(scorer, Scorer):
+        return scorer
+    if not isinstance(scorer, str) or scorer not in SCORERS:
+        raise ValueError(f"Unknown scorer {scorer!r}; allowed: {sorted(SCORERS)} or a Scorer instance.")
+    return SCORERS[scorer](**kwargs)
+
+
+@register_scorer("snip")
+class SNIP(Scorer):
+    """SNIP, the paper's form: ``|∂L/∂θ ⊙ θ|``.
+
+    Example:
+        >>> import torch
+        >>> from lightning_panning.core.params import prunable_parameters
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        >>> batch = (torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+        >>> scores = SNIP()(ScoringContext(net, prunable_parameters(net), batch=batch))
+        >>> {n: tuple(s.shape) for n, s in scores.items()}
+        {'0.weight': (8, 4), '2.weight': (3, 8)}
+    """
+
+    requires = frozenset({"grad"})
+
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """``∂L/∂θ ⊙ θ``."""
+        return {n: ctx.grad[n] * w for n, w in ctx.weights.items()}
+
+
+@register_scorer("grasp")
+class GraSP(Scorer):
+    """GraSP with the Hessian-gradient product ``Hg`` (one double backward).
+
+    Args:
+        variant: ``"improved"`` (the paper's, used by Panning): keep the largest ``|Hg ⊙ θ|``. ``"original"``
+            (Wang et al. 2020): GraSP removes the weights with the largest signed ``-Hg ⊙ θ``; the keep-score
+            returned is therefore ``Hg ⊙ θ`` (signed, its negation), so keeping the top scores removes exactly what
+            GraSP removes.
+    """
+
+    requires = frozenset({"grad", "hvp"})
+
+    def __init__(self, variant: Literal["improved", "original"] = "improved") -> None:
+        if variant not in ("improved", "original"):
+            raise ValueError(f"`variant` must be 'improved' or 'original', got {variant!r}.")
+        self.variant = variant
+
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """``Hg ⊙ θ``."""
+        return {n: ctx.hvp[n] * w for n, w in ctx.weights.items()}
+
+    def keep_score(self, saliency: Tensor) -> Tensor:
+        """``|Hg ⊙ θ|`` (improved) or ``Hg ⊙ θ`` (original)."""
+        return saliency.abs() if self.variant == "improved" else saliency
+
+    @property
+    def label(self) -> str:
+        """``grasp`` or ``grasp_original``."""
+        return "grasp" if self.variant == "improved" else "grasp_original"
+
+    def __repr__(self) -> str:
+        return f"GraSP(variant={self.variant!r})"
+
+
+@register_scorer("synflow")
+class SynFlow(Scorer):
+    """SynFlow (data-free): ``∂R/∂θ ⊙ θ`` with ``R = Σ f(1; |θ|)``, norm layers in eval mode, in float64.
+
+    Only the input *shape* is taken from the data (or ``example_input``); labels are never used. Scores are float64
+    because path products overflow float32 on VGG19 and deeper networks.
+    """
+
+    requires = frozenset({"synflow"})
+
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """``∂R/∂|θ| ⊙ |θ|`` (non-negative, float64)."""
+        return {n: ctx.synflow_grad[n] * w.abs().double() for n, w in ctx.weights.items()}
+
+
+@register_scorer("magnitude")
+class Magnitude(Scorer):
+    """Magnitude baseline: ``|θ|``."""
+
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """``θ`` itself."""
+        return dict(ctx.weights)
+
+
+@register_scorer("random")
+class Random(Scorer):
+    """Random baseline: i.i.d. uniform scores drawn from a CPU generator seeded by the context's seed."""
+
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """Uniform ``[0, 1)`` per weight, reproducible across devices."""
+        generator = torch.Generator().manual_seed(ctx.seed)
+        return {n: torch.rand(w.shape, generator=generator).to(w.device) for n, w in ctx.weights.items()}
+
+
+@register_scorer("grasp_original")
+class GraSPOriginal(GraSP):
+    """GraSP as published (Wang et al. 2020): removes the largest ``-Hg ⊙ θ``; same as ``GraSP("original")``."""
+
+    def __init__(self) -> None:
+        super().__init__("original")
