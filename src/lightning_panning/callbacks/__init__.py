@@ -1,0 +1,7 @@
+"""Lightning callbacks: prune a LightningModule before training and keep it sparse."""
+
+from lightning_panning.callbacks.base import LOSSES, BasePruningCallback, TrainingStepLoss, muted_logging
+from lightning_panning.callbacks.enforce import MaskEnforcer
+from lightning_panning.callbacks.panning import PanningCallback
+
+__all__ = ["LOSSES", "BasePruningCallback", "MaskEnforcer", "PanningCallback", "TrainingStepLoss", "muted_logging"]

@@ -1,0 +1,197 @@
+"""The pruning summary and its delivery to the Trainer's loggers (CSV, TensorBoard, Weights & Biases, others).
+
+Only Lightning's own logger API is used (``log_hyperparams``, ``log_metrics``, TensorBoard's ``add_image``,
+``WandbLogger.log_image``) and everything runs on rank zero. Loggers with a ``log_dir`` also get
+``pruning_summary.json`` and the per-layer density figure as ``pruning_layer_density.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as pl
+import numpy as np
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+
+from lightning_panning.core.masks import EffectiveSparsity, Masks
+from lightning_panning.core.panning import PruningResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["FIGURE_FILE", "SUMMARY_FILE", "build_summary", "density_figure", "log_summary"]
+
+SUMMARY_FILE = "pruning_summary.json"
+FIGURE_FILE = "pruning_layer_density.png"
+
+
+def build_summary(
+    result: PruningResult, masks: Masks, effective: EffectiveSparsity | None, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Plain-value summary of a pruning run (JSON-serialisable, safe for checkpoints and loggers).
+
+    Args:
+        result: the run's result (its history gives the per-round sparsity and metric weights).
+        masks: the masks actually applied (after ``shuffle_masks``, if used).
+        effective: effective sparsity of ``masks``, or ``None`` when it could not be computed.
+        extra: more entries to merge in.
+
+    Returns:
+        A dict with ``target``, ``method``, ``rounds``, ``total_weights``, ``kept_weights``, ``nominal_sparsity``,
+        ``effective_sparsity`` (or ``None``), ``layer_density``, ``layer_effective_density``, ``dead_units``
+        (``{layer: [dead, units]}``), ``pruning_seconds``, ``round_sparsity`` and ``round_weights`` (one entry per
+        round).
+    """
+    total = sum(m.numel() for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    summary: dict[str, Any] = {
+        "target": float(result.target),
+        "method": result.method,
+        "rounds": len(result.history),
+        "total_weights": total,
+        "kept_weights": kept,
+        "nominal_sparsity": 1.0 - kept / max(total, 1),
+        "effective_sparsity": None if effective is None else float(effective.effective),
+        "layer_density": {n: float(m.float().mean()) for n, m in masks.items()},
+        "layer_effective_density": {} if effective is None else dict(effective.layer_effective_density),
+        "dead_units": {} if effective is None else {k: list(v) for k, v in effective.dead_units.items()},
+        "pruning_seconds": float(result.seconds),
+        "round_sparsity": [float(r.sparsity) for r in result.history],
+        "round_weights": [dict(r.weights) for r in result.history],
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def density_figure(summary: Mapping[str, Any]) -> Figure:
+    """Horizontal bar chart of per-layer density (kept fraction, and effective fraction when known), Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    layers = list(summary["layer_density"])
+    density = [summary["layer_density"][n] for n in layers]
+    effective = summary.get("layer_effective_density") or {}
+    fig = Figure(figsize=(7.0, 1.2 + 0.28 * len(layers)), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(layers))
+    height = 0.4 if effective else 0.8
+    ax.barh(y - (height / 2 if effective else 0.0), density, height=height, label="kept")
+    if effective:
+        ax.barh(y + height / 2, [effective.get(n, 0.0) for n in layers], height=height, label="effective")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(layers, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("density (fraction of weights kept)")
+    eff = summary.get("effective_sparsity")
+    eff_text = "n/a" if eff is None else f"{eff:.4f}"
+    ax.set_title(
+        f"{summary['method']}: target {summary['target']:g}, nominal {summary['nominal_sparsity']:.4f}, "
+        f"effective {eff_text}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _figure_to_array(fig: Figure) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB rendering of ``fig``."""
+    canvas = fig.canvas
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
+    return np.ascontiguousarray(rgba[..., :3])
+
+
+def flat_metrics(summary: Mapping[str, Any], prefix: str = "pruning") -> dict[str, float]:
+    """The scalar entries of ``summary`` as ``{f"{prefix}/…": float}`` (per-layer values under ``density/``)."""
+    metrics: dict[str, float] = {
+        f"{prefix}/target": float(summary["target"]),
+        f"{prefix}/nominal_sparsity": float(summary["nominal_sparsity"]),
+        f"{prefix}/seconds": float(summary["pruning_seconds"]),
+        f"{prefix}/kept_weights": float(summary["kept_weights"]),
+    }
+    if summary.get("effective_sparsity") is not None:
+        metrics[f"{prefix}/effective_sparsity"] = float(summary["effective_sparsity"])
+    for layer, value in summary["layer_density"].items():
+        metrics[f"{prefix}/density/{layer}"] = float(value)
+    for layer, value in (summary.get("layer_effective_density") or {}).items():
+        metrics[f"{prefix}/effective_density/{layer}"] = float(value)
+    for layer, (dead, _units) in (summary.get("dead_units") or {}).items():
+        metrics[f"{prefix}/dead_units/{layer}"] = float(dead)
+    return metrics
+
+
+def _round_metrics(summary: Mapping[str, Any], prefix: str) -> list[tuple[int, dict[str, float]]]:
+    rows = []
+    pairs = zip(summary["round_sparsity"], summary["round_weights"], strict=True)
+    for i, (sparsity, weights) in enumerate(pairs, start=1):
+        row = {f"{prefix}/round/sparsity": float(sparsity)}
+        row.update({f"{prefix}/round/weight_{k}": float(v) for k, v in weights.items()})
+        rows.append((i, row))
+    return rows
+
+
+def _log_dir(logger: Logger) -> str | None:
+    path = getattr(logger, "log_dir", None)
+    return path if isinstance(path, str) else None
+
+
+@rank_zero_only
+def log_summary(
+    trainer: pl.Trainer,
+    summary: Mapping[str, Any],
+    hparams: Mapping[str, Any],
+    figure: bool = True,
+    prefix: str = "pruning",
+) -> dict[str, str]:
+    """Send the summary to every logger of ``trainer`` (rank zero only).
+
+    Each logger receives ``hparams`` under ``prefix`` (``log_hyperparams``), the scalar summary at step 0 and one
+    row per pruning round (sparsity and metric weights) at steps ``1..T`` (``log_metrics``). With ``figure=True`` the
+    per-layer density chart goes to TensorBoard (``add_image``) and W&B (``log_image``) and is saved as a PNG in the
+    ``log_dir`` of every logger that has one (CSV, TensorBoard), next to ``pruning_summary.json``.
+
+    Returns:
+        ``{logger class name: file path}`` of the PNG files written (for the callback's summary).
+    """
+    if not trainer.loggers:
+        return {}
+    metrics = flat_metrics(summary, prefix)
+    rounds = _round_metrics(summary, prefix)
+    image: np.ndarray | None = None
+    fig: Figure | None = None
+    if figure:
+        fig = density_figure(summary)
+        image = _figure_to_array(fig)
+    written: dict[str, str] = {}
+    for logger in trainer.loggers:
+        logger.log_hyperparams({prefix: dict(hparams)})
+        logger.log_metrics(metrics, step=0)
+        for step, row in rounds:
+            logger.log_metrics(row, step=step)
+        if image is not None:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(f"{prefix}/layer_density", image, global_step=0, dataformats="HWC")
+            elif isinstance(logger, WandbLogger):
+                logger.log_image(key=f"{prefix}/layer_density", images=[image], caption=["per-layer density"])
+        directory = _log_dir(logger)
+        if directory is not None:
+            try:
+                os.makedirs(directory, exist_ok=True)
+                with open(os.path.join(directory, SUMMARY_FILE), "w") as f:
+                    json.dump(summary, f, indent=2)
+                if fig is not None:
+                    path = os.path.join(directory, FIGURE_FILE)
+                    fig.savefig(path)
+                    written[type(logger).__name__] = path
+            except OSError as err:
+                rank_zero_warn(f"Could not write the pruning summary to {directory!r}: {err}")
+        logger.save()
+    return written
