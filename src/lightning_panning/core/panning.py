@@ -480,6 +480,7 @@ def prune(
     target: float = 0.98,
     method: str = "panning",
     rounds: int = 100,
+    example_input: Tensor | None = None,
     **kwargs: Any,
 ) -> Masks:
     """Prune ``model`` before training and return ``{qualified name: bool mask}`` (``True`` = kept).
@@ -493,6 +494,7 @@ def prune(
         target: final sparsity in (0, 1), e.g. 0.98.
         method: one of :data:`METHODS` (``"panning"``, ``"synflow"``, ``"snip"``, ``"grasp"``, ...).
         rounds: ``T`` for iterative methods.
+        example_input: a tensor ``(B, ...)`` giving the input shape when ``data`` is ``None``.
         **kwargs: any :class:`Panning` argument (``weights``, ``normalization``, ``loss_fn``, ``seed``, ...).
 
     Example:
@@ -503,4 +505,4 @@ def prune(
         >>> sorted(masks), sum(int(m.sum()) for m in masks.values())
         (['0.weight', '2.weight'], 46)
     """
-    return make_pruner(method, rounds, **kwargs).prune(model, data, target).masks
+    return make_pruner(method, rounds, **kwargs).prune(model, data, target, example_input=example_input).masks
