@@ -1,0 +1,352 @@
+"""The TD3 Panning agent (Table 4), the shipped default policy, and RL-driven pruning of any network.
+
+* :func:`make_td3` builds a Stable-Baselines3 ``TD3`` with the paper's hyperparameters.
+* :func:`load_policy` resolves ``"default"`` (the policy shipped in this package), a path, or a model instance.
+* :func:`rl_prune` prunes a network with a policy, round by round, with the same observation and reward code as
+  the training environment (:class:`~lightning_panning.rl.episode.Episode`); the Lightning callback uses it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lightning_panning.core.masks import Masks
+from lightning_panning.core.panning import Data, Panning, RoundRecord
+from lightning_panning.rl.episode import Episode, EpisodeStep
+from lightning_panning.rl.state import LossNormalizer, NormalizationMode
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "TD3_HYPERPARAMETERS",
+    "Policy",
+    "RLPruningResult",
+    "default_policy_path",
+    "load_policy",
+    "make_td3",
+    "rl_prune",
+]
+
+log = logging.getLogger(__name__)
+
+#: Name of the policy shipped inside the package (``lightning_panning/rl/policies/default.zip``).
+DEFAULT_POLICY = "default"
+
+#: Table 4 of the paper (plus TD3's usual target-noise clip 0.5 and policy delay 2), as ``TD3`` keyword arguments;
+#: the exploration noise (``NormalActionNoise(0, 0.1)``) and the Tanh 256-256 networks are added by :func:`make_td3`.
+TD3_HYPERPARAMETERS: dict[str, Any] = {
+    "learning_rate": 3e-4,
+    "learning_starts": 2000,
+    "batch_size": 256,
+    "gamma": 0.99,
+    "tau": 0.01,
+    "target_policy_noise": 0.2,
+    "target_noise_clip": 0.5,
+    "policy_delay": 2,
+    "train_freq": 1,
+    "gradient_steps": 1,
+}
+EXPLORATION_NOISE = 0.1
+NET_ARCH = [256, 256]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything with SB3's ``predict(observation, deterministic=...) -> (action, state)``."""
+
+    def predict(self, observation: np.ndarray, *args: Any, **kwargs: Any) -> tuple[np.ndarray, Any]:
+        """Action for an observation of shape (7,)."""
+        ...
+
+
+def make_td3(
+    env: Any,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    tensorboard_log: str | None = None,
+    buffer_size: int = 1_000_000,
+    verbose: int = 0,
+    **overrides: Any,
+) -> Any:
+    """A Stable-Baselines3 ``TD3`` with Table 4's hyperparameters.
+
+    Actor and critics are MLPs 256-256 with Tanh (three linear layers), Adam with learning rate 3e-4, 2,000 random
+    start steps, batch 256, Gaussian exploration noise σ = 0.1, γ = 0.99, τ = 0.01, target policy noise 0.2 (clip
+    0.5), policy delay 2.
+
+    Args:
+        env: a Gymnasium env or SB3 VecEnv (normally :class:`~lightning_panning.rl.env.PanningEnv`).
+        seed: seed of the agent (networks, exploration noise, replay sampling).
+        device: torch device of the agent.
+        tensorboard_log: directory for TensorBoard logs (episode rewards as ``rollout/ep_rew_mean``).
+        buffer_size: replay buffer capacity.
+        verbose: SB3 verbosity.
+        **overrides: any other ``TD3`` argument (e.g. ``learning_starts=100`` for a smoke test).
+
+    Returns:
+        ``stable_baselines3.TD3``.
+    """
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    n_actions = int(np.prod(env.action_space.shape))
+    kwargs: dict[str, Any] = {
+        **TD3_HYPERPARAMETERS,
+        "policy_kwargs": {"net_arch": list(NET_ARCH), "activation_fn": nn.Tanh},
+        "action_noise": NormalActionNoise(np.zeros(n_actions), EXPLORATION_NOISE * np.ones(n_actions)),
+        "buffer_size": buffer_size,
+    }
+    kwargs.update(overrides)
+    return TD3("MlpPolicy", env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs)
+
+
+def default_policy_path() -> Path:
+    """Path of the policy shipped in the package (``lightning_panning/rl/policies/default.zip``).
+
+    Raises:
+        FileNotFoundError: if the file is missing from this installation.
+    """
+    resource = importlib.resources.files("lightning_panning.rl") / "policies" / "default.zip"
+    path = Path(str(resource))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The default RLPanning policy is missing from this installation ({path}). Reinstall lightning-panning, "
+            "or pass `policy=` a path to a TD3 zip trained with `python -m lightning_panning.rl.train`."
+        )
+    return path
+
+
+def load_policy(policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY, device: str | torch.device = "cpu") -> Policy:
+    """Resolve a policy: ``"default"`` (shipped), a path to an SB3 ``TD3`` zip, or an object with ``predict``.
+
+    Args:
+        policy: what to load.
+        device: torch device for a loaded model.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist.
+        TypeError: for an object without ``predict``.
+    """
+    if isinstance(policy, Policy) and not isinstance(policy, (str, os.PathLike)):
+        return policy
+    if isinstance(policy, (str, os.PathLike)):
+        from stable_baselines3 import TD3
+
+        path = default_policy_path() if str(policy) == DEFAULT_POLICY else Path(policy)
+        if not path.is_file() and not path.with_suffix(".zip").is_file():
+            raise FileNotFoundError(
+                f"`policy`={str(policy)!r} is neither 'default' nor an existing file; pass a TD3 zip saved by "
+                "`python -m lightning_panning.rl.train` or an SB3 model."
+            )
+        return TD3.load(str(path), device=device)  # type: ignore[no-any-return]
+    raise TypeError(
+        f"`policy` must be 'default', a path to a TD3 zip, or an object with `predict` (an SB3 model); got "
+        f"{type(policy).__name__}."
+    )
+
+
+@dataclass
+class RLPruningResult:
+    """Masks and per-round trace of an RL-driven Panning run.
+
+    Attributes:
+        masks: ``{name: bool tensor W_n}`` at the target sparsity.
+        target: the requested sparsity.
+        history: the Panning rounds' records.
+        steps: per round, the action ``a`` (list of ``κ`` floats), the weights ``p``, the reward and its terms, the
+            nominal and effective sparsity and the remaining ratio.
+        seconds: wall time.
+    """
+
+    masks: Masks
+    target: float
+    history: list[RoundRecord] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total_reward(self) -> float:
+        """Sum of the per-round rewards."""
+        return float(sum(s["reward"] for s in self.steps))
+
+
+def step_summary(step: EpisodeStep, scorers: Sequence[str]) -> dict[str, Any]:
+    """Plain values of one step for logs and figures: action ``a_k``, reward, its terms, sparsities."""
+    out: dict[str, Any] = {
+        "round": step.info["round"],
+        "reward": step.reward,
+        "sparsity": step.info["sparsity"],
+        "effective_sparsity": step.info["effective_sparsity"],
+        "remaining": 1.0 - step.info["sparsity"],
+        "keep": step.info["keep"],
+        "dead": step.dead,
+        "r1": step.terms.r1,
+        "r2": step.terms.r2,
+        "r3": step.terms.r3,
+        "r_done": step.terms.r_done,
+        "sparse_loss": step.info["sparse_loss"],
+        "sparse_grad_norm": step.info["sparse_grad_norm"],
+    }
+    for i, name in enumerate(scorers):
+        out[f"a{i + 1}"] = float(step.action[i])
+        out[f"p_{name}"] = float(step.info["weights"][name])
+    return out
+
+
+def rl_prune(
+    model: nn.Module,
+    data: Data,
+    target: float,
+    policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
+    *,
+    rounds: int = 100,
+    per_class: int = 10,
+    seed: int = 0,
+    alpha: float = 100.0,
+    grad_term_scale: float = 1.0,
+    normalization: NormalizationMode = "relative",
+    scorers: Sequence[str] = ("synflow", "snip", "grasp"),
+    example_input: Tensor | None = None,
+    deterministic: bool = True,
+    on_step: Callable[[dict[str, Any], EpisodeStep], None] | None = None,
+    pruner: Panning | None = None,
+    **panning_kwargs: Any,
+) -> RLPruningResult:
+    """Prune ``model`` with RLPanning: each round's metric weights come from ``policy`` (METHOD §5).
+
+    The policy sees exactly the environment's observation (:class:`~lightning_panning.rl.episode.Episode`); all
+    ``T`` rounds run even if the network dies early, so the result always has the target's keep count.
+
+    Args:
+        model: any network (not modified; apply the masks with :func:`~lightning_panning.apply_masks`).
+        data: a DataLoader/Dataset (a class-balanced batch of ``per_class`` per class is drawn) or an ``(x, y)``
+            batch.
+        target: final sparsity in (0, 1).
+        policy: ``"default"`` (shipped), a TD3 zip path, or an SB3 model.
+        rounds: ``T``.
+        per_class: ``k`` of the balanced batch.
+        seed: seed of the batch and of dropout during scoring.
+        alpha: ``α`` of the reward (for logs only; it does not change the masks).
+        grad_term_scale: factor on the gradient-norm reward term (logs only).
+        normalization: the losses' ``N(·)`` (must match the policy's training; default ``"relative"``).
+        scorers: the metrics, in the policy's action order.
+        example_input: input shape for SynFlow / effective sparsity when ``data`` has none.
+        deterministic: deterministic actions (inference).
+        on_step: called after each round with the step's summary (see :func:`step_summary`) and the raw step.
+        pruner: a ready :class:`Panning` (then ``rounds``, ``per_class``, ``seed``, ``scorers`` and
+            ``panning_kwargs`` are ignored).
+        **panning_kwargs: other :class:`Panning` arguments, e.g. ``loss_fn``, ``include``, ``exclude``.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        >>> batch = (torch.randn(40, 8), torch.arange(4).repeat(10))
+        >>> class Equal:  # any object with SB3's predict()
+        ...     def predict(self, obs, deterministic=True):
+        ...         return np.zeros(3, dtype=np.float32), None
+        >>> result = rl_prune(net, batch, target=0.9, policy=Equal(), rounds=5)
+        >>> sum(int(m.sum()) for m in result.masks.values()), len(result.steps)
+        (19, 5)
+    """
+    start = time.perf_counter()
+    agent = load_policy(policy)
+    if pruner is None:
+        pruner = Panning(scorers, rounds=rounds, per_class=per_class, seed=seed, progress=False, **panning_kwargs)
+    session = pruner.start(model, data, target, example_input)
+    episode = Episode(session, alpha, grad_term_scale, LossNormalizer(normalization), stop_when_dead=False)
+    names = list(pruner.scorers)
+    steps: list[dict[str, Any]] = []
+    obs = episode.observation
+    while not episode.done:
+        action, _ = agent.predict(obs, deterministic=deterministic)
+        step = episode.step(np.asarray(action, dtype=np.float32).reshape(-1))
+        summary = step_summary(step, names)
+        steps.append(summary)
+        if on_step is not None:
+            on_step(summary, step)
+        obs = step.observation
+    result = session.result()
+    return RLPruningResult(masks=result.masks, target=target, history=result.history, steps=steps,
+                           seconds=time.perf_counter() - start)
+
+
+def evaluate_policy_rewards(
+    policy: Policy | str | os.PathLike[str],
+    env_factory: Callable[[], Any],
+    targets: Sequence[float] = (0.9, 0.99, 0.999),
+    episodes_per_target: int = 2,
+    seed: int = 10_000,
+) -> dict[str, Any]:
+    """Mean episode reward of ``policy`` on fresh episodes with fixed targets (deterministic actions).
+
+    Args:
+        policy: what :func:`load_policy` accepts, or a callable ``obs -> action`` wrapped in ``predict``.
+        env_factory: builds a :class:`~lightning_panning.rl.env.PanningEnv`.
+        targets: fixed final sparsities.
+        episodes_per_target: episodes per target (seeds ``seed, seed + 1, ...``).
+        seed: first reset seed.
+
+    Returns:
+        ``{"mean": float, "per_target": {target: mean}, "episodes": [...]}``.
+    """
+    agent = load_policy(policy)
+    env = env_factory()
+    episodes: list[dict[str, Any]] = []
+    for target in targets:
+        for j in range(episodes_per_target):
+            obs, _ = env.reset(seed=seed + j, options={"target": float(target)})
+            total, done, length, info = 0.0, False, 0, {}
+            while not done:
+                action, _ = agent.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, info = env.step(action)
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            episodes.append({"target": float(target), "seed": seed + j, "reward": total, "length": length,
+                             "effective_sparsity": float(info.get("effective_sparsity", float("nan")))})
+    per_target: Mapping[float, float] = {
+        t: float(np.mean([e["reward"] for e in episodes if e["target"] == t])) for t in targets
+    }
+    env.close()
+    return {"mean": float(np.mean([e["reward"] for e in episodes])), "per_target": {str(k): v for k, v in
+                                                                                   per_target.items()},
+            "episodes": episodes}
+
+
+class FixedActionPolicy:
+    """Table 3's weights as actions, ``a_k = 2 p_k − 1`` (the hand-tuned Panning baseline for evaluations).
+
+    The round about to run is read from the observation's progress ``t/T``; its sparsity comes from the exponential
+    schedule of the given target (the observation alone does not determine the final target).
+
+    Args:
+        target: the episode's final sparsity.
+        rounds: ``T``.
+        scorers: action order.
+    """
+
+    def __init__(self, target: float, rounds: int, scorers: Sequence[str] = ("synflow", "snip", "grasp")) -> None:
+        from lightning_panning.core.fusion import StageTable
+        from lightning_panning.core.schedules import exponential
+
+        self.table = StageTable()
+        self.schedule = exponential(target, rounds)
+        self.rounds = rounds
+        self.scorers = list(scorers)
+
+    def predict(self, observation: np.ndarray, *args: Any, **kwargs: Any) -> tuple[np.ndarray, None]:
+        """Table 3's weights for the next round, as an action in ``[-1, 1]^κ``."""
+        t = round(float(observation[-1]) * self.rounds)
+        weights = self.table(t, self.schedule[min(t, self.rounds - 1)])
+        return np.array([2.0 * weights.get(s, 0.0) - 1.0 for s in self.scorers], dtype=np.float32), None
