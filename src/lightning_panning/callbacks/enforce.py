@@ -56,6 +56,8 @@ class MaskEnforcer:
         self.names = list(masks)
         self.params: list[nn.Parameter] = [params[n] for n in self.names]
         self.bool_masks: list[Tensor] = [masks[n].detach().bool() for n in self.names]
+        #: layers whose mask keeps everything need no re-zeroing
+        self._dense = [bool(m.all()) for m in self.bool_masks]
         self.float_masks: list[Tensor] = []
         self._handles: list[RemovableHandle] = []
         self._attached_ids: list[int] = []
@@ -85,7 +87,7 @@ class MaskEnforcer:
             optimizer = getattr(optimizer, "optimizer", optimizer)  # unwrap LightningOptimizer
             self._attached_ids.append(id(optimizer))
             updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
-            indices = [i for i, p in enumerate(self.params) if id(p) in updated]
+            indices = [i for i, p in enumerate(self.params) if id(p) in updated and not self._dense[i]]
             if not indices:
                 continue
             self._handles.append(optimizer.register_step_post_hook(self._make_hook(indices)))
