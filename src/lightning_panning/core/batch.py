@@ -182,7 +182,7 @@ def balanced_batch(
             if len(bucket) < per_class:
                 bucket.append(x.detach().cpu())
             full = num_classes is not None and len(buckets) >= num_classes
-            if full and all(len(b) >= per_class for b in buckets.values()) or seen >= max_samples:
+            if (full and all(len(b) >= per_class for b in buckets.values())) or seen >= max_samples:
                 break
     if not buckets:
         raise ValueError("The data given for the scoring batch is empty.")

@@ -30,9 +30,7 @@ class _Closure(nn.Module):
         return self.fn(self.model, *args)
 
 
-def call_with(
-    model: nn.Module, tensors: Mapping[str, Tensor], fn: Callable[..., Any], *args: Any
-) -> Any:
+def call_with(model: nn.Module, tensors: Mapping[str, Tensor], fn: Callable[..., Any], *args: Any) -> Any:
     """Evaluate ``fn(model, *args)`` with the named parameters/buffers of ``model`` replaced by ``tensors``.
 
     Args:
@@ -64,7 +62,9 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     if seed is None:
         yield
         return
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield

@@ -13,6 +13,7 @@ __all__ = [
     "NORMALIZATIONS",
     "TABLE3",
     "FixedWeights",
+    "NonFiniteScores",
     "Normalization",
     "StageTable",
     "WeightSchedule",
@@ -33,6 +34,10 @@ TABLE3: tuple[tuple[float, dict[str, float]], ...] = (
 )
 
 
+class NonFiniteScores(ValueError):
+    """A metric's statistics are not finite (some score is NaN or inf)."""
+
+
 def normalize(
     keep: Mapping[str, Tensor], saliency: Mapping[str, Tensor] | None = None, method: Normalization = "rms"
 ) -> dict[str, Tensor]:
@@ -42,7 +47,8 @@ def normalize(
       zero). For signed saliencies with mean ≈ 0 this is the scale of the authors' formula, on which Table 3's
       weights were tuned.
     * ``"authors"``: the authors' code, ``|S - μ| / σ`` on the *signed* saliency ``S``; not exactly
-      order-preserving in ``|S|`` and NaN for an all-zero metric.
+      order-preserving in ``|S|`` and undefined for a constant metric (a ``ValueError`` here; the authors' code
+      gives NaN).
     * ``"none"``: the keep-scores unchanged.
 
     Args:
@@ -51,34 +57,60 @@ def normalize(
         method: one of :data:`NORMALIZATIONS`.
 
     Returns:
-        ``{name: float64 tensor W_n}``.
+        ``{name: tensor W_n}``: float32 for ``"rms"``/``"authors"`` (the statistics are taken in float64, and the
+        normalised values are of order 1), the keep-scores' own dtype for ``"none"``.
     """
     if method == "none":
-        return {n: s.double() for n, s in keep.items()}
+        return dict(keep)
     if method == "rms":
         count = sum(s.numel() for s in keep.values())
-        sq = sum(float(torch.sum(s.double() ** 2)) for s in keep.values())
+        sq = sum(float(torch.linalg.vector_norm(s, dtype=torch.float64)) ** 2 for s in keep.values())
         rms = math.sqrt(sq / count)
-        if rms == 0.0 or not math.isfinite(rms):
-            return {n: torch.zeros_like(s, dtype=torch.float64) for n, s in keep.items()}
-        return {n: s.double() / rms for n, s in keep.items()}
+        if not math.isfinite(rms):
+            raise NonFiniteScores(f"the metric's RMS is {rms} (NaN/inf scores)")
+        if rms == 0.0:
+            return {n: torch.zeros_like(s, dtype=torch.float32) for n, s in keep.items()}
+        return {n: (s / rms).float() for n, s in keep.items()}
     if method == "authors":
         source = saliency if saliency is not None else keep
-        flat = torch.cat([s.double().flatten() for s in source.values()])
-        mu, sigma = flat.mean(), flat.std()
-        return {n: (s.double() - mu).abs() / sigma for n, s in source.items()}
+        count = sum(s.numel() for s in source.values())
+        mu = sum(float(s.sum(dtype=torch.float64)) for s in source.values()) / count
+        if not math.isfinite(mu):
+            raise NonFiniteScores(f"the metric's mean is {mu} (NaN/inf scores)")
+        var = sum(float(((s.double() - mu) ** 2).sum()) for s in source.values()) / max(count - 1, 1)
+        sigma = math.sqrt(var)
+        if sigma == 0.0 or not math.isfinite(sigma):
+            raise ValueError(
+                f"normalization='authors' divides by the metric's standard deviation, which is {sigma!r} here (a "
+                "constant metric); use normalization='rms', which maps an all-zero metric to 0."
+            )
+        return {n: ((s.double() - mu).abs() / sigma).float() for n, s in source.items()}
     raise ValueError(f"Unknown `normalization` {method!r}; allowed: {list(NORMALIZATIONS)}.")
 
 
-def fuse(normalized: Mapping[str, Mapping[str, Tensor]], weights: Mapping[str, float]) -> dict[str, Tensor]:
-    """``S_w = Σ_k p_k · N(S_k)``: ``normalized[scorer][name]`` tensors ``W_n`` → ``{name: float64 tensor W_n}``."""
-    fused: dict[str, Tensor] = {}
-    for scorer, scores in normalized.items():
-        p = float(weights.get(scorer, 0.0))
-        if p == 0.0:
-            continue
-        for name, s in scores.items():
-            fused[name] = fused[name].add_(s, alpha=p) if name in fused else s * p
+def fuse(normalized: Mapping[str, Tensor], weight: float, into: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Add one metric's share ``p_k · N(S_k)`` to the fused score ``S_w = Σ_k p_k · N(S_k)``.
+
+    Fusing one metric at a time keeps a single parameter-sized accumulator alive instead of every normalised
+    metric at once.
+
+    Args:
+        normalized: ``{name: tensor W_n}``, one normalised metric.
+        weight: its ``p_k``.
+        into: the running sum (updated in place and returned), or ``None`` to start one.
+
+    Returns:
+        ``{name: tensor W_n}``, the running sum.
+    """
+    fused: dict[str, Tensor] = {} if into is None else into
+    for name, s in normalized.items():
+        if name in fused:
+            acc = fused[name]
+            if torch.result_type(acc, s) != acc.dtype:
+                acc = fused[name] = acc.to(torch.result_type(acc, s))
+            acc.add_(s, alpha=weight)
+        else:
+            fused[name] = s * weight
     return fused
 
 

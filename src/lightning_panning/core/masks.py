@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_panning.core.batch import batch_inputs
-from lightning_panning.core.scorers import path_gradients
+from lightning_panning.core.scorers import path_saliency
 
 __all__ = [
     "EffectiveSparsity",
@@ -176,13 +176,12 @@ class EffectiveSparsity:
         }
 
 
-def effective_masks(
-    model: nn.Module, masks: Mapping[str, Tensor], example_input: Tensor | None = None
-) -> Masks:
+def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input: Tensor | None = None) -> Masks:
     """Which kept weights lie on some input-to-output path: a SynFlow-style pass on the mask itself.
 
     Prunable weights are replaced by their mask (0/1), biases by 0, other parameters by 1, BatchNorm statistics by
-    mean 0 / variance 1; an all-ones input is fed in float64 and a weight is effective iff ``mask × ∂R/∂w ≠ 0``.
+    mean 0 / variance 1; an all-ones input is fed (float32, or float64 where float32 would overflow) and a weight
+    is effective iff ``mask × ∂R/∂w ≠ 0``.
 
     Args:
         model: the network (not modified).
@@ -200,15 +199,12 @@ def effective_masks(
     params = {n: p for n, p in model.named_parameters() if n in masks}
     check_masks(params, masks)
     device = next(iter(params.values())).device
-    ones = torch.ones((1, *example_input.shape[1:]), dtype=torch.float64, device=device)
-    values = {n: masks[n].to(device=device, dtype=torch.float64) for n in params}
-    grads = path_gradients(model, params, values, ones, abs_rest=False)
-    return {n: (grads[n] * values[n]) != 0 for n in params}
+    values = {n: masks[n].to(device=device, dtype=torch.float32) for n in params}
+    saliency = path_saliency(model, params, values, values, tuple(example_input.shape[1:]), abs_rest=False)
+    return {n: s != 0 for n, s in saliency.items()}
 
 
-def effective_sparsity(
-    model: nn.Module, masks: Mapping[str, Tensor], example_input: Any = None
-) -> EffectiveSparsity:
+def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any = None) -> EffectiveSparsity:
     """Nominal and effective sparsity, per-layer densities and dead-unit counts of ``model`` under ``masks``.
 
     Args:
@@ -219,8 +215,9 @@ def effective_sparsity(
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
-        >>> masks = {"0.weight": torch.tensor([[True, True], [False, False]]), "1.weight": torch.tensor([[False, True]])}
-        >>> effective_sparsity(net, masks, torch.zeros(1, 2)).effective  # unit 0 feeds nothing, unit 1 has no input
+        >>> masks = {"0.weight": torch.tensor([[True, True], [False, False]]),
+        ...          "1.weight": torch.tensor([[False, True]])}
+        >>> effective_sparsity(net, masks, torch.zeros(1, 2)).effective  # unit 0 feeds nothing; unit 1 gets nothing
         1.0
     """
     if example_input is not None and not isinstance(example_input, Tensor):
@@ -283,7 +280,6 @@ def masks_for(model: nn.Module, masks: Mapping[str, Tensor]) -> dict[str, nn.Par
     params = {n: p for n, p in model.named_parameters() if n in masks}
     check_masks(params, masks)
     return params
-
 
 
 def shuffle_masks(masks: Mapping[str, Tensor], seed: int = 0) -> Masks:

@@ -17,6 +17,7 @@ from lightning_panning.core.batch import ClassificationLoss, LossFn, balanced_ba
 from lightning_panning.core.fusion import (
     NORMALIZATIONS,
     FixedWeights,
+    NonFiniteScores,
     Normalization,
     StageTable,
     WeightSchedule,
@@ -153,8 +154,8 @@ class PanningSession:
         self.params = params
         self.batch = batch
         self.target = target
-        self.example_input = example_input if example_input is not None else (
-            batch_inputs(batch) if batch is not None else None
+        self.example_input = (
+            example_input if example_input is not None else (batch_inputs(batch) if batch is not None else None)
         )
         self.total = sum(p.numel() for p in params.values())
         self.schedule = pruner.schedule_fn(target, pruner.rounds)
@@ -221,24 +222,33 @@ class PanningSession:
         used = dict(weights) if weights is not None else p.weight_schedule(self.round, sparsity)
         unknown = [k for k in used if k not in p.scorers]
         if unknown:
-            raise ValueError(f"Weights name scorers {unknown} that this pruner does not use; it uses {list(p.scorers)}.")
+            raise ValueError(
+                f"Weights name scorers {unknown} that this pruner does not use; it uses {list(p.scorers)}."
+            )
         ctx = self.context()
-        normalized: dict[str, dict[str, Tensor]] = {}
+        fused: dict[str, Tensor] | None = None
         for name, scorer in p.scorers.items():
-            if used.get(name, 0.0) <= 0.0:
+            weight = float(used.get(name, 0.0))
+            if weight <= 0.0:
                 continue
-            saliency = check_scores(scorer.label, scorer.saliency(ctx), self.params)
+            # finiteness is checked through the normalisation's own reductions (one pass fewer per metric)
+            finite_check = p.normalization == "none"
+            saliency = check_scores(scorer.label, scorer.saliency(ctx), self.params, finite=finite_check)
             keep_scores = {n: scorer.keep_score(s) for n, s in saliency.items()}
-            normalized[name] = normalize(keep_scores, saliency, p.normalization)
-            for layer, s in normalized[name].items():
-                if not bool(torch.isfinite(s).all()):
-                    raise ValueError(
-                        f"Scorer {scorer.label!r} gives non-finite values in layer {layer!r} after "
-                        f"normalization={p.normalization!r} (an all-zero metric under the authors' formula?)."
-                    )
-        if not normalized:
+            try:
+                normalized = normalize(keep_scores, saliency, p.normalization)
+            except NonFiniteScores:
+                check_scores(scorer.label, saliency, self.params)  # raises the error that names the layer
+                raise
+            except ValueError as err:
+                raise ValueError(f"Scorer {scorer.label!r}, round {self.round + 1}: {err}") from None
+            del saliency, keep_scores
+            fused = fuse(normalized, weight, fused)
+            del normalized
+        if fused is None:
             raise ValueError(f"Round {self.round + 1}: every metric weight is 0 ({used}); at least one must be > 0.")
-        new_masks = select_top_k(fuse(normalized, used), keep)
+        new_masks = select_top_k(fused, keep)
+        del fused
         resurrected = 0
         if self.masks is not None:
             resurrected = sum(int((new_masks[n] & ~self.masks[n]).sum()) for n in new_masks)
@@ -266,7 +276,10 @@ class PanningSession:
         if self.masks is None:
             raise RuntimeError("No round has run yet.")
         return PruningResult(
-            masks=self.masks, target=self.target, method=self.pruner.name, history=list(self.history),
+            masks=self.masks,
+            target=self.target,
+            method=self.pruner.name,
+            history=list(self.history),
             seconds=self.seconds,
         )
 
@@ -377,9 +390,7 @@ class Panning:
         """Whether any scorer needs a data batch."""
         return any(s.needs_data for s in self.scorers.values())
 
-    def start(
-        self, model: nn.Module, data: Data, target: float, example_input: Tensor | None = None
-    ) -> PanningSession:
+    def start(self, model: nn.Module, data: Data, target: float, example_input: Tensor | None = None) -> PanningSession:
         """Validate inputs, build the scoring batch and return a session positioned before round 1."""
         target = validate_target(target)
         params = prunable_parameters(model, self.include, self.exclude, self.predicate)
@@ -435,8 +446,12 @@ class Panning:
         result = session.result()
         log.info(
             "%s pruned %d/%d weights to sparsity %.6f in %d rounds (%.2fs)",
-            self.name, session.total - sum(int(m.sum()) for m in result.masks.values()), session.total,
-            result.sparsity, len(result.history), result.seconds,
+            self.name,
+            session.total - sum(int(m.sum()) for m in result.masks.values()),
+            session.total,
+            result.sparsity,
+            len(result.history),
+            result.seconds,
         )
         return result
 

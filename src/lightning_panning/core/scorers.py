@@ -17,6 +17,7 @@ A new metric is one subclass::
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
@@ -98,9 +99,7 @@ class ScoringContext:
                 n: (p.detach() * self.masks[n] if self.masks is not None else p.detach()) for n, p in params.items()
             }
         #: θ that multiplies each gradient: the original weights (resurrection) or the masked ones.
-        self.weights: dict[str, Tensor] = (
-            {n: p.detach() for n, p in params.items()} if resurrect else self.masked
-        )
+        self.weights: dict[str, Tensor] = {n: p.detach() for n, p in params.items()} if resurrect else self.masked
 
     # -- shared computations -------------------------------------------------------------------------------------
     def _buffers(self) -> dict[str, Tensor]:
@@ -122,7 +121,7 @@ class ScoringContext:
     def _compute_grad(self) -> None:
         self.require_labels("snip/grasp")
         source = self.masked if self.masked_data_scores else {n: p.detach() for n, p in self.params.items()}
-        leaves = {n: t.clone().requires_grad_(True) for n, t in source.items()}
+        leaves = {n: t.detach().requires_grad_(True) for n, t in source.items()}
         names = list(leaves)
         with preserved_modes(self.model, self.train_mode), seeded(self.seed, self.device), torch.enable_grad():
             loss = call_with(self.model, {**self._buffers(), **leaves}, self.loss_fn, self.batch)
@@ -131,18 +130,20 @@ class ScoringContext:
             grads = torch.autograd.grad(
                 loss, [leaves[n] for n in names], create_graph=self.needs_hvp, allow_unused=True
             )
-            grads = tuple(torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads))
+            grads = tuple(torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads, strict=False))
             self.loss = float(loss.detach())
             self.grad_norm = float(sum((g.detach().double() ** 2).sum() for g in grads))
             if self.needs_hvp:
                 # z = g(θ)ᵀ stop_grad(g)  ⇒  ∂z/∂θ = H g   (GraSP; one double backward, graph freed right after)
                 z = sum((g * g.detach()).sum() for g in grads if g.requires_grad)
+                hvps: tuple[Tensor | None, ...] = tuple(None for _ in names)
                 if isinstance(z, Tensor) and z.requires_grad:
                     hvps = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)
-                else:
-                    hvps = tuple(None for _ in names)
-                self._hvp = {n: torch.zeros_like(leaves[n]) if h is None else h.detach() for n, h in zip(names, hvps)}
-        self._grad = {n: g.detach() for n, g in zip(names, grads)}
+                self._hvp = {
+                    n: torch.zeros_like(leaves[n]) if h is None else h.detach()
+                    for n, h in zip(names, hvps, strict=True)
+                }
+        self._grad = {n: g.detach() for n, g in zip(names, grads, strict=False)}
 
     @property
     def grad(self) -> dict[str, Tensor]:
@@ -162,7 +163,7 @@ class ScoringContext:
         return self._hvp
 
     def input_like(self) -> Tensor:
-        """An all-ones float64 input ``(1, ...)`` shaped like one sample of the batch (for SynFlow-style passes)."""
+        """An all-ones input ``(1, ...)`` shaped like one sample of the batch (for SynFlow-style passes)."""
         example = self.example_input
         if example is None and self.batch is not None:
             example = batch_inputs(self.batch)
@@ -176,63 +177,89 @@ class ScoringContext:
                 f"SynFlow needs a floating-point model input, but the batch's input has dtype {example.dtype} "
                 "(token ids?). Choose scorers without 'synflow' for this model."
             )
-        return torch.ones((1, *example.shape[1:]), dtype=torch.float64, device=self.device)
+        return torch.ones((1, *example.shape[1:]), device=self.device)
 
     @property
-    def synflow_grad(self) -> dict[str, Tensor]:
-        """``∂R/∂|θ|`` of ``R = Σ f(1; |c ⊙ w|)`` in float64 with norm layers in eval mode, ``{name: W_n}``."""
+    def synflow(self) -> dict[str, Tensor]:
+        """SynFlow saliency ``∂R/∂|θ| ⊙ |θ|`` of ``R = Σ f(1; |c ⊙ w|)``, norm layers in eval mode, ``{name: W_n}``.
+
+        ``θ`` is :attr:`weights`; the pass is float32 or float64 (see :func:`path_saliency`).
+        """
         if self._synflow is None:
-            self._synflow = path_gradients(self.model, self.params, self.masked, self.input_like(), abs_rest=True)
+            shape = tuple(self.input_like().shape[1:])
+            multipliers = {n: w.abs() for n, w in self.weights.items()}
+            self._synflow = path_saliency(self.model, self.params, self.masked, multipliers, shape, abs_rest=True)
         return self._synflow
 
 
-def path_gradients(
+#: Float32 is used for a SynFlow-style pass when its path sum ``R`` lies in this band, else float64 (exact either
+#: way up to rounding; float32 is several times faster on CPUs, float64 keeps VGG19-scale products finite).
+FLOAT32_SAFE_BAND = (1e-30, 1e30)
+
+
+def path_saliency(
     model: nn.Module,
     params: Mapping[str, nn.Parameter],
     values: Mapping[str, Tensor],
-    ones_input: Tensor,
+    multipliers: Mapping[str, Tensor],
+    sample_shape: tuple[int, ...],
     abs_rest: bool,
 ) -> dict[str, Tensor]:
-    """Gradient of ``R = sum(model(ones))`` w.r.t. the prunable tensors, in float64 and eval mode.
+    """``∂R/∂v ⊙ multiplier`` for ``R = sum(model(ones))`` with the prunable weights set to ``|values|``, eval mode.
 
-    Float64 keeps the path products of deep networks finite (VGG19's SynFlow sum exceeds float32's range).
+    The pass runs in float32 when its path sum stays within :data:`FLOAT32_SAFE_BAND` and is repeated in float64
+    otherwise, so it cannot overflow (VGG19's SynFlow sum exceeds float32's range once weights grow).
 
     Args:
         model: the network; not modified.
         params: the prunable parameters (names and shapes).
         values: ``{name: tensor W_n}`` to put in place of the prunable weights (their absolute value is used).
-        ones_input: ``(1, ...)`` float64 input.
+        multipliers: ``{name: tensor W_n}`` multiplying each gradient (``|θ|`` for SynFlow, the mask for
+            effective sparsity).
+        sample_shape: shape of one input sample; the input is ``ones(1, *sample_shape)``.
         abs_rest: other parameters enter as ``|p|`` (SynFlow's linearisation). If ``False`` they enter as a pure
             path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1 (used by
             effective sparsity, where only connectivity from input to output matters).
 
     Returns:
-        ``{name: float64 tensor W_n}``.
+        ``{name: tensor W_n}`` in float32 or float64.
     """
-    overrides: dict[str, Tensor] = {}
-    for name, buf in model.named_buffers():
-        if not buf.is_floating_point():
-            overrides[name] = buf.clone()
-        elif abs_rest:
-            overrides[name] = buf.detach().double()
-        elif name.endswith("running_var"):
-            overrides[name] = torch.ones_like(buf, dtype=torch.float64)
-        else:
-            overrides[name] = torch.zeros_like(buf, dtype=torch.float64)
-    for name, p in model.named_parameters():
-        if name in params:
-            continue
-        if abs_rest:
-            overrides[name] = p.detach().abs().double()
-        else:
-            fill = 0.0 if name.rsplit(".", 1)[-1] == "bias" else 1.0
-            overrides[name] = torch.full_like(p, fill, dtype=torch.float64)
-    leaves = {n: values[n].detach().abs().double().requires_grad_(True) for n in params}
-    overrides.update(leaves)
-    with preserved_modes(model, False), torch.enable_grad():
-        r = output_sum(call_with(model, overrides, lambda m, x: m(x), ones_input))
-        grads = torch.autograd.grad(r, list(leaves.values()), allow_unused=True)
-    return {n: torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(leaves, grads)}
+    device = next(iter(params.values())).device
+    for dtype in (torch.float32, torch.float64):
+        overrides: dict[str, Tensor] = {}
+        for name, buf in model.named_buffers():
+            if not buf.is_floating_point():
+                overrides[name] = buf.clone()
+            elif abs_rest:
+                overrides[name] = buf.detach().to(dtype)
+            elif name.endswith("running_var"):
+                overrides[name] = torch.ones_like(buf, dtype=dtype)
+            else:
+                overrides[name] = torch.zeros_like(buf, dtype=dtype)
+        for name, p in model.named_parameters():
+            if name in params:
+                continue
+            if abs_rest:
+                overrides[name] = p.detach().abs().to(dtype)
+            else:
+                fill = 0.0 if name.rsplit(".", 1)[-1] == "bias" else 1.0
+                overrides[name] = torch.full_like(p, fill, dtype=dtype)
+        leaves = {n: values[n].detach().abs().to(dtype).requires_grad_(True) for n in params}
+        overrides.update(leaves)
+        ones = torch.ones((1, *sample_shape), dtype=dtype, device=device)
+        with preserved_modes(model, False), torch.enable_grad():
+            r = output_sum(call_with(model, overrides, lambda m, x: m(x), ones))
+            r_value = float(r.detach())
+            if dtype == torch.float32 and not FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]:
+                continue
+            if not r.requires_grad:  # no path reaches any prunable weight
+                return {n: torch.zeros_like(leaves[n]) for n in params}
+            grads = torch.autograd.grad(r, list(leaves.values()), allow_unused=True)
+        return {
+            n: torch.zeros_like(leaves[n]) if g is None else g * multipliers[n].to(dtype)
+            for n, g in zip(leaves, grads, strict=False)
+        }
+    raise AssertionError("unreachable")
 
 
 class Scorer(ABC):
@@ -273,8 +300,10 @@ class Scorer(ABC):
         return f"{type(self).__name__}()"
 
 
-def check_scores(scorer: str, scores: Mapping[str, Tensor], params: Mapping[str, nn.Parameter]) -> dict[str, Tensor]:
-    """Validate a scorer's output: one tensor per prunable parameter, same shape, all finite."""
+def check_scores(
+    scorer: str, scores: Mapping[str, Tensor], params: Mapping[str, nn.Parameter], finite: bool = True
+) -> dict[str, Tensor]:
+    """Validate a scorer's output: one tensor per prunable parameter, same shape, and (if ``finite``) all finite."""
     missing = [n for n in params if n not in scores]
     if missing:
         raise ValueError(f"Scorer {scorer!r} returned no scores for {missing}.")
@@ -282,9 +311,10 @@ def check_scores(scorer: str, scores: Mapping[str, Tensor], params: Mapping[str,
     for name, param in params.items():
         s = scores[name]
         if s.shape != param.shape:
-            raise ValueError(f"Scorer {scorer!r} returned shape {tuple(s.shape)} for {name!r}, expected "
-                             f"{tuple(param.shape)}.")
-        if not bool(torch.isfinite(s).all()):
+            raise ValueError(
+                f"Scorer {scorer!r} returned shape {tuple(s.shape)} for {name!r}, expected {tuple(param.shape)}."
+            )
+        if finite and not math.isfinite(float(s.sum(dtype=torch.float64))):  # one reduction; NaN/inf propagate
             nan, inf = int(torch.isnan(s).sum()), int(torch.isinf(s).sum())
             raise ValueError(
                 f"Scorer {scorer!r} produced non-finite scores in layer {name!r} ({nan} NaN, {inf} inf of "
@@ -378,17 +408,17 @@ class GraSP(Scorer):
 
 @register_scorer("synflow")
 class SynFlow(Scorer):
-    """SynFlow (data-free): ``∂R/∂θ ⊙ θ`` with ``R = Σ f(1; |θ|)``, norm layers in eval mode, in float64.
+    """SynFlow (data-free): ``∂R/∂θ ⊙ θ`` with ``R = Σ f(1; |θ|)``, norm layers in eval mode.
 
-    Only the input *shape* is taken from the data (or ``example_input``); labels are never used. Scores are float64
-    because path products overflow float32 on VGG19 and deeper networks.
+    Only the input *shape* is taken from the data (or ``example_input``); labels are never used. The pass switches
+    to float64 whenever float32 would overflow (VGG19 and deeper networks), see :func:`path_saliency`.
     """
 
     requires = frozenset({"synflow"})
 
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
-        """``∂R/∂|θ| ⊙ |θ|`` (non-negative, float64)."""
-        return {n: ctx.synflow_grad[n] * w.abs().double() for n, w in ctx.weights.items()}
+        """``∂R/∂|θ| ⊙ |θ|`` (non-negative)."""
+        return ctx.synflow
 
 
 @register_scorer("magnitude")
