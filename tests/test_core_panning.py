@@ -315,3 +315,16 @@ def test_parameter_selection_patterns() -> None:
     tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
     tied[1].weight = tied[0].weight
     assert list(prunable_parameters(tied)) == ["0.weight"]
+
+
+def test_custom_batch_layout_with_loss_fn_and_data_scorers_only() -> None:
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1))
+    batch = {"feats": torch.randn(10, 6), "t": torch.randn(10, 1)}
+
+    def mse(model: nn.Module, b: dict) -> torch.Tensor:
+        return ((model(b["feats"]) - b["t"]) ** 2).mean()
+
+    masks = Panning(["snip"], loss_fn=mse, rounds=2, progress=False).prune(model, batch, 0.5).masks
+    assert kept(masks) == keep_count(6 * 8 + 8, 0.5)
+    with pytest.raises(ValueError, match="need its shape"):
+        Panning(loss_fn=mse, rounds=2, progress=False).prune(model, batch, 0.5)

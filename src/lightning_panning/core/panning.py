@@ -154,9 +154,12 @@ class PanningSession:
         self.params = params
         self.batch = batch
         self.target = target
-        self.example_input = (
-            example_input if example_input is not None else (batch_inputs(batch) if batch is not None else None)
-        )
+        if example_input is None and batch is not None:
+            try:
+                example_input = batch_inputs(batch)
+            except TypeError:  # a custom batch layout: only SynFlow/effective sparsity need an input, and they say so
+                example_input = None
+        self.example_input = example_input
         self.total = sum(p.numel() for p in params.values())
         self.schedule = pruner.schedule_fn(target, pruner.rounds)
         final_keep = keep_count(self.total, target)
