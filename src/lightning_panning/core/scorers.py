@@ -166,7 +166,10 @@ class ScoringContext:
         """An all-ones input ``(1, ...)`` shaped like one sample of the batch (for SynFlow-style passes)."""
         example = self.example_input
         if example is None and self.batch is not None:
-            example = batch_inputs(self.batch)
+            try:
+                example = batch_inputs(self.batch)
+            except TypeError:
+                example = None
         if not isinstance(example, Tensor):
             raise ValueError(
                 "SynFlow and effective sparsity feed an all-ones input and need its shape: pass data or "
