@@ -257,7 +257,9 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.grad_term_scale = float(grad_term_scale)
         self.device = torch.device(device)
         self.normalizer = LossNormalizer(normalization)
-        kwargs = {"rounds": rounds, "per_class": per_class, "progress": False, **(panning_kwargs or {})}
+        # the agent supplies every round's weights; equal weights only satisfy Panning's check for custom scorers
+        kwargs = {"rounds": rounds, "per_class": per_class, "progress": False,
+                  "weights": {str(s): 1.0 for s in scorers}, **(panning_kwargs or {})}
         self.pruner = Panning(scorers, **kwargs)
         self.scorers = list(self.pruner.scorers)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(len(OBSERVATION_NAMES),), dtype=np.float32)

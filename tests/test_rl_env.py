@@ -1,0 +1,248 @@
+"""PanningEnv: both env checkers, reproducibility, eq. (7) by hand, early termination, curriculum, registration."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lightning_panning.rl as rl
+from lightning_panning.core.masks import effective_masks
+from lightning_panning.rl import PanningEnv
+from lightning_panning.rl.state import LossNormalizer, action_to_weights, observation_vector, reward_terms
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a small shared CPU box, 2 threads spin-wait and make these tiny runs 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
+
+
+def small_data(n_per_class: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(3 * n_per_class, 1, 8, 8, generator=g), torch.arange(3).repeat(n_per_class)
+
+
+def make_env(**kwargs) -> PanningEnv:
+    kwargs.setdefault("rounds", 5)
+    kwargs.setdefault("per_class", 4)
+    return PanningEnv(small_net, small_data(), **kwargs)
+
+
+def test_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=UserWarning)  # any checker warning is a failure
+        check_env(make_env(), skip_render_check=True)
+
+
+def test_sb3_env_checker():
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=UserWarning)
+        check_env(make_env(), warn=True)
+
+
+def test_spaces():
+    env = make_env()
+    assert env.observation_space == gym.spaces.Box(0.0, 1.0, (7,), np.float32)
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    assert make_env(scorers=("synflow", "snip")).action_space.shape == (2,)
+
+
+def rollout(env: PanningEnv, seed: int, actions: np.ndarray) -> list:
+    obs, info = env.reset(seed=seed)
+    out = [obs, info["target"], info["loss"]]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        out += [obs, reward, terminated, info["keep"], info["effective_sparsity"]]
+        if terminated:
+            break
+    return out
+
+
+def test_reset_seed_is_reproducible():
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(5, 3)).astype(np.float32)
+    env_a, env_b = make_env(), make_env()
+    first = rollout(env_a, 7, actions)
+    rollout(env_a, 3, actions)  # another episode in between must not matter
+    again = rollout(env_a, 7, actions)
+    other_instance = rollout(env_b, 7, actions)
+    for x, y, z in zip(first, again, other_instance, strict=True):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, z)
+    different = rollout(make_env(), 8, actions)
+    assert different[1] != first[1]  # another seed draws another target
+
+
+def test_reward_is_equation_7_by_hand():
+    """Recompute every term of eq. (7) independently from the session's own state after one step."""
+    env = make_env(rounds=4)
+    obs0, info0 = env.reset(seed=0, options={"target": 0.9})
+    session = env.episode.session
+    dense_loss, dense_g = info0["loss"], info0["grad_norm"]
+    # independent dense loss and gᵀg with plain autograd on the same batch
+    model = env.model
+    x, y = session.batch
+    model.train()
+    params = dict(session.params)
+    loss = nn.functional.cross_entropy(model(x) / 200.0, y)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    assert math.isclose(float(loss.detach()), dense_loss, rel_tol=1e-5)
+    assert math.isclose(sum(float((g.double() ** 2).sum()) for g in grads), dense_g, rel_tol=1e-4)
+
+    action = np.array([0.2, -0.6, 1.0], dtype=np.float32)
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert info["weights"] == pytest.approx({"synflow": 0.6, "snip": 0.2, "grasp": 1.0})
+    masks = session.masks
+    # sparse loss/grad norm at c ⊙ w, by hand
+    with torch.no_grad():
+        saved = {n: p.detach().clone() for n, p in params.items()}
+        for n, p in params.items():
+            p.mul_(masks[n])
+    try:
+        sparse_loss = nn.functional.cross_entropy(model(x) / 200.0, y)
+        sparse_grads = torch.autograd.grad(sparse_loss, list(params.values()))
+    finally:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
+    sparse_g = sum(float((g.double() ** 2).sum()) for g in sparse_grads)
+    total = sum(m.numel() for m in masks.values())
+    kept = sum(int(m.sum()) for m in masks.values())
+    rho_t = 1.0 - (1.0 - 0.9) ** (1 / 4)
+    assert math.isclose(1.0 - kept / total, rho_t, abs_tol=1.0 / total)
+    assert info["sparsity"] == pytest.approx(rho_t)
+    eff_kept = sum(int(e.sum()) for e in effective_masks(model, masks, x).values())
+    rho_e = 1.0 - eff_kept / total
+    n = lambda v, ref: v / (v + ref)  # noqa: E731 - the documented relative normalisation
+    expected = (
+        -abs(n(dense_loss, dense_loss) - n(float(sparse_loss.detach()), dense_loss))
+        - abs(n(dense_g, dense_g) - n(sparse_g, dense_g))
+        - 100.0 * abs(rho_e - rho_t)
+        - 0.0
+    )
+    assert reward == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    np.testing.assert_allclose(
+        obs, [0.5, 0.5, n(float(sparse_loss.detach()), dense_loss), n(sparse_g, dense_g), rho_t, rho_e, 0.25], rtol=1e-4
+    )
+    assert not terminated and not truncated
+
+
+def test_reward_terms_formula():
+    terms = reward_terms(0.5, 0.5, 0.4, 0.1, 0.95, 0.96, dead=False, t=3, rounds=10, alpha=100.0)
+    assert terms.r1 == pytest.approx(0.1) and terms.r2 == pytest.approx(0.4) and terms.r3 == pytest.approx(1.0)
+    assert terms.reward == pytest.approx(-1.5)
+    dead = reward_terms(0.5, 0.5, 0.5, 0.0, 0.95, 1.0, dead=True, t=3, rounds=10, grad_term_scale=0.2)
+    assert dead.r_done == 7.0 and dead.r2 == pytest.approx(0.1)
+    assert dead.reward == pytest.approx(-(0.0 + 0.1 + 5.0 + 7.0))
+
+
+def test_action_mapping_and_fallback():
+    assert action_to_weights(np.array([-1, 0, 1]), ["a", "b", "c"]) == {"a": 0.0, "b": 0.5, "c": 1.0}
+    assert action_to_weights(np.array([-1, -1, -1]), ["a", "b", "c"]) == pytest.approx(
+        {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    )
+    assert action_to_weights(np.array([5.0, -7.0]), ["a", "b"]) == {"a": 1.0, "b": 0.0}  # clipped to [-1, 1]
+    with pytest.raises(ValueError, match="3 scorers"):
+        action_to_weights([0.0], ["a", "b", "c"])
+
+
+def test_early_termination_on_a_dead_network():
+    """A 2-hidden-unit bottleneck dies long before the last round at a 0.99 target: r_done = T - t, episode ends."""
+
+    def bottleneck() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 2), nn.ReLU(), nn.Linear(2, 3))
+
+    env = PanningEnv(bottleneck, small_data(), rounds=20, per_class=4)
+    env.reset(seed=0, options={"target": 1 - 1 / 134})  # keep exactly one weight: no input-output path
+    steps, info, reward, terminated = 0, {}, 0.0, False
+    while not terminated:
+        _, reward, terminated, truncated, info = env.step(np.zeros(3, dtype=np.float32))
+        steps += 1
+    assert info["dead"] and info["effective_sparsity"] == 1.0
+    assert steps < 20
+    assert info["r_done"] == 20 - steps
+    assert reward <= -(20 - steps)
+    with pytest.raises(RuntimeError, match="ended"):
+        env.step(np.zeros(3, dtype=np.float32))
+
+
+def test_runs_to_t_equals_T():
+    env = make_env(rounds=3, target=0.5)
+    env.reset(seed=0)
+    done = [env.step(np.zeros(3, dtype=np.float32))[2] for _ in range(3)]
+    assert done == [False, False, True]
+
+
+def test_curriculum_and_targets():
+    rng = np.random.default_rng(0)
+    early = [rl.curriculum_target(rng, steps=0) for _ in range(400)]
+    late = [rl.curriculum_target(rng, steps=20_000) for _ in range(400)]
+    assert min(early) >= 0.8 and max(early) <= 0.9999 and min(early) < 0.85
+    assert min(late) >= 0.9 and np.mean(np.array(late) > 0.98) > 0.4
+    env = make_env()
+    _, info = env.reset(seed=0, options={"target": 0.75})
+    assert info["target"] == 0.75
+    assert make_env(target=0.6).reset(seed=0)[1]["target"] == 0.6
+
+
+def test_registered_with_gymnasium():
+    assert rl.ENV_ID == "lightning_panning/Panning-v0" and rl.ENV_ID in gym.registry
+    env = gym.make(rl.ENV_ID, model_fn=small_net, data=small_data(), rounds=2, per_class=4)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (7,) and obs.dtype == np.float32
+    env.close()
+
+
+def test_default_lenet5_mnist(datasets_root):
+    env = PanningEnv(data_dir=datasets_root, rounds=100)
+    obs, info = env.reset(seed=0, options={"target": 0.99})
+    assert info["total"] == 430_500 and env.episode.session.batch[0].shape == (100, 1, 28, 28)
+    obs, reward, *_ = env.step(np.zeros(3, dtype=np.float32))
+    assert np.isfinite(reward) and obs[-1] == pytest.approx(0.01)
+
+
+def test_missing_mnist_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_dir"):
+        PanningEnv(data_dir=tmp_path)
+
+
+def test_normalizer_and_observation_helpers():
+    n = LossNormalizer()
+    n.reset(2.0, 4.0)
+    assert n("loss", 2.0) == 0.5 and n("grad_norm", 0.0) == 0.0 and n("grad_norm", 12.0) == 0.75
+    running = LossNormalizer("running")
+    running.reset(1.0, 1.0)
+    assert running("loss", 3.0) == 1.0 and running("loss", 1.0) == 0.0
+    obs = observation_vector(0.5, 0.5, float("nan"), 2.0, 0.9, 0.9, 1.0)
+    assert obs.dtype == np.float32 and obs[2] == 0.0 and obs[3] == 1.0
+    with pytest.raises(ValueError, match="normalization"):
+        LossNormalizer("minmax")  # type: ignore[arg-type]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="rounds"):
+        make_env(rounds=0)
+    with pytest.raises(ValueError, match="per_class"):
+        PanningEnv(small_net, small_data(2), per_class=3)
+    with pytest.raises(TypeError, match="data"):
+        PanningEnv(small_net, "mnist")  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="reset"):
+        make_env().step(np.zeros(3, dtype=np.float32))
