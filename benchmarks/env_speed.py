@@ -45,8 +45,10 @@ AUTHORS_SECONDS = 0.12
 GOAL_SECONDS = 0.03
 
 
-def authors_style_round(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], masks: dict[str, torch.Tensor] | None,
-                        sparsity: float, weights: dict[str, float]) -> tuple[dict[str, torch.Tensor], float, float]:
+def authors_style_round(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], masks: dict[str, torch.Tensor] | None,
+    sparsity: float, weights: dict[str, float],
+) -> tuple[dict[str, torch.Tensor], float, float]:
     """One round computed metric by metric, with a separate pass for the observation (no sharing)."""
     x, y = batch
     params = {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.ndim > 1}
@@ -67,13 +69,13 @@ def authors_style_round(model: nn.Module, batch: tuple[torch.Tensor, torch.Tenso
         # SNIP
         set_masked()
         _, g = grads()
-        scores["snip"] = {n: (gi * original[n]).abs() for n, gi in zip(params, g)}
+        scores["snip"] = {n: (gi * original[n]).abs() for n, gi in zip(params, g, strict=False)}
         # GraSP (two passes: gradient without graph, then Hg via the double backward)
         _, g0 = grads()
         _, g1 = grads(create_graph=True)
-        z = sum((a * b.detach()).sum() for a, b in zip(g1, g0))
+        z = sum((a * b.detach()).sum() for a, b in zip(g1, g0, strict=False))
         hg = torch.autograd.grad(z, list(params.values()))
-        scores["grasp"] = {n: (h * original[n]).abs() for n, h in zip(params, hg)}
+        scores["grasp"] = {n: (h * original[n]).abs() for n, h in zip(params, hg, strict=False)}
         # SynFlow (float64, |w|, all-ones input)
         with torch.no_grad():
             signs = {n: torch.sign(p) for n, p in model.state_dict().items()}
@@ -87,7 +89,7 @@ def authors_style_round(model: nn.Module, batch: tuple[torch.Tensor, torch.Tenso
         with torch.no_grad():
             for n, p in model.state_dict().items():
                 p.mul_(signs[n])
-        scores["synflow"] = {n: (s.float() * original[n].abs()) for n, s in zip(params, sg)}
+        scores["synflow"] = {n: (s.float() * original[n].abs()) for n, s in zip(params, sg, strict=False)}
         fused: dict[str, torch.Tensor] = {}
         for key, metric in scores.items():  # S = Σ p_k |S_k| / RMS(S_k)
             rms = torch.sqrt(sum((v.double() ** 2).sum() for v in metric.values()) / total)

@@ -70,7 +70,7 @@ def rollout(env: PanningEnv, seed: int, actions: np.ndarray) -> list:
     obs, info = env.reset(seed=seed)
     out = [obs, info["target"], info["loss"]]
     for a in actions:
-        obs, reward, terminated, truncated, info = env.step(a)
+        obs, reward, terminated, _truncated, info = env.step(a)
         out += [obs, reward, terminated, info["keep"], info["effective_sparsity"]]
         if terminated:
             break
@@ -94,7 +94,7 @@ def test_reset_seed_is_reproducible():
 def test_reward_is_equation_7_by_hand():
     """Recompute every term of eq. (7) independently from the session's own state after one step."""
     env = make_env(rounds=4)
-    obs0, info0 = env.reset(seed=0, options={"target": 0.9})
+    _obs0, info0 = env.reset(seed=0, options={"target": 0.9})
     session = env.episode.session
     dense_loss, dense_g = info0["loss"], info0["grad_norm"]
     # independent dense loss and gᵀg with plain autograd on the same batch
@@ -174,7 +174,7 @@ def test_early_termination_on_a_dead_network():
     env.reset(seed=0, options={"target": 1 - 1 / 134})  # keep exactly one weight: no input-output path
     steps, info, reward, terminated = 0, {}, 0.0, False
     while not terminated:
-        _, reward, terminated, truncated, info = env.step(np.zeros(3, dtype=np.float32))
+        _, reward, terminated, _truncated, info = env.step(np.zeros(3, dtype=np.float32))
         steps += 1
     assert info["dead"] and info["effective_sparsity"] == 1.0
     assert steps < 20

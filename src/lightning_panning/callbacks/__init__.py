@@ -3,5 +3,14 @@
 from lightning_panning.callbacks.base import LOSSES, BasePruningCallback, TrainingStepLoss, muted_logging
 from lightning_panning.callbacks.enforce import MaskEnforcer
 from lightning_panning.callbacks.panning import PanningCallback
+from lightning_panning.callbacks.rl import RLPanningCallback
 
-__all__ = ["LOSSES", "BasePruningCallback", "MaskEnforcer", "PanningCallback", "TrainingStepLoss", "muted_logging"]
+__all__ = [
+    "LOSSES",
+    "BasePruningCallback",
+    "MaskEnforcer",
+    "PanningCallback",
+    "RLPanningCallback",
+    "TrainingStepLoss",
+    "muted_logging",
+]

@@ -149,7 +149,7 @@ def load_policy(policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY, device
                 f"`policy`={str(policy)!r} is neither 'default' nor an existing file; pass a TD3 zip saved by "
                 "`python -m lightning_panning.rl.train` or an SB3 model."
             )
-        return TD3.load(str(path), device=device)  # type: ignore[no-any-return]
+        return TD3.load(str(path), device=device)
     raise TypeError(
         f"`policy` must be 'default', a path to a TD3 zip, or an object with `predict` (an SB3 model); got "
         f"{type(policy).__name__}."

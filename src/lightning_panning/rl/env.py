@@ -124,7 +124,7 @@ class _SamplePool:
         self.labels = y
 
     def check(self, per_class: int) -> None:
-        short = {int(c): len(i) for c, i in zip(self.classes, self.by_class) if len(i) < per_class}
+        short = {int(c): len(i) for c, i in zip(self.classes, self.by_class, strict=False) if len(i) < per_class}
         if short:
             raise ValueError(f"Classes {short} have fewer than per_class={per_class} samples; lower `per_class`.")
 
@@ -315,7 +315,7 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.episode.observation, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Run one Panning round with weights ``(a + 1) / 2``; returns ``(obs, reward, terminated, truncated, info)``."""
+        """Run one Panning round with weights ``(a + 1) / 2``: ``(obs (7,), reward, terminated, truncated, info)``."""
         if self.episode is None:
             raise RuntimeError("Call reset() before step().")
         result = self.episode.step(action)

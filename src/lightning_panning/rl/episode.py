@@ -169,6 +169,6 @@ class Episode:
             **terms.to_dict(),
         }
         return EpisodeStep(
-            observation=self._observation.copy(), terms=terms, terminated=self.dead or session.done, dead=self.dead, record=record,
-            action=action_arr, info=info,
+            observation=self._observation.copy(), terms=terms, terminated=self.dead or session.done, dead=self.dead,
+            record=record, action=action_arr, info=info,
         )

@@ -115,8 +115,8 @@ def observation_vector(
     ``[0, 1]``.
 
     Example:
-        >>> observation_vector(0.5, 0.5, 0.5, 0.25, 0.9, 0.91, 0.5).tolist()
-        [0.5, 0.5, 0.5, 0.25, 0.8999999761581543, 0.9100000262260437, 0.5]
+        >>> observation_vector(0.5, 0.5, 0.5, 0.25, 0.875, 0.9375, 0.5).tolist()
+        [0.5, 0.5, 0.5, 0.25, 0.875, 0.9375, 0.5]
     """
     obs = np.array([loss, grad_norm, sparse_loss, sparse_grad_norm, sparsity, effective, progress],
                    dtype=np.float32)
@@ -200,4 +200,4 @@ def action_to_weights(action: Sequence[float] | np.ndarray, scorers: Sequence[st
     p = (a + 1.0) / 2.0
     if not (p > 0).any():
         p = np.full_like(p, 1.0 / len(scorers))
-    return {name: float(v) for name, v in zip(scorers, p)}
+    return {name: float(v) for name, v in zip(scorers, p, strict=False)}

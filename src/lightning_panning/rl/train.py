@@ -1,4 +1,4 @@
-"""Train the TD3 Panning agent (Table 4) on :class:`~lightning_panning.rl.env.PanningEnv`, resume, and export.
+r"""Train the TD3 Panning agent (Table 4) on :class:`~lightning_panning.rl.env.PanningEnv`, resume, and export.
 
 Run as ``python -m lightning_panning.rl.train`` (or ``lightning-panning train-agent``)::
 
@@ -143,8 +143,9 @@ def _callbacks(args: argparse.Namespace, out: Path, state: dict[str, Any]) -> li
         def _on_training_end(self) -> None:
             self._save()
 
-    checkpoint = CheckpointCallback(save_freq=max(args.checkpoint_every // max(args.n_envs, 1), 1), save_path=str(out / "checkpoints"),
-                                    name_prefix=CHECKPOINT_PREFIX, save_replay_buffer=True)
+    checkpoint = CheckpointCallback(save_freq=max(args.checkpoint_every // max(args.n_envs, 1), 1),
+                                    save_path=str(out / "checkpoints"), name_prefix=CHECKPOINT_PREFIX,
+                                    save_replay_buffer=True)
     return [checkpoint, WallClock()]
 
 
