@@ -208,18 +208,22 @@ def train(args: argparse.Namespace) -> Path:
     return final
 
 
-def _read_monitor(path: Path) -> list[tuple[float, int]]:
+def _read_monitor(path: Path) -> list[tuple[float, int, float]]:
+    """``(episode reward, length, target)`` rows of an SB3 monitor file (target NaN when not recorded)."""
     rows = []
     for line in path.read_text().splitlines():
         if not line or line.startswith("#") or line.startswith("r,"):
             continue
         parts = line.split(",")
-        rows.append((float(parts[0]), int(float(parts[1]))))
+        target = float(parts[3]) if len(parts) > 3 and parts[3] else float("nan")
+        rows.append((float(parts[0]), int(float(parts[1])), target))
     return rows
 
 
-def reward_curve(monitor_csvs: Sequence[Path], png: Path, title: str = "") -> dict[str, Any]:
-    """Plot episode reward against environment steps (raw and a rolling mean) from SB3 monitor files.
+def reward_curve(
+    monitor_csvs: Sequence[Path], png: Path, title: str = "", learning_starts: int | None = None
+) -> dict[str, Any]:
+    """Plot episode reward against environment steps from SB3 monitor files; points coloured by the target.
 
     With several files (one per parallel environment) episodes are merged in order of each file's own step count.
     """
@@ -228,34 +232,41 @@ def reward_curve(monitor_csvs: Sequence[Path], png: Path, title: str = "") -> di
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    merged: list[tuple[int, float, int]] = []
+    merged: list[tuple[int, float, int, float]] = []
     for path in monitor_csvs:
         own = 0
-        for reward, length in _read_monitor(path):
+        for reward, length, target in _read_monitor(path):
             own += length
-            merged.append((own, reward, length))
+            merged.append((own, reward, length, target))
     merged.sort(key=lambda row: row[0])
-    rewards = [r for _, r, _ in merged]
-    steps = np.cumsum([n for _, _, n in merged])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    rewards = [r for _, r, _, _ in merged]
+    targets = np.array([t for _, _, _, t in merged])
+    steps = np.cumsum([n for _, _, n, _ in merged])
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     if rewards:
-        ax.plot(steps, rewards, ".", ms=2, alpha=0.35, label="episode reward")
-        window = max(1, min(50, len(rewards) // 10))
+        colour = -np.log10(np.clip(1.0 - targets, 1e-6, 1.0)) if np.isfinite(targets).all() else None
+        points = ax.scatter(steps, rewards, c=colour, s=9, alpha=0.6, cmap="viridis", label="episode reward")
+        if colour is not None:
+            bar = fig.colorbar(points, ax=ax)
+            bar.set_label("target: -log10(1 - ρ_T)")
+        window = max(1, min(50, len(rewards) // 8))
         rolling = np.convolve(rewards, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], rolling, lw=2, label=f"rolling mean ({window} episodes)")
+        ax.plot(steps[window - 1:], rolling, color="tab:red", lw=2, label=f"rolling mean ({window} episodes)")
+        if learning_starts:
+            ax.axvline(learning_starts, color="grey", ls=":", lw=1, label="end of random start steps")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode reward (eq. 7)")
     ax.set_title(title or "RLPanning TD3 on LeNet5/MNIST")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    last = rewards[-50:]
+    last, first = rewards[-50:], rewards[:50]
     return {"episodes": len(rewards), "steps": int(steps[-1]) if len(steps) else 0,
             "last_50_mean": float(np.mean(last)) if last else None,
-            "first_50_mean": float(np.mean(rewards[:50])) if rewards else None}
+            "first_50_mean": float(np.mean(first)) if first else None}
 
 
 def export_policy(args: argparse.Namespace) -> Path:
@@ -289,7 +300,8 @@ def export_policy(args: argparse.Namespace) -> Path:
     monitors = sorted(out.glob("*monitor.csv"))
     if monitors:
         curve = reward_curve(monitors, dest / "reward_curve.png",
-                             f"RLPanning TD3 on LeNet5/MNIST ({int(model.num_timesteps):,} steps)")
+                             f"RLPanning TD3 on LeNet5/MNIST ({int(model.num_timesteps):,} steps)",
+                             learning_starts=args.learning_starts)
     steps = int(model.num_timesteps)
     record = {
         "policy": "default.zip",
