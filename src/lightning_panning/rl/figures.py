@@ -33,8 +33,10 @@ def rl_rounds_figure(steps: Sequence[Mapping[str, Any]], title: str = "") -> Fig
     rounds = np.array([s["round"] for s in steps])
     first: Mapping[str, Any] = steps[0] if steps else {}
     keys = sorted((k for k in first if k[:1] == "a" and k[1:].isdigit()), key=lambda k: int(k[1:]))
-    for key in keys:
-        top.plot(rounds, [s[key] for s in steps], lw=1.4, label=key)
+    names = [k[2:] for k in first if k.startswith("p_")]  # scorer names in action order (from step_summary)
+    for i, key in enumerate(keys):
+        label = f"{key} ({names[i]})" if i < len(names) else key
+        top.plot(rounds, [s[key] for s in steps], lw=1.4, label=label)
     top.set_ylabel("action a")
     top.set_ylim(-1.05, 1.05)
     twin = top.twinx()
@@ -42,7 +44,7 @@ def rl_rounds_figure(steps: Sequence[Mapping[str, Any]], title: str = "") -> Fig
     twin.set_ylabel("reward r")
     handles = top.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     labels = top.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
-    top.legend(handles, labels, loc="lower left", fontsize=8, ncol=len(labels))
+    top.legend(handles, labels, loc="lower left", fontsize=7, ncol=2)
     top.grid(alpha=0.3)
     if title:
         top.set_title(title, fontsize=10)
