@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_panning.callbacks import PanningCallback
+from lightning_panning.callbacks import BasePruningCallback
 from lightning_panning.cli import cli_main, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,7 @@ def test_every_paper_setting_has_a_config() -> None:
         "resnet18_tinyimagenet",
     ]:
         assert name in names
+        assert f"{name}_rlpanning" in names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
@@ -56,13 +57,13 @@ def small_config(config: Path, tmp_path: Path, data_dir: Path | None) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["lenet5_mnist", "lenet5_fashionmnist"])
+@pytest.mark.parametrize("name", ["lenet5_mnist", "lenet5_fashionmnist", "lenet5_mnist_rlpanning"])
 def test_config_fits_with_fast_dev_run(name: str, datasets_root: Path, tmp_path: Path) -> None:
     config = small_config(ROOT / "examples" / f"{name}.yaml", tmp_path, datasets_root)
     cli = cli_main(
         ["fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path)]
     )
-    pruner = next(c for c in cli.trainer.callbacks if isinstance(c, PanningCallback))
+    pruner = next(c for c in cli.trainer.callbacks if isinstance(c, BasePruningCallback))
     assert pruner.summary["nominal_sparsity"] == pytest.approx(0.98, abs=1e-5)
 
 
