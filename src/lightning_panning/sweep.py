@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import inspect
 import json
 import logging
@@ -71,6 +72,7 @@ __all__ = [
     "paper_accuracy",
     "parse_sparsity",
     "plot_accuracy",
+    "policy_id",
     "run_cell",
     "run_sweep",
     "summarize",
@@ -620,6 +622,7 @@ CELL_KEY_FIELDS: tuple[str, ...] = (
     "train_subset",
     "batch_size",
     "lr",
+    "policy",
 )
 
 #: Columns of ``runs.csv``.
@@ -670,6 +673,22 @@ def cell_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
             value = round(float(value), 10)
         key.append(value)
     return tuple(key)
+
+
+def policy_id(method: str) -> str | None:
+    """Identity of the agent an ``rlpanning`` cell uses: ``"default:<sha256 prefix>"``; ``None`` for other methods.
+
+    It is part of the cell key, so RLPanning cells run again when the shipped policy changes.
+    """
+    if method != "rlpanning" or method_unavailable_reason(method) is not None:
+        return None
+    try:
+        from lightning_panning.rl.agent import default_policy_path
+
+        digest = hashlib.sha256(Path(default_policy_path()).read_bytes()).hexdigest()
+    except (ImportError, OSError) as err:
+        return f"default:unknown ({type(err).__name__})"
+    return f"default:{digest[:12]}"
 
 
 def versions() -> dict[str, str]:
@@ -1165,6 +1184,9 @@ def write_summary(
         commands = list(dict.fromkeys(str(r.get("command")) for r in group if r.get("command")))
         if commands:
             lines += ["Reproduce (resumable; finished cells are skipped):", "", "```bash", *commands, "```", ""]
+        policies = sorted({str(r["policy"]) for r in group if r.get("policy")})
+        if policies:
+            lines += ["RLPanning agent (shipped policy, sha256 prefix): " + ", ".join(f"`{p}`" for p in policies), ""]
         vers = {
             f"{k} {r.get(k)}" for r in group for k in ("python", "torch", "lightning", "lightning_panning") if r.get(k)
         }
@@ -1419,6 +1441,7 @@ def _base_record(cell: Cell, config: SweepConfig) -> dict[str, Any]:
         "weight_decay": profile.weight_decay,
         "lr": profile.lr,
         "per_class": profile.per_class,
+        "policy": policy_id(cell.method),
         "accelerator": config.accelerator,
         "num_threads": config.num_threads,
         "command": config.command,
