@@ -113,6 +113,22 @@ METHOD_LABELS: dict[str, str] = {
     "random": "Random",
 }
 
+#: Line colour of each method in the plot (grey is kept for the dense baselines).
+METHOD_COLORS: dict[str, str] = {
+    "panning": "C0",
+    "rlpanning": "C3",
+    "panning_shuffled": "C9",
+    "synflow": "C1",
+    "synflow_oneshot": "C8",
+    "iterative_snip": "C4",
+    "iterative_grasp": "C5",
+    "snip": "C2",
+    "grasp": "C6",
+    "grasp_original": "C5",
+    "magnitude": "C8",
+    "random": "k",
+}
+
 #: Methods that build a :class:`~lightning_panning.callbacks.PanningCallback` with ``method=`` the same name.
 PANNING_CALLBACK_METHODS: tuple[str, ...] = (
     "panning",
@@ -1249,19 +1265,18 @@ def plot_accuracy(
     group = max(groups.values(), key=len)
     aggs = summarize(group)
     pruned = [a for a in aggs if a.method != "dense"]
-    fig = Figure(figsize=(7.5, 4.8), dpi=120)
+    fig = Figure(figsize=(9.0, 4.8), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_xscale("log")
     remaining = sorted({1.0 - a.sparsity for a in pruned}) or [1e-1, 1e-4]
     ax.set_xlim(remaining[-1] * 2.0, remaining[0] / 2.0)  # inverted: sparser to the right, as in Figure 3
-    colors = {m: f"C{i % 10}" for i, m in enumerate(m for m in METHOD_LABELS if m != "dense")}
     for method in dict.fromkeys(a.method for a in pruned):
         rows = [a for a in pruned if a.method == method]
         x = [1.0 - a.sparsity for a in rows]
         y = [a.acc_mean for a in rows]
         err = [a.acc_std for a in rows]
-        color = colors.get(method, "k")
+        color = METHOD_COLORS.get(method, "k")
         ax.plot(x, y, marker="o", ms=4, color=color, label=METHOD_LABELS.get(method, method))
         if any(e > 0 for e in err):
             ax.fill_between(
@@ -1272,8 +1287,9 @@ def plot_accuracy(
                 alpha=0.2,
             )
         ref = PAPER_RESULTS.get(paper or "", {}).get(method, {})
-        if ref:
-            pts = sorted(ref.items())
+        if ref:  # the paper's numbers within the swept range
+            lo, hi = min(a.sparsity for a in pruned), max(a.sparsity for a in pruned)
+            pts = sorted((s, v) for s, v in ref.items() if lo - 1e-9 <= s <= hi + 1e-9)
             ax.plot(
                 [1.0 - s for s, _ in pts],
                 [v for _, v in pts],
@@ -1297,7 +1313,7 @@ def plot_accuracy(
     name = title or str(group[0].get("profile"))
     ax.set_title(f"{name} — {epochs} epoch(s), {subset_text}, lr {lr}, T = {rounds}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     out = Path(path)
 
