@@ -266,3 +266,19 @@ def test_plot_has_one_line_per_method(tmp_path: Path) -> None:
     meta = json.loads((config.out_dir / "sweep.json").read_text())
     assert meta["profile"] == "smoke"
     assert all(math.isfinite(float(r["test_acc"])) for r in load_records(config.out_dir / "runs.jsonl"))
+
+
+def test_new_rlpanning_policy_supersedes_old_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = sweep.method_unavailable_reason
+    monkeypatch.setattr(sweep, "method_unavailable_reason", lambda m: None if m == "rlpanning" else real(m))
+    config = _config(tmp_path, methods=("rlpanning",), sparsities=(0.9,))
+    monkeypatch.setattr(sweep, "policy_id", lambda m: "default:aaaa" if m == "rlpanning" else None)
+    run_sweep(config, runner=CountingRunner(), progress=NullProgress())
+    monkeypatch.setattr(sweep, "policy_id", lambda m: "default:bbbb" if m == "rlpanning" else None)
+    again = CountingRunner()
+    run_sweep(config, runner=again, progress=NullProgress())
+    assert len(again.cells) == 1  # a new agent: the cell runs again
+    current, superseded = sweep.current_records(load_records(config.out_dir / "runs.jsonl"))
+    assert [r["policy"] for r in current] == ["default:bbbb"] and [r["policy"] for r in superseded] == ["default:aaaa"]
+    summary = (config.out_dir / "summary.md").read_text()
+    assert "earlier agent" in summary and "default:aaaa" in summary

@@ -64,6 +64,7 @@ __all__ = [
     "append_record",
     "build_callback",
     "cell_key",
+    "current_records",
     "default_data_dir",
     "format_sparsity",
     "latest_records",
@@ -908,6 +909,32 @@ def latest_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     return list(chosen.values())
 
 
+def current_records(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split :func:`latest_records` into the current ones and those superseded by a newer RLPanning policy.
+
+    A method whose runs used several agents (the ``policy`` field) is reported with the agent of its most recently
+    finished run only; the other runs stay in ``runs.jsonl`` and ``runs.csv`` but are left out of tables and plots.
+
+    Returns:
+        ``(current, superseded)``.
+    """
+    rows = latest_records(records)
+    newest: dict[str, tuple[str, Any]] = {}
+    for r in rows:
+        if r.get("policy") and r.get("status") == "ok":
+            method, stamp = str(r.get("method")), str(r.get("finished_at", ""))
+            if method not in newest or stamp >= newest[method][0]:
+                newest[method] = (stamp, r.get("policy"))
+    current, superseded = [], []
+    for r in rows:
+        method = str(r.get("method"))
+        if method in newest and r.get("policy") != newest[method][1]:
+            superseded.append(r)
+        else:
+            current.append(r)
+    return current, superseded
+
+
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -1135,7 +1162,7 @@ def write_summary(
         The path written.
     """
     path = Path(path)
-    rows = latest_records(records)
+    rows, superseded = current_records(records)
     ok = [r for r in rows if r.get("status") == "ok" and r.get("test_acc") is not None]
     failed = [r for r in rows if r.get("status") != "ok"]
     if profile is None and rows:
@@ -1208,6 +1235,13 @@ def write_summary(
         }
         if vers:
             lines += ["Versions: " + ", ".join(sorted(vers)) + ".", ""]
+    if superseded:
+        old = sorted({f"`{r.get('method')}` with `{r.get('policy')}`" for r in superseded})
+        lines += [
+            f"{len(superseded)} run(s) made with an earlier agent are kept in `runs.jsonl`/`runs.csv` but left out "
+            f"of the tables and the plot: {', '.join(old)}.",
+            "",
+        ]
     if unavailable:
         lines += ["## Methods not run", ""]
         lines += [f"- `{m}`: {reason}" for m, reason in unavailable.items()]
@@ -1256,7 +1290,7 @@ def plot_accuracy(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    ok = [r for r in latest_records(records) if r.get("status") == "ok" and r.get("test_acc") is not None]
+    ok = [r for r in current_records(records)[0] if r.get("status") == "ok" and r.get("test_acc") is not None]
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for record in ok:
         groups.setdefault(_budget(record), []).append(record)
