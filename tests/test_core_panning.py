@@ -328,3 +328,19 @@ def test_custom_batch_layout_with_loss_fn_and_data_scorers_only() -> None:
     assert kept(masks) == keep_count(6 * 8 + 8, 0.5)
     with pytest.raises(ValueError, match="need its shape"):
         Panning(loss_fn=mse, rounds=2, progress=False).prune(model, batch, 0.5)
+
+
+@pytest.mark.parametrize("kind", ["rand", "ties", "sorted", "const"])
+@pytest.mark.parametrize("k", [1, 37, 5_000, 150_000, 299_999, 300_000])
+def test_kth_largest_is_exact(kind: str, k: int) -> None:
+    from lightning_panning.core.masks import kth_largest
+
+    g = torch.Generator().manual_seed(k)
+    m = 300_000  # above the sampling threshold (4 × 65,536)
+    x = {
+        "rand": lambda: torch.randn(m, generator=g),
+        "ties": lambda: torch.randint(0, 7, (m,), generator=g).float(),
+        "sorted": lambda: torch.arange(m, dtype=torch.float32),
+        "const": lambda: torch.zeros(m),
+    }[kind]()
+    assert float(kth_largest(x, k)) == float(torch.kthvalue(x, m - k + 1).values)

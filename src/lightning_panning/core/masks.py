@@ -61,7 +61,7 @@ def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
     elif k == m:
         keep = torch.ones(m, dtype=torch.bool, device=flat.device)
     else:
-        threshold = torch.kthvalue(flat.cpu() if flat.device.type == "mps" else flat, m - k + 1).values
+        threshold = kth_largest(flat, k)
         keep = flat > threshold
         short = k - int(keep.sum())
         if short > 0:
@@ -74,6 +74,40 @@ def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
         out[n] = keep[offset : offset + size].view(scores[n].shape)
         offset += size
     return out
+
+
+def kth_largest(flat: Tensor, k: int, sample: int = 65536) -> Tensor:
+    """The ``k``-th largest value of a 1-D tensor (exact), as a 0-d tensor.
+
+    Large inputs first narrow the search with a strided sample: a quantile of the sample gives a bound on the
+    safe side of the answer, one pass gathers the values beyond that bound (a few more than ``k``, or than
+    ``m - k + 1`` from below), and ``kthvalue`` runs on those alone. The gathered count proves the bound was safe;
+    if it was not (it cannot be for non-adversarial data, but correctness must not depend on it), the full
+    ``kthvalue`` runs instead. Either way the result equals ``torch.kthvalue(flat, m - k + 1).values``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.arange(1_000_000.0).flip(0)
+        >>> float(kth_largest(x, 10)), float(torch.kthvalue(x, x.numel() - 10 + 1).values)
+        (999990.0, 999990.0)
+    """
+    m = flat.numel()
+    full = flat.cpu() if flat.device.type == "mps" else flat
+    if m <= 4 * sample:
+        return torch.kthvalue(full, m - k + 1).values
+    from_top = k <= m - k + 1  # search among the largest values, else among the smallest
+    need = k if from_top else m - k + 1
+    probe = torch.sort(flat[:: m // sample], descending=from_top).values
+    n = probe.numel()
+    rank = need / m * n  # expected rank of the answer within the sorted sample
+    bound = probe[min(int(rank + 4.0 * rank**0.5 + 8.0), n - 1)]  # ~4 standard deviations beyond it
+    candidates = flat[flat >= bound] if from_top else flat[flat <= bound]
+    if candidates.numel() >= need:  # the bound is on the safe side: the answer is among the candidates
+        if candidates.device.type == "mps":
+            candidates = candidates.cpu()
+        position = candidates.numel() - need + 1 if from_top else need
+        return torch.kthvalue(candidates, position).values
+    return torch.kthvalue(full, m - k + 1).values
 
 
 def check_masks(params: Mapping[str, nn.Parameter | Tensor], masks: Mapping[str, Tensor]) -> None:
