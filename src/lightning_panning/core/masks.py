@@ -63,7 +63,7 @@ def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
     else:
         threshold = kth_largest(flat, k)
         keep = flat > threshold
-        short = k - int(keep.sum())
+        short = k - int(torch.count_nonzero(keep))
         if short > 0:
             ties = torch.nonzero(flat == threshold).squeeze(1)[:short]
             keep[ties] = True

@@ -254,7 +254,7 @@ class PanningSession:
         del fused
         resurrected = 0
         if self.masks is not None:
-            resurrected = sum(int((new_masks[n] & ~self.masks[n]).sum()) for n in new_masks)
+            resurrected = sum(int(torch.count_nonzero(new_masks[n] > self.masks[n])) for n in new_masks)
         record = RoundRecord(
             round=self.round + 1,
             sparsity=sparsity,
