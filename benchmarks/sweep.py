@@ -35,6 +35,7 @@ from lightning_panning.sweep import (
     format_sparsity,
     parse_sparsity,
     run_sweep,
+    save_budget_note,
     write_report,
 )
 
@@ -194,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS_ROOT / profile.name
 
     if args.report_only:
-        files = write_report(out, profile=profile, budget_note=args.budget_note)
+        if args.budget_note:
+            save_budget_note(out, args.budget_note)
+        files = write_report(out, profile=profile)
         for kind, path in files.items():
             print(f"{kind}: {path}")
         return 0

@@ -76,6 +76,7 @@ __all__ = [
     "policy_id",
     "run_cell",
     "run_sweep",
+    "save_budget_note",
     "summarize",
     "versions",
     "write_csv",
@@ -680,8 +681,8 @@ def cell_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
     Example:
         >>> cell_key({"profile": "p", "method": "snip", "sparsity": 0.9, "seed": 0, "epochs": 1, "rounds": 100,
-        ...           "train_subset": None, "batch_size": 256})
-        ('p', 'snip', 0.9, 0, 1, 100, None, 256)
+        ...           "train_subset": None, "batch_size": 256, "lr": 0.1})
+        ('p', 'snip', 0.9, 0, 1, 100, None, 256, 0.1, None)
     """
     key = []
     for name in CELL_KEY_FIELDS:
@@ -1135,6 +1136,15 @@ def _save_meta(out_dir: Path, config: SweepConfig, unavailable: Mapping[str, str
         meta["unavailable"] = dict(unavailable)
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     _atomic_write(out_dir / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_budget_note(out_dir: str | os.PathLike[str], note: str) -> None:
+    """Store ``note`` in ``<out_dir>/sweep.json``; :func:`write_report` shows it in the summary from then on."""
+    out = Path(out_dir)
+    meta = _load_meta(out)
+    meta["budget_note"] = note
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    _atomic_write(out / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_summary(
