@@ -64,13 +64,13 @@ def main(argv: list[str] | None = None) -> None:
 
     s = pruner.summary
     print(f"\nLeNet5 on scikit-learn digits (28x28), {args.epochs} epochs, Panning with {args.rounds} rounds\n")
-    print(f"| {'':<22} | {'dense':>10} | {'Panning':>10} |")
-    print(f"|{'-' * 24}|{'-' * 12}|{'-' * 12}|")
-    print(f"| {'test accuracy':<22} | {dense_acc:>10.4f} | {sparse_acc:>10.4f} |")
-    print(f"| {'nominal sparsity':<22} | {0.0:>10.4f} | {s['nominal_sparsity']:>10.4f} |")
-    print(f"| {'effective sparsity':<22} | {0.0:>10.4f} | {s['effective_sparsity']:>10.4f} |")
-    print(f"| {'pruning seconds':<22} | {'-':>10} | {s['pruning_seconds']:>10.2f} |")
-    print(f"| {'fit seconds (w/ pruning)':<22} | {dense_s:>10.1f} | {sparse_s:>10.1f} |")
+    print(f"| {'':<24} | {'dense':>10} | {'Panning':>10} |")
+    print(f"|{'-' * 26}|{'-' * 12}|{'-' * 12}|")
+    print(f"| {'test accuracy':<24} | {dense_acc:>10.4f} | {sparse_acc:>10.4f} |")
+    print(f"| {'nominal sparsity':<24} | {0.0:>10.4f} | {s['nominal_sparsity']:>10.4f} |")
+    print(f"| {'effective sparsity':<24} | {0.0:>10.4f} | {s['effective_sparsity']:>10.4f} |")
+    print(f"| {'pruning seconds':<24} | {'-':>10} | {s['pruning_seconds']:>10.2f} |")
+    print(f"| {'fit seconds (w/ pruning)':<24} | {dense_s:>10.1f} | {sparse_s:>10.1f} |")
     print("\nPer-layer density after pruning:")
     for layer, density in s["layer_density"].items():
         dead, units = s["dead_units"][layer]
