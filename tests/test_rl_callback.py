@@ -18,13 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_panning.callbacks.rl import RL_FIGURE_FILE, RLPanningCallback
 from lightning_panning.core import keep_count
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyVGG(pl.LightningModule):

@@ -16,14 +16,7 @@ from lightning_panning.core.masks import effective_masks
 from lightning_panning.rl import PanningEnv
 from lightning_panning.rl.state import LossNormalizer, action_to_weights, observation_vector, reward_terms
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a small shared CPU box, 2 threads spin-wait and make these tiny runs 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net() -> nn.Module:
