@@ -28,7 +28,7 @@ from lightning_panning.models import LeNet5
 def train(callbacks: list[pl.Callback], epochs: int, seed: int) -> tuple[float, float]:
     """Train LeNet5 on the digits with the given callbacks; return (test accuracy, wall seconds)."""
     pl.seed_everything(seed, verbose=False)
-    model = ImageClassifier(LeNet5(num_classes=10, in_channels=1, input_size=28), lr=0.02, weight_decay=1e-4)
+    model = ImageClassifier(LeNet5(num_classes=10, in_channels=1, input_size=28), lr=0.1, weight_decay=1e-4)
     data = DigitsDataModule(batch_size=64, seed=seed)
     trainer = pl.Trainer(
         max_epochs=epochs,

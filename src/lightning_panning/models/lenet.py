@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.models._init import kaiming_init
+from lightning_panning.models._init import init_weights
 
 __all__ = ["LeNet5", "LeNet300100"]
 
@@ -30,6 +30,7 @@ class LeNet5(nn.Module):
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
         input_size: height = width ``S`` of the (square) input images; at least 16.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Shape:
         - Input: ``(N, C, S, S)``.
@@ -46,7 +47,9 @@ class LeNet5(nn.Module):
         431080
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28, init: str = "authors"
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
@@ -73,7 +76,7 @@ class LeNet5(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(500, num_classes),
         )
-        kaiming_init(self)
+        init_weights(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
         """Compute logits.
@@ -96,6 +99,7 @@ class LeNet300100(nn.Module):
         num_classes: number of output logits.
         input_size: number of input features ``D``, or the per-sample input shape (e.g. ``[1, 28, 28]``) whose
             product is ``D``.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Shape:
         - Input: ``(N, *)`` with ``D`` elements per sample (images are flattened), e.g. ``(N, 1, 28, 28)``.
@@ -110,7 +114,12 @@ class LeNet300100(nn.Module):
         torch.Size([2, 10])
     """
 
-    def __init__(self, num_classes: int = 10, input_size: int | list[int] | tuple[int, ...] = 28 * 28) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        input_size: int | list[int] | tuple[int, ...] = 28 * 28,
+        init: str = "authors",
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
@@ -128,7 +137,7 @@ class LeNet300100(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(100, num_classes),
         )
-        kaiming_init(self)
+        init_weights(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
         """Compute logits.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.models._init import kaiming_init
+from lightning_panning.models._init import init_weights
 
 __all__ = ["BasicBlock", "ResNet", "ResNet18", "ResNet20", "ResNet32", "ResNet34", "ResNet56"]
 
@@ -67,6 +67,7 @@ class ResNet(nn.Module):
         widths: channels per stage, same length as ``num_blocks``, e.g. ``[64, 128, 256, 512]`` or ``[16, 32, 64]``.
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Shape:
         - Input: ``(N, C, H, W)``.
@@ -87,6 +88,7 @@ class ResNet(nn.Module):
         widths: Sequence[int],
         num_classes: int = 10,
         in_channels: int = 3,
+        init: str = "authors",
     ) -> None:
         super().__init__()
         if len(num_blocks) == 0 or len(num_blocks) != len(widths):
@@ -119,7 +121,7 @@ class ResNet(nn.Module):
         self.layers = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
-        kaiming_init(self)
+        init_weights(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
         """Compute logits.
@@ -143,14 +145,15 @@ class ResNet18(ResNet):
     Args:
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Example:
         >>> ResNet18(num_classes=100)(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 100])
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
-        super().__init__([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels)
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, init: str = "authors") -> None:
+        super().__init__([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels, init)
 
 
 class ResNet34(ResNet):
@@ -159,10 +162,11 @@ class ResNet34(ResNet):
     Args:
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
-        super().__init__([3, 4, 6, 3], [64, 128, 256, 512], num_classes, in_channels)
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, init: str = "authors") -> None:
+        super().__init__([3, 4, 6, 3], [64, 128, 256, 512], num_classes, in_channels, init)
 
 
 class ResNet20(ResNet):
@@ -173,14 +177,15 @@ class ResNet20(ResNet):
     Args:
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Example:
         >>> ResNet20()(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
-        super().__init__([3, 3, 3], [16, 32, 64], num_classes, in_channels)
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, init: str = "authors") -> None:
+        super().__init__([3, 3, 3], [16, 32, 64], num_classes, in_channels, init)
 
 
 class ResNet32(ResNet):
@@ -191,10 +196,11 @@ class ResNet32(ResNet):
     Args:
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
-        super().__init__([5, 5, 5], [16, 32, 64], num_classes, in_channels)
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, init: str = "authors") -> None:
+        super().__init__([5, 5, 5], [16, 32, 64], num_classes, in_channels, init)
 
 
 class ResNet56(ResNet):
@@ -205,7 +211,8 @@ class ResNet56(ResNet):
     Args:
         num_classes: number of output logits.
         in_channels: channels ``C`` of the input images.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
-        super().__init__([9, 9, 9], [16, 32, 64], num_classes, in_channels)
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, init: str = "authors") -> None:
+        super().__init__([9, 9, 9], [16, 32, 64], num_classes, in_channels, init)

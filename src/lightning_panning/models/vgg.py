@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.models._init import kaiming_init
+from lightning_panning.models._init import init_weights
 
 __all__ = ["VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGG_CONFIGS"]
 
@@ -36,6 +36,7 @@ class VGG(nn.Module):
         in_channels: channels ``C`` of the input images.
         input_size: height = width ``S`` of the input images: 32 (CIFAR) or 64 (Tiny-ImageNet).
         batch_norm: put a BatchNorm after every conv.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Shape:
         - Input: ``(N, C, S, S)``.
@@ -57,6 +58,7 @@ class VGG(nn.Module):
         in_channels: int = 3,
         input_size: int = 32,
         batch_norm: bool = True,
+        init: str = "authors",
     ) -> None:
         super().__init__()
         if depth not in VGG_CONFIGS:
@@ -91,7 +93,7 @@ class VGG(nn.Module):
         last = config[-1]
         assert isinstance(last, int)
         self.classifier = nn.Linear(last, num_classes)
-        kaiming_init(self)
+        init_weights(self, init)
 
     def forward(self, x: Tensor) -> Tensor:
         """Compute logits.
@@ -113,12 +115,18 @@ class VGG11(VGG):
         in_channels: channels ``C`` of the input images.
         input_size: height = width ``S`` of the input images: 32 or 64.
         batch_norm: put a BatchNorm after every conv.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
     """
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, batch_norm: bool = True
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        batch_norm: bool = True,
+        init: str = "authors",
     ) -> None:
-        super().__init__(11, num_classes, in_channels, input_size, batch_norm)
+        super().__init__(11, num_classes, in_channels, input_size, batch_norm, init)
 
 
 class VGG13(VGG):
@@ -129,12 +137,18 @@ class VGG13(VGG):
         in_channels: channels ``C`` of the input images.
         input_size: height = width ``S`` of the input images: 32 or 64.
         batch_norm: put a BatchNorm after every conv.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
     """
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, batch_norm: bool = True
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        batch_norm: bool = True,
+        init: str = "authors",
     ) -> None:
-        super().__init__(13, num_classes, in_channels, input_size, batch_norm)
+        super().__init__(13, num_classes, in_channels, input_size, batch_norm, init)
 
 
 class VGG16(VGG):
@@ -145,12 +159,18 @@ class VGG16(VGG):
         in_channels: channels ``C`` of the input images.
         input_size: height = width ``S`` of the input images: 32 or 64.
         batch_norm: put a BatchNorm after every conv.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
     """
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, batch_norm: bool = True
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        batch_norm: bool = True,
+        init: str = "authors",
     ) -> None:
-        super().__init__(16, num_classes, in_channels, input_size, batch_norm)
+        super().__init__(16, num_classes, in_channels, input_size, batch_norm, init)
 
 
 class VGG19(VGG):
@@ -163,6 +183,7 @@ class VGG19(VGG):
         in_channels: channels ``C`` of the input images.
         input_size: height = width ``S`` of the input images: 32 or 64.
         batch_norm: put a BatchNorm after every conv.
+        init: weight initialisation, ``"authors"`` (default, the authors' code) or ``"kaiming"`` (fan-in).
 
     Example:
         >>> model = VGG19(num_classes=200, input_size=64)
@@ -171,6 +192,11 @@ class VGG19(VGG):
     """
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, batch_norm: bool = True
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int = 32,
+        batch_norm: bool = True,
+        init: str = "authors",
     ) -> None:
-        super().__init__(19, num_classes, in_channels, input_size, batch_norm)
+        super().__init__(19, num_classes, in_channels, input_size, batch_norm, init)
