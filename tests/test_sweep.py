@@ -1,46 +1,42 @@
-"""Tests of the benchmark sweep (``lightning_panning.sweep`` and ``benchmarks/sweep.py``)."""
+"""Tests of the benchmark sweep package ``benchmarks.sweep``: profiles, records and resume, report, command line."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lightning_panning import sweep
-from lightning_panning.sweep import (
-    PROFILES,
-    Cell,
-    SweepConfig,
+from benchmarks.sweep import cli, methods, records, run
+from benchmarks.sweep.cell import SweepConfig, run_cell
+from benchmarks.sweep.methods import METHOD_LABELS, build_callback, core_methods, method_unavailable_reason
+from benchmarks.sweep.paper import paper_accuracy, paper_beside
+from benchmarks.sweep.profiles import PAPER_RECIPE_METHODS, PROFILES, Cell, get_profile, parse_sparsity
+from benchmarks.sweep.records import (
+    RecordsMismatchError,
     append_record,
-    build_callback,
     cell_key,
+    current_records,
     latest_records,
     load_records,
-    paper_accuracy,
-    parse_sparsity,
-    run_sweep,
-    write_report,
 )
+from benchmarks.sweep.report import write_report, write_summary
+from benchmarks.sweep.run import run_sweep
+from lightning_panning.core import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("benchmarks_sweep", REPO / "benchmarks" / "sweep.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+OLD_RESULTS = REPO / "benchmarks" / "results" / "old-budget"
 
 
 class CountingRunner:
-    """Wraps :func:`sweep.run_cell` (or a fake) and counts the cells it ran."""
+    """A fake cell runner (accuracy = 90 − 10·sparsity + seed) that counts the cells it ran."""
 
     def __init__(self, inner: Any = None) -> None:
         self.inner = inner
@@ -64,10 +60,13 @@ class NullProgress:
     def close(self) -> None: ...
 
 
-def _config(tmp_path: Path, **overrides: Any) -> SweepConfig:
-    profile = PROFILES["smoke"].override(**overrides)
+def _config(tmp_path: Path, profile: str = "smoke", **overrides: Any) -> SweepConfig:
     return SweepConfig(
-        profile=profile, out_dir=tmp_path / "out", accelerator="cpu", command="pytest", report_every_cell=False
+        profile=PROFILES[profile].override(**overrides),
+        out_dir=tmp_path / "out",
+        accelerator="cpu",
+        command="pytest",
+        report_every_cell=False,
     )
 
 
@@ -76,40 +75,36 @@ def _config(tmp_path: Path, **overrides: Any) -> SweepConfig:
 
 def test_smoke_profile_end_to_end_and_resume(tmp_path: Path) -> None:
     """Real training runs (Digits, 1 epoch), then a resumed run that trains nothing, then --report-only."""
-    script = _load_script()
     out = tmp_path / "smoke"
     argv = [
         "--profile", "smoke", "--methods", "panning,random", "--sparsities", "90", "--rounds", "3",
         "--train-subset", "192", "--accelerator", "cpu", "--out", str(out), "--no-progress",
     ]  # fmt: skip
-    assert script.main(argv) == 0
+    assert cli.main(argv) == 0
 
-    records = load_records(out / "runs.jsonl")
-    assert [(r["method"], r["sparsity"], r["status"]) for r in records] == [
-        ("panning", 0.9, "ok"),
-        ("random", 0.9, "ok"),
-    ]
-    for record in records:
+    rows = load_records(out / "runs.jsonl")
+    assert [(r["method"], r["sparsity"], r["status"]) for r in rows] == [("panning", 0.9, "ok"), ("random", 0.9, "ok")]
+    for record in rows:
         assert 0.0 <= record["test_acc"] <= 100.0
         assert record["nominal_sparsity"] == pytest.approx(0.9, abs=1e-4)
         assert record["effective_sparsity"] is not None and record["effective_sparsity"] >= 0.9 - 1e-4
         assert record["pruning_seconds"] > 0.0 and record["training_seconds"] > 0.0
         assert record["rounds"] == 3 and record["train_subset"] == 192 and record["epochs"] == 1
+        assert record["momentum"] == 0.9 and record["init"].startswith("lenet5:") and record["backend"] == "local"
         assert record["command"].startswith("python benchmarks/sweep.py --profile smoke")
         assert {"python", "torch", "lightning", "lightning_panning"} <= set(record)
         assert record["optimizer_steps"] == 3  # 192 images / batch 64, one epoch
 
     with (out / "runs.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert sorted(r["method"] for r in rows) == ["panning", "random"]
+        assert sorted(r["method"] for r in csv.DictReader(handle)) == ["panning", "random"]
     summary = (out / "summary.md").read_text()
-    assert "| Panning |" in summary and "| Random |" in summary and "accuracy_vs_remaining.png" in summary
-    assert f"{records[0]['test_acc']:.2f}" in summary
+    assert "| Panning (Algorithm 1) |" in summary and "| Random |" in summary and "accuracy_vs_remaining.png" in summary
+    assert f"{rows[0]['test_acc']:.2f}" in summary
     png = (out / "accuracy_vs_remaining.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 
     # resume: every cell is finished, so no training happens
-    counting = CountingRunner(inner=sweep.run_cell)
+    counting = CountingRunner(inner=run_cell)
     profile = PROFILES["smoke"].override(methods=("panning", "random"), sparsities=(0.9,), rounds=3, train_subset=192)
     outcome = run_sweep(
         SweepConfig(profile=profile, out_dir=out, accelerator="cpu", command="pytest"),
@@ -122,9 +117,19 @@ def test_smoke_profile_end_to_end_and_resume(tmp_path: Path) -> None:
     # report-only rebuilds the files from the records
     for name in ("runs.csv", "summary.md", "accuracy_vs_remaining.png"):
         (out / name).unlink()
-    assert script.main(["--profile", "smoke", "--out", str(out), "--report-only"]) == 0
-    assert "| Panning |" in (out / "summary.md").read_text()
+    assert cli.main(["--profile", "smoke", "--out", str(out), "--report-only"]) == 0
+    assert "| Random |" in (out / "summary.md").read_text()
     assert (out / "runs.csv").exists() and (out / "accuracy_vs_remaining.png").exists()
+
+
+def test_entry_points_work_from_the_repository_root() -> None:
+    """`python benchmarks/sweep.py` and `python -m benchmarks.sweep`, as a fresh clone runs them."""
+    for command in (["benchmarks/sweep.py"], ["-m", "benchmarks.sweep"]):
+        done = subprocess.run(
+            [sys.executable, *command, "--list-profiles"], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert "lenet5-mnist-cpu" in done.stdout and "smoke" in done.stdout
 
 
 # -- resumability and bookkeeping with a fake runner ---------------------------------------------------------------------
@@ -145,10 +150,66 @@ def test_resume_skips_only_finished_cells(tmp_path: Path) -> None:
     assert sorted((c.method, c.sparsity, c.seed) for c in second.cells) == sorted(
         [("dense", 0.0, 2), ("snip", 0.999, 0), ("snip", 0.999, 1)] + [("snip", s, 2) for s in (0.9, 0.99, 0.999)]
     )
-    # a different budget (epochs) is a different cell
-    third = CountingRunner()
-    run_sweep(_config(tmp_path, methods=("dense",), epochs=2), runner=third, progress=NullProgress())
-    assert len(third.cells) == 1
+    keys = [cell_key(r) for r in load_records(config.out_dir / "runs.jsonl")]
+    assert len(keys) == len(set(keys)) == 12  # no cell ran twice
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"epochs": 2}, "epochs 1 (recorded) ≠ 2 (this sweep)"),
+        ({"lr": 0.01}, "lr 0.1 (recorded) ≠ 0.01 (this sweep)"),
+        ({"train_subset": 0}, "train_subset 512 (recorded) ≠ all (this sweep)"),
+        ({"rounds": 7}, "rounds 5 (recorded) ≠ 7 (this sweep)"),
+    ],
+)
+def test_records_of_another_budget_are_refused_and_kept(tmp_path: Path, change: dict[str, Any], named: str) -> None:
+    config = _config(tmp_path, methods=("dense", "random"), sparsities=(0.9,))
+    run_sweep(config, runner=CountingRunner(), progress=NullProgress())
+    before = (config.out_dir / "runs.jsonl").read_bytes()
+    runner = CountingRunner()
+    with pytest.raises(RecordsMismatchError, match="another budget") as info:
+        run_sweep(_config(tmp_path, methods=("dense", "random"), sparsities=(0.9,), **change), runner=runner)
+    assert named in str(info.value) and "--out" in str(info.value)
+    assert runner.cells == [] and (config.out_dir / "runs.jsonl").read_bytes() == before
+
+
+def test_records_of_another_profile_or_init_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config(tmp_path, methods=("dense",))
+    run_sweep(config, runner=CountingRunner(), progress=NullProgress())
+    other = SweepConfig(profile=PROFILES["quick"].override(methods=("dense",)), out_dir=config.out_dir)
+    with pytest.raises(RecordsMismatchError, match=r"profile\(s\) \['smoke'\], but this sweep is profile 'quick'"):
+        run_sweep(other, runner=CountingRunner(), progress=NullProgress())
+    # the models' initialisation changed (a new init scheme): the old runs are not the same runs
+    monkeypatch.setattr(run, "init_fingerprint", lambda profile: "lenet5:000000000000")
+    with pytest.raises(RecordsMismatchError, match=r"init 'lenet5:\w+' \(recorded\) ≠ 'lenet5:000000000000'"):
+        run_sweep(config, runner=CountingRunner(), progress=NullProgress())
+    assert len(load_records(config.out_dir / "runs.jsonl")) == 1
+
+
+def test_cli_reports_a_records_mismatch_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "old"
+    shutil.copytree(OLD_RESULTS / "lenet5-mnist-1epoch", out)
+    before = (out / "runs.jsonl").read_bytes()
+    assert cli.main(["--profile", "lenet5-mnist", "--methods", "dense", "--seeds", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    for named in ("epochs 1 (recorded) ≠ 80", "lr 0.01 (recorded) ≠ 0.1", "batch_size 64", "init not recorded"):
+        assert named in err
+    assert (out / "runs.jsonl").read_bytes() == before
+
+
+def test_old_committed_results_still_load_and_report(tmp_path: Path) -> None:
+    """The superseded 1-epoch results keep loading; the report says they are not the profile's recipe."""
+    for name, n in (("lenet5-mnist-1epoch", 80), ("lenet5-fashionmnist-1epoch", 15)):
+        out = tmp_path / name
+        shutil.copytree(OLD_RESULTS / name, out)
+        rows = load_records(out / "runs.jsonl")
+        assert len(rows) == n and all(r["status"] == "ok" for r in rows)
+        summary = write_report(out)["summary"].read_text()
+        assert "epochs 1 (profile: 80)" in summary and "lr 0.01 (profile: 0.1)" in summary
+        assert "SUPERSEDED" in summary  # the saved budget note labels the old budget
+        dense = [r["test_acc"] for r in rows if r["method"] == "dense"]
+        assert f"{sum(dense) / len(dense):.2f}" in summary
 
 
 def test_failed_cell_is_recorded_and_retried(tmp_path: Path) -> None:
@@ -160,8 +221,8 @@ def test_failed_cell_is_recorded_and_retried(tmp_path: Path) -> None:
     config = _config(tmp_path, methods=("dense", "random"), sparsities=(0.9,))
     outcome = run_sweep(config, runner=flaky, progress=NullProgress())
     assert [c.method for c in outcome.failed] == ["random"] and len(outcome.ran) == 2
-    records = load_records(config.out_dir / "runs.jsonl")
-    failed = [r for r in records if r["status"] == "error"]
+    rows = load_records(config.out_dir / "runs.jsonl")
+    failed = [r for r in rows if r["status"] == "error"]
     assert len(failed) == 1 and "RuntimeError: boom" in failed[0]["error"] and "Traceback" in failed[0]["traceback"]
     assert "## Failed runs" in (config.out_dir / "summary.md").read_text()
 
@@ -173,6 +234,20 @@ def test_failed_cell_is_recorded_and_retried(tmp_path: Path) -> None:
     assert "## Failed runs" not in (config.out_dir / "summary.md").read_text()
 
 
+def test_interrupted_sweep_keeps_finished_cells_and_resumes(tmp_path: Path) -> None:
+    class StopAfterOne(NullProgress):
+        def cell_finished(self, cell: Cell, record: Mapping[str, Any]) -> None:
+            raise KeyboardInterrupt
+
+    config = _config(tmp_path, methods=("dense", "random"), sparsities=(0.9,))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, runner=CountingRunner(), progress=StopAfterOne())
+    assert [r["method"] for r in load_records(config.out_dir / "runs.jsonl")] == ["dense"]
+    again = CountingRunner()
+    run_sweep(config, runner=again, progress=NullProgress())
+    assert [c.method for c in again.cells] == ["random"]
+
+
 def test_truncated_last_line_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "runs.jsonl"
     append_record(path, {"profile": "p", "method": "snip", "sparsity": 0.9, "seed": 0, "status": "ok"})
@@ -181,35 +256,49 @@ def test_truncated_last_line_is_ignored(tmp_path: Path) -> None:
     assert len(load_records(path)) == 1
 
 
-def test_unavailable_method_is_skipped_with_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = sweep.method_unavailable_reason
-    monkeypatch.setattr(sweep, "method_unavailable_reason", lambda m: "not here yet" if m == "rlpanning" else real(m))
-    config = _config(tmp_path, methods=("dense", "rlpanning"), sparsities=(0.9,))
+def test_method_missing_from_core_methods_is_skipped_with_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(METHODS, "iterative_grasp")  # as `panning_authors` before the authors' preset lands
+    reason = method_unavailable_reason("iterative_grasp")
+    assert reason is not None and "not a key of lightning_panning.core.METHODS" in reason
+    config = _config(tmp_path, methods=("dense", "iterative_grasp"), sparsities=(0.9,))
     runner = CountingRunner()
     outcome = run_sweep(config, runner=runner, progress=NullProgress())
-    assert outcome.unavailable == {"rlpanning": "not here yet"}
+    assert list(outcome.unavailable) == ["iterative_grasp"]
     assert [c.method for c in runner.cells] == ["dense"]
-    assert "`rlpanning`: not here yet" in (config.out_dir / "summary.md").read_text()
+    assert "`iterative_grasp`: 'iterative_grasp' is not a key" in (config.out_dir / "summary.md").read_text()
+    with pytest.raises(methods.MethodUnavailableError, match="iterative_grasp"):
+        build_callback("iterative_grasp", 0.9)
 
 
-def test_summary_shows_mean_std_and_paper_numbers(tmp_path: Path) -> None:
-    profile = PROFILES["lenet5-mnist"].override(methods=("dense", "panning"), sparsities=(0.9, 0.999), seeds=(0, 1))
-    config = SweepConfig(
-        profile=profile, out_dir=tmp_path / "out", command="pytest", budget_note="tiny budget", report_every_cell=False
-    )
-    run_sweep(config, runner=CountingRunner(), progress=NullProgress())
-    summary = (config.out_dir / "summary.md").read_text()
-    # acc = 90 - 10 s + seed: mean 81.5 ± 0.71 at 90%, paper 99.37
-    assert "81.50 ± 0.71 (paper 99.37)" in summary
-    assert "(paper 95.51)" in summary and "paper 99.40" in summary
-    assert "RLPanning — not run" in summary  # the paper's row is still shown
-    assert "**Budget note.** tiny budget" in summary
-    assert "The paper trains 80 epochs" in summary
-    files = write_report(config.out_dir)  # report-only keeps the saved budget note
-    assert "tiny budget" in files["summary"].read_text()
+def _record(method: str, sparsity: float, seed: int, acc: float, **extra: Any) -> dict[str, Any]:
+    profile = PROFILES["lenet5-mnist"]
+    return {
+        "profile": profile.name, "method": method, "sparsity": sparsity, "seed": seed, "status": "ok",
+        "test_acc": acc, "init": "lenet5:abc", **profile.budget(), **extra,
+    }  # fmt: skip
 
 
-# -- small pieces -------------------------------------------------------------------------------------------------------
+def test_summary_puts_the_papers_numbers_beside_panning_authors_and_judges_noise(tmp_path: Path) -> None:
+    rows = [_record("dense", 0.0, s, 99.3 + 0.01 * s) for s in range(3)]
+    rows += [_record("panning", 0.999, s, 96.0 + 0.1 * s) for s in range(3)]  # 96.10 ± 0.10
+    rows += [_record("panning_authors", 0.999, s, 95.8 + 0.2 * s) for s in range(3)]  # 96.00 ± 0.20
+    rows += [_record("snip", 0.999, s, 90.0 + s) for s in range(3)]  # 91.00 ± 1.00
+    rows += [_record("synflow", 0.999, 0, 96.5)]  # one seed
+    path = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"], budget_note="tiny budget")
+    text = path.read_text()
+    assert "| Panning (authors' code) | 96.00 ± 0.20 (paper 95.51) |" in text
+    assert "| Panning (Algorithm 1) | 96.10 ± 0.10 |" in text  # no paper number beside Algorithm 1
+    assert "produced with the authors' code" in text and "paper 99.40" in text
+    assert "| Paper: rlpanning (the authors' code and their trained agent" in text  # paper-only row
+    noise = next(line for line in text.splitlines() if line.startswith("| 99.9% |"))
+    assert "SynFlow (iterative): 96.50, n = 1" in noise
+    assert "cannot tell (1 seed): Panning (Algorithm 1), Panning (authors' code), SNIP" in noise
+    three = write_summary([r for r in rows if r["method"] != "synflow"], tmp_path / "s2.md", profile=None).read_text()
+    noise = next(line for line in three.splitlines() if line.startswith("| 99.9% |"))
+    assert "| Panning (Algorithm 1): 96.10 ± 0.10, n = 3 | Panning (authors' code) (-0.10) | SNIP (-5.10) |" in noise
+    assert "**Budget note.** tiny budget" in text and "The paper trains 80 epochs" in text
 
 
 def test_paper_numbers_match_method_md() -> None:
@@ -221,15 +310,37 @@ def test_paper_numbers_match_method_md() -> None:
     assert paper_accuracy("vgg19-tinyimagenet", "panning", 0.98) == 58.33
     assert paper_accuracy("lenet5-mnist", "snip", 0.9) is None
     assert paper_accuracy(None, "panning", 0.9) is None
+    assert paper_beside("lenet5-mnist", "panning_authors", 0.99) == 99.09
+    assert paper_beside("lenet5-mnist", "panning", 0.99) is None
 
 
-def test_profiles_use_table1_hyperparameters() -> None:
-    mnist, vgg = PROFILES["lenet5-mnist"], PROFILES["vgg19-cifar10"]
-    assert (mnist.epochs, mnist.batch_size, mnist.weight_decay, mnist.lr, mnist.momentum) == (80, 256, 1e-4, 0.1, 0.9)
+def test_profiles_use_table1_recipe() -> None:
+    for name in ("lenet5-mnist", "lenet5-fashionmnist", "lenet5-mnist-cpu", "lenet5-fashionmnist-cpu", "quick"):
+        p = PROFILES[name]
+        assert (p.batch_size, p.weight_decay, p.lr, p.momentum, p.train_subset) == (256, 1e-4, 0.1, 0.9, None), name
+        assert p.model == "lenet5" and p.in_memory and p.cosine_per_step
+    full = PROFILES["lenet5-mnist"]
+    assert full.epochs == 80 and full.seeds == (0, 1, 2)
+    assert full.sparsities == (0.9, 0.95, 0.98, 0.99, 0.999, 0.9999)
+    assert (
+        PROFILES["lenet5-fashionmnist"].epochs == 80 and PROFILES["lenet5-fashionmnist"].sparsities == full.sparsities
+    )
+    cpu, fcpu = PROFILES["lenet5-mnist-cpu"], PROFILES["lenet5-fashionmnist-cpu"]
+    assert cpu.epochs >= 5 and cpu.seeds == (0, 1, 2) and cpu.sparsities == (0.99, 0.999, 0.9999)
+    assert fcpu.dataset == "fashionmnist" and fcpu.sparsities == (0.99, 0.999) and fcpu.epochs >= 5
+    for p in (full, cpu, fcpu):
+        assert p.methods == PAPER_RECIPE_METHODS
+    for method in ("panning", "panning_authors", "rlpanning", "synflow", "snip", "grasp", "iterative_snip"):
+        assert method in PAPER_RECIPE_METHODS
+    vgg = PROFILES["vgg19-cifar10"]
     assert (vgg.epochs, vgg.batch_size, vgg.weight_decay) == (180, 128, 5e-4)
     assert PROFILES["resnet18-tinyimagenet"].epochs == 300 and PROFILES["resnet18-cifar100"].per_class == 5
-    assert mnist.sparsities == (0.9, 0.95, 0.98, 0.99, 0.999, 0.9999) and mnist.seeds == (0, 1, 2)
-    assert sweep.DEFAULT_PROFILE in PROFILES
+
+
+def test_every_core_method_is_a_sweep_method() -> None:
+    assert set(core_methods()) <= set(METHOD_LABELS)
+    assert "force" not in METHOD_LABELS  # an alias of iterative_snip
+    assert {"dense", "rlpanning", "panning_shuffled", "panning_authors"} <= set(METHOD_LABELS)
 
 
 def test_cells_and_keys() -> None:
@@ -238,14 +349,44 @@ def test_cells_and_keys() -> None:
     record = {"profile": "smoke", "method": "snip", "sparsity": 0.9 + 1e-13, "seed": 3, "epochs": 1, "rounds": 5}
     assert cell_key(record)[2] == 0.9
     assert PROFILES["smoke"].override(train_subset=0).train_subset is None
-    with pytest.raises(ValueError, match="unknown methods"):
+
+
+def test_bad_input_gets_clear_errors() -> None:
+    with pytest.raises(ValueError, match=r"profile 'smoke': unknown method\(s\) \['nope'\]; allowed: \['dense'"):
         PROFILES["smoke"].override(methods=("nope",))
-
-
-def test_parse_sparsity() -> None:
-    assert parse_sparsity("99.99") == 0.9999 and parse_sparsity("0.95") == 0.95
+    with pytest.raises(ValueError, match=r"Unknown profile 'lenet9'; allowed: \["):
+        get_profile("lenet9")
     with pytest.raises(ValueError, match="sparsity"):
         parse_sparsity("100")
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['bogus'\]"):
+        build_callback("bogus", 0.9)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--profile", "lenet9"], "argument --profile: invalid choice: 'lenet9'"),
+        (["--methods", "panning,bogus"], "unknown method(s) ['bogus']; allowed:"),
+        (["--backend", "slurm"], "argument --backend: invalid choice: 'slurm'"),
+        (["--backend", "ray", "--jobs", "4"], "--jobs is an option of --backend local"),
+        (["--jobs", "0"], "`jobs` must be a positive integer, got 0"),
+        (["--sparsities", "150"], "A sparsity must be a fraction in (0, 1)"),
+    ],
+)
+def test_cli_bad_input(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ray_not_installed_gives_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert cli.main(["--profile", "smoke", "--backend", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend ray needs Ray" in err and "pip install 'ray[default]" in err
 
 
 def test_build_callback_maps_methods() -> None:
@@ -254,31 +395,29 @@ def test_build_callback_maps_methods() -> None:
     assert (cb.method, cb.target, cb.seed, cb.shuffle_masks) == ("grasp_original", 0.95, 4, False)
     shuffled = build_callback("panning_shuffled", 0.9, rounds=7)
     assert (shuffled.method, shuffled.shuffle_masks, shuffled.rounds) == ("panning", True, 7)
-    with pytest.raises(ValueError, match="Unknown sweep method"):
-        build_callback("bogus", 0.9)
+    assert build_callback("iterative_snip", 0.9, rounds=7).method == "iterative_snip"
 
 
-def test_plot_has_one_line_per_method(tmp_path: Path) -> None:
+def test_plot_and_meta(tmp_path: Path) -> None:
     config = _config(tmp_path, methods=("dense", "snip", "random"), sparsities=(0.9, 0.99), seeds=(0, 1))
     run_sweep(config, runner=CountingRunner(), progress=NullProgress())
     png = config.out_dir / "accuracy_vs_remaining.png"
     assert png.exists() and png.stat().st_size > 5000
     meta = json.loads((config.out_dir / "sweep.json").read_text())
-    assert meta["profile"] == "smoke"
+    assert meta["profile"] == "smoke" and meta["budget"]["epochs"] == 1 and meta["budget"]["init"].startswith("lenet5")
     assert all(math.isfinite(float(r["test_acc"])) for r in load_records(config.out_dir / "runs.jsonl"))
 
 
 def test_new_rlpanning_policy_supersedes_old_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = sweep.method_unavailable_reason
-    monkeypatch.setattr(sweep, "method_unavailable_reason", lambda m: None if m == "rlpanning" else real(m))
     config = _config(tmp_path, methods=("rlpanning",), sparsities=(0.9,))
-    monkeypatch.setattr(sweep, "policy_id", lambda m: "default:aaaa" if m == "rlpanning" else None)
+    monkeypatch.setattr(run, "policy_id", lambda m: "default:aaaa" if m == "rlpanning" else None)
     run_sweep(config, runner=CountingRunner(), progress=NullProgress())
-    monkeypatch.setattr(sweep, "policy_id", lambda m: "default:bbbb" if m == "rlpanning" else None)
+    monkeypatch.setattr(run, "policy_id", lambda m: "default:bbbb" if m == "rlpanning" else None)
     again = CountingRunner()
     run_sweep(config, runner=again, progress=NullProgress())
     assert len(again.cells) == 1  # a new agent: the cell runs again
-    current, superseded = sweep.current_records(load_records(config.out_dir / "runs.jsonl"))
+    current, superseded = current_records(load_records(config.out_dir / "runs.jsonl"))
     assert [r["policy"] for r in current] == ["default:bbbb"] and [r["policy"] for r in superseded] == ["default:aaaa"]
     summary = (config.out_dir / "summary.md").read_text()
     assert "earlier agent" in summary and "default:aaaa" in summary
+    assert records.RECORDS_FILE == "runs.jsonl"

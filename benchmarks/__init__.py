@@ -1,0 +1,1 @@
+"""Benchmark scripts and the sweep package (``benchmarks.sweep``); not part of the installed library."""

@@ -1,0 +1,309 @@
+"""Running one cell: ``seed_everything`` → model → ``ImageClassifier`` → DataModule → ``Trainer.fit`` → ``test``.
+
+:func:`run_cell` is the whole measurement of a cell with the ordinary Lightning Trainer and the project's callbacks.
+:func:`execute_cell` wraps any runner so that it never raises: it returns the measurements, or the error and its
+traceback, with the timing and the worker's versions. It is what every backend runs, in this process, in a
+subprocess or on a Ray worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sweep.methods import build_callback, method_unavailable_reason
+from benchmarks.sweep.profiles import Cell, Profile, format_sparsity
+
+__all__ = [
+    "CellRunner",
+    "SweepConfig",
+    "execute_cell",
+    "init_fingerprint",
+    "policy_id",
+    "quiet_lightning",
+    "run_cell",
+    "versions",
+]
+
+
+@dataclass
+class SweepConfig:
+    """A sweep: the profile (with overrides applied) and how to run it.
+
+    Attributes:
+        profile: the grid and recipe.
+        out_dir: results folder (``runs.jsonl``, ``runs.csv``, ``summary.md``, the plot).
+        data_dir: dataset root (unused by ``digits``).
+        accelerator: Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``, ...).
+        num_workers: DataLoader workers (not used with in-memory data).
+        num_threads: ``torch.set_num_threads`` in every process that runs cells, if given.
+        command: the command line that reproduces the sweep (recorded in every run).
+        budget_note: free text about the compute budget, saved in ``sweep.json`` and shown in the summary.
+        csv_logs: keep a Lightning ``CSVLogger`` per cell under ``<out_dir>/logs``.
+        report_every_cell: rewrite the CSV, summary and plot after every cell (else only at the end).
+    """
+
+    profile: Profile
+    out_dir: Path
+    data_dir: Path | None = None
+    accelerator: str = "auto"
+    num_workers: int = 0
+    num_threads: int | None = None
+    command: str = ""
+    budget_note: str | None = None
+    csv_logs: bool = False
+    report_every_cell: bool = True
+
+
+#: ``run(cell, config) -> measurements``; :func:`run_cell` by default, replaceable in tests.
+CellRunner = Callable[[Cell, SweepConfig], Mapping[str, Any]]
+
+
+def quiet_lightning() -> None:
+    """Lower Lightning's INFO logs and its warnings about worker counts (the sweep chooses them on purpose)."""
+    import lightning.pytorch  # noqa: F401 - it sets its loggers to INFO on import; lower them afterwards
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*number of training batches.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, torch, lightning and lightning_panning in this process (no host names, no paths)."""
+    import lightning
+    import torch
+
+    from lightning_panning import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "lightning_panning": __version__,
+    }
+
+
+def policy_id(method: str) -> str | None:
+    """Identity of the agent an ``rlpanning`` cell uses: ``"default:<sha256 prefix>"``; ``None`` for other methods.
+
+    It is part of the cell key, so RLPanning cells run again when the shipped policy changes.
+    """
+    if method != "rlpanning" or method_unavailable_reason(method) is not None:
+        return None
+    try:
+        from lightning_panning.rl.agent import default_policy_path
+
+        digest = hashlib.sha256(Path(default_policy_path()).read_bytes()).hexdigest()
+    except (ImportError, OSError) as err:
+        return f"default:unknown ({type(err).__name__})"
+    return f"default:{digest[:12]}"
+
+
+def build_model(profile: Profile) -> Any:
+    """The profile's network, initialised by its own constructor (the models' documented initialisation)."""
+    from lightning_panning import models
+
+    num_classes = profile.num_classes()
+    if profile.model == "lenet5":
+        return models.LeNet5(num_classes=num_classes, in_channels=1, input_size=28)
+    input_size = 64 if profile.dataset == "tinyimagenet" else 32
+    if profile.model == "vgg19":
+        return models.VGG19(num_classes=num_classes, input_size=input_size)
+    if profile.model == "resnet18":
+        return models.ResNet18(num_classes=num_classes)
+    raise ValueError(f"Unknown model {profile.model!r}; allowed: 'lenet5', 'vgg19', 'resnet18'.")
+
+
+def init_fingerprint(profile: Profile) -> str:
+    """``"<model>:<sha256 prefix>"`` of the network's initial weights under seed 0.
+
+    Pruning at initialisation scores the initial weights, so runs made before and after a change of the models'
+    initialisation are different runs: this fingerprint is part of the budget a records file is bound to.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(profile)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"{profile.model}:{digest.hexdigest()[:12]}"
+
+
+def build_datamodule(profile: Profile, config: SweepConfig, seed: int) -> Any:
+    """The profile's DataModule (``val_split=0``: the whole training set, or its seeded subset), in memory or not."""
+    from lightning_panning import data
+
+    extra = dict(profile.datamodule_kwargs)
+    common: dict[str, Any] = {
+        "batch_size": profile.batch_size,
+        "num_workers": 0 if profile.in_memory else config.num_workers,
+        "val_split": 0,
+        "train_subset": profile.train_subset,
+        "seed": seed,
+    }
+    classes = {
+        "mnist": data.MNISTDataModule,
+        "fashionmnist": data.FashionMNISTDataModule,
+        "cifar10": data.CIFAR10DataModule,
+        "cifar100": data.CIFAR100DataModule,
+        "tinyimagenet": data.TinyImageNetDataModule,
+    }
+    if profile.dataset == "digits":
+        datamodule: Any = data.DigitsDataModule(image_size=28, **common, **extra)
+    elif profile.dataset in classes:
+        data_dir = None if config.data_dir is None else str(config.data_dir)
+        datamodule = classes[profile.dataset](data_dir=data_dir, download=False, **common, **extra)
+    else:
+        raise ValueError(f"Unknown dataset {profile.dataset!r}; allowed: 'digits', {sorted(classes)}.")
+    if profile.in_memory:
+        from benchmarks.sweep.data import InMemoryDataModule
+
+        return InMemoryDataModule(datamodule)
+    return datamodule
+
+
+def _train_batches(datamodule: Any) -> int:
+    if hasattr(datamodule, "num_train_batches"):
+        datamodule.prepare_data()
+        return int(datamodule.num_train_batches())
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return len(datamodule.train_dataloader())
+
+
+def _metric(results: Sequence[Mapping[str, Any]], name: str) -> float | None:
+    for entry in results:
+        if name in entry:
+            return float(entry[name])
+    return None
+
+
+def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
+    """Train and test one cell with the ordinary Lightning Trainer; return its measurements.
+
+    With ``profile.cosine_per_step`` the Trainer runs ``epochs × batches per epoch`` steps (``max_steps``), so that
+    the classifier anneals its cosine schedule per step.
+
+    Returns:
+        ``test_acc`` (%), ``test_loss``, ``nominal_sparsity``, ``effective_sparsity``, ``kept_weights``,
+        ``total_weights``, ``layer_density``, ``pruning_seconds``, ``training_seconds`` (fit time without pruning),
+        ``test_seconds``, ``device`` and ``optimizer_steps``.
+
+    Raises:
+        MethodUnavailableError: when the cell's method cannot run in this installation.
+    """
+    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_panning.classifier import ImageClassifier
+    from lightning_panning.core.params import prunable_parameters
+
+    profile = config.profile
+    seed_everything(cell.seed, workers=True, verbose=False)
+    backbone = build_model(profile)
+    module = ImageClassifier(
+        backbone,
+        num_classes=profile.num_classes(),
+        lr=profile.lr,
+        momentum=profile.momentum,
+        weight_decay=profile.weight_decay,
+    )
+    datamodule = build_datamodule(profile, config, cell.seed)
+    callback = build_callback(
+        cell.method,
+        cell.sparsity,
+        rounds=profile.rounds,
+        seed=cell.seed,
+        per_class=profile.per_class,
+        num_classes=profile.num_classes(),
+    )
+    logger: Any = False
+    if config.csv_logs:
+        version = f"{cell.method}-{format_sparsity(cell.sparsity).rstrip('%')}-seed{cell.seed}"
+        logger = CSVLogger(str(Path(config.out_dir) / "logs"), name="", version=version)
+    length: dict[str, Any] = {"max_epochs": profile.epochs}
+    if profile.cosine_per_step:
+        length = {"max_epochs": -1, "max_steps": profile.epochs * _train_batches(datamodule)}
+    trainer = Trainer(
+        **length,
+        accelerator=config.accelerator,
+        devices=1,
+        callbacks=[] if callback is None else [callback],
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=None if profile.validate else 0,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    test_seconds = time.perf_counter() - start
+
+    total = sum(p.numel() for p in prunable_parameters(backbone).values())
+    summary: dict[str, Any] = dict(getattr(callback, "summary", None) or {})
+    pruning_seconds = float(summary.get("pruning_seconds", 0.0))
+    acc = _metric(results, "test/acc")
+    return {
+        "test_acc": None if acc is None else 100.0 * acc,
+        "test_loss": _metric(results, "test/loss"),
+        "nominal_sparsity": float(summary.get("nominal_sparsity", 0.0)),
+        "effective_sparsity": summary.get("effective_sparsity", 0.0 if callback is None else None),
+        "kept_weights": int(summary.get("kept_weights", total)),
+        "total_weights": int(summary.get("total_weights", total)),
+        "layer_density": summary.get("layer_density", {}),
+        "pruning_seconds": pruning_seconds,
+        "training_seconds": max(fit_seconds - pruning_seconds, 0.0),
+        "test_seconds": test_seconds,
+        "device": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+        "optimizer_steps": int(trainer.global_step),
+    }
+
+
+def execute_cell(runner: CellRunner, cell: Cell, config: SweepConfig) -> dict[str, Any]:
+    """Run ``runner(cell, config)`` and return the result part of its record; never raises for a failing cell.
+
+    Returns:
+        The runner's measurements with ``status="ok"`` and ``remaining``, or ``status="error"`` with ``error`` and
+        ``traceback``; always ``cell_seconds``, ``finished_at``, ``num_threads`` and :func:`versions`.
+    """
+    import torch
+
+    quiet_lightning()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    start = time.perf_counter()
+    result: dict[str, Any]
+    try:
+        result = dict(runner(cell, config))
+        result["status"] = "ok"
+        result["remaining"] = 1.0 - float(result.get("nominal_sparsity") or 0.0)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # a failing cell is recorded and the sweep goes on
+        result = {
+            "status": "error",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(limit=20),
+        }
+    result["cell_seconds"] = time.perf_counter() - start
+    result["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result["num_threads"] = torch.get_num_threads()
+    result.update(versions())
+    return result

@@ -1,0 +1,425 @@
+"""The report: ``runs.csv``, ``summary.md`` (mean ± std over seeds beside the paper's numbers) and the plot.
+
+Everything is rebuilt from ``runs.jsonl`` alone (:func:`write_report`), so ``--report-only`` reproduces it. Runs of
+different budgets (older records files) get one section each. The summary says which differences the seeds
+support: two methods differ *beyond noise* when their means are more than two standard errors of the difference
+apart, ``|m1 − m2| > 2·sqrt(s1²/n1 + s2²/n2)``, with at least two seeds each; otherwise they are *within noise*.
+
+Example:
+    >>> a = Aggregate("panning", 0.99, 3, 98.0, 0.2, None, 1.0, 10.0, [0, 1, 2])
+    >>> b = Aggregate("snip", 0.99, 3, 97.8, 0.3, None, 0.1, 10.0, [0, 1, 2])
+    >>> within_noise(a, b), within_noise(a, Aggregate("random", 0.99, 3, 90.0, 0.5, None, 0.0, 9.0, [0, 1, 2]))
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sweep.methods import METHOD_LABELS
+from benchmarks.sweep.paper import (
+    PAPER_DENSE,
+    PAPER_RESULTS,
+    PAPER_ROW_NOTES,
+    PAPER_ROW_OF,
+    PAPER_SOURCES,
+    paper_beside,
+)
+from benchmarks.sweep.profiles import PROFILES, Profile, format_sparsity
+from benchmarks.sweep.records import (
+    ANALYSIS_FILE,
+    CSV_FILE,
+    PLOT_FILE,
+    RECORDS_FILE,
+    SUMMARY_FILE,
+    atomic_write,
+    current_records,
+    latest_records,
+    load_meta,
+    load_records,
+    record_order,
+    write_csv,
+)
+
+__all__ = ["Aggregate", "budget_key", "summarize", "within_noise", "write_report", "write_summary"]
+
+_NOT_RECORDED = object()
+
+
+@dataclass
+class Aggregate:
+    """Mean and standard deviation of one (method, sparsity) over seeds.
+
+    Attributes:
+        method: sweep method.
+        sparsity: target sparsity (``0.0`` for dense).
+        n: number of finished runs.
+        acc_mean: mean test accuracy (%).
+        acc_std: sample standard deviation (0 for one run).
+        effective_mean: mean effective sparsity (``None`` if unknown).
+        pruning_seconds: mean pruning time.
+        training_seconds: mean training time.
+        seeds: the seeds.
+    """
+
+    method: str
+    sparsity: float
+    n: int
+    acc_mean: float
+    acc_std: float
+    effective_mean: float | None
+    pruning_seconds: float
+    training_seconds: float
+    seeds: list[int]
+
+
+def budget_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The budget a record's section of the summary is grouped by."""
+    return tuple(record.get(k) for k in ("epochs", "train_subset", "batch_size", "rounds", "lr", "init"))
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
+    """Aggregate the ``ok`` records (one per cell) by (method, sparsity), in table order."""
+    groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
+    for record in latest_records(records):
+        if record.get("status") != "ok" or record.get("test_acc") is None:
+            continue
+        groups.setdefault((str(record["method"]), round(float(record["sparsity"]), 10)), []).append(record)
+    out: list[Aggregate] = []
+    for (method, sparsity), rows in groups.items():
+        accs = [float(r["test_acc"]) for r in rows]
+        effective = [float(r["effective_sparsity"]) for r in rows if r.get("effective_sparsity") is not None]
+        out.append(
+            Aggregate(
+                method=method,
+                sparsity=sparsity,
+                n=len(rows),
+                acc_mean=statistics.fmean(accs),
+                acc_std=statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                effective_mean=statistics.fmean(effective) if effective else None,
+                pruning_seconds=statistics.fmean(float(r.get("pruning_seconds") or 0.0) for r in rows),
+                training_seconds=statistics.fmean(float(r.get("training_seconds") or 0.0) for r in rows),
+                seeds=sorted(int(r["seed"]) for r in rows),
+            )
+        )
+    order = list(METHOD_LABELS)
+    out.sort(key=lambda a: (order.index(a.method) if a.method in order else len(order), a.sparsity))
+    return out
+
+
+def within_noise(a: Aggregate, b: Aggregate) -> bool | None:
+    """Whether the mean accuracies of ``a`` and ``b`` are within two standard errors of their difference.
+
+    Returns:
+        ``None`` when either has fewer than two seeds (no noise estimate).
+    """
+    if a.n < 2 or b.n < 2:
+        return None
+    return abs(a.acc_mean - b.acc_mean) <= 2.0 * math.sqrt(a.acc_std**2 / a.n + b.acc_std**2 / b.n)
+
+
+def _fmt_acc(agg: Aggregate) -> str:
+    return f"{agg.acc_mean:.2f} ± {agg.acc_std:.2f}" if agg.n > 1 else f"{agg.acc_mean:.2f}"
+
+
+def _label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def _budget_text(records: Sequence[Mapping[str, Any]], profile: Profile | None) -> str:
+    first = records[0]
+    seeds = sorted({int(r["seed"]) for r in records})
+    subset = first.get("train_subset")
+    data = "the whole training set" if subset in (None, "") else f"a seeded subset of {int(subset):,} training images"
+    threads = sorted({str(r.get("num_threads")) for r in records if r.get("num_threads") is not None})
+    devices = sorted({str(r.get("device") or r.get("accelerator")) for r in records})
+    backends = sorted({str(r.get("backend")) for r in records if r.get("backend")})
+    minutes = sum(float(r.get("cell_seconds") or 0.0) for r in records) / 60.0
+    momentum = first.get("momentum")
+    text = (
+        f"{first.get('epochs')} epoch(s) per run on {data}, batch {first.get('batch_size')}, "
+        f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), T = {first.get('rounds')} rounds for iterative methods; "
+        f"SGD{'' if momentum is None else f' (momentum {momentum})'} + cosine annealing from lr {first.get('lr')}, "
+        f"weight decay {first.get('weight_decay')}; initial weights `{first.get('init', 'not recorded')}`; "
+        f"device {', '.join(devices)}"
+        + (f", {', '.join(threads)} torch thread(s)" if threads else "")
+        + (f", backend {', '.join(backends)}" if backends else "")
+        + (", data in memory" if any(r.get("in_memory") for r in records) else "")
+        + f"; {minutes:.1f} min of cell time (summed over cells, not wall time) for these {len(records)} runs."
+    )
+    if profile is not None and profile.paper_epochs is not None:
+        text += f" The paper trains {profile.paper_epochs} epochs on the whole training set and averages 3 seeds."
+    return text
+
+
+def _profile_differences(record: Mapping[str, Any], profile: Profile | None) -> str:
+    """The budget fields in which ``record`` differs from ``profile`` (a command-line override, or older runs)."""
+    if profile is None:
+        return ""
+    diffs = []
+    for name, value in profile.budget().items():
+        recorded = record.get(name, _NOT_RECORDED)
+        if recorded != value:
+            shown = "not recorded" if recorded is _NOT_RECORDED else ("all" if recorded is None else recorded)
+            diffs.append(f"{name} {shown} (profile: {'all' if value is None else value})")
+    return ", ".join(diffs)
+
+
+def _accuracy_table(aggs: Sequence[Aggregate], paper: str | None, sparsities: Sequence[float]) -> list[str]:
+    lines = ["| Method | " + " | ".join(format_sparsity(s) for s in sparsities) + " |"]
+    lines.append("|---" * (len(sparsities) + 1) + "|")
+    by_key = {(a.method, a.sparsity): a for a in aggs}
+    methods = [m for m in dict.fromkeys(a.method for a in aggs) if m != "dense"]
+    for method in methods:
+        cells = []
+        for s in sparsities:
+            agg = by_key.get((method, round(s, 10)))
+            ours = "-" if agg is None else _fmt_acc(agg)
+            ref = paper_beside(paper, method, s)
+            cells.append(ours if ref is None else f"{ours} (paper {ref:.2f})")
+        lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
+    shown = {PAPER_ROW_OF[m] for m in methods if m in PAPER_ROW_OF}
+    for row, table in PAPER_RESULTS.get(paper or "", {}).items():
+        if row in shown:
+            continue
+        cells = [f"(paper {table[s]:.2f})" if s in table else "-" for s in (round(x, 10) for x in sparsities)]
+        if any(c != "-" for c in cells):
+            lines.append(
+                f"| Paper: {row} ({PAPER_ROW_NOTES.get(row, 'the paper')}) — not run here | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def _noise_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
+    lines = ["| Sparsity | Best (mean ± std, n) | Within noise of the best | Below the best beyond noise |"]
+    lines.append("|---|---|---|---|")
+    for s in sparsities:
+        rows = sorted(
+            (a for a in aggs if a.method != "dense" and a.sparsity == round(s, 10)), key=lambda a: -a.acc_mean
+        )
+        if not rows:
+            continue
+        best, rest = rows[0], rows[1:]
+        verdicts = [(a, within_noise(best, a)) for a in rest]
+        close = [f"{_label(a.method)} ({a.acc_mean - best.acc_mean:+.2f})" for a, v in verdicts if v]
+        below = [f"{_label(a.method)} ({a.acc_mean - best.acc_mean:+.2f})" for a, v in verdicts if v is False]
+        unknown = [_label(a.method) for a, v in verdicts if v is None]
+        close_text = ", ".join(close) or "none"
+        if unknown:
+            close_text += "; cannot tell (1 seed): " + ", ".join(unknown)
+        lines.append(
+            f"| {format_sparsity(s)} | {_label(best.method)}: {_fmt_acc(best)}, n = {best.n} | {close_text} | "
+            f"{', '.join(below) or 'none'} |"
+        )
+    return lines
+
+
+def _details_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
+    lines = ["| Method | " + " | ".join(format_sparsity(s) for s in sparsities) + " |"]
+    lines.append("|---" * (len(sparsities) + 1) + "|")
+    by_key = {(a.method, a.sparsity): a for a in aggs}
+    for method in dict.fromkeys(a.method for a in aggs if a.method != "dense"):
+        cells = []
+        for s in sparsities:
+            agg = by_key.get((method, round(s, 10)))
+            if agg is None:
+                cells.append("-")
+                continue
+            eff = "n/a" if agg.effective_mean is None else f"{100 * agg.effective_mean:.4g}%"
+            cells.append(f"{eff} · {agg.pruning_seconds:.1f} s · {agg.training_seconds:.0f} s")
+        lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _paper_note(paper: str) -> list[str]:
+    return [
+        f"Paper numbers: Kang et al. 2022, {PAPER_SOURCES.get(paper, '')}; dense baseline "
+        f"{PAPER_DENSE.get(paper, float('nan')):.2f}%. They were produced with the authors' code, so `(paper X)` "
+        f"stands beside **{_label('panning_authors')}** (`panning_authors`, which reproduces that code's masks) and "
+        f"beside RLPanning (the paper's agent, not ours), never beside **{_label('panning')}** (`panning`, the "
+        "paper's Algorithm 1 as written, which differs from the authors' code: METHOD.md §3).",
+        "",
+    ]
+
+
+def _section(
+    group: Sequence[Mapping[str, Any]], profile: Profile | None, paper: str | None, plot: str | None
+) -> list[str]:
+    aggs = summarize(group)
+    sparsities = sorted({a.sparsity for a in aggs if a.method != "dense"})
+    epochs, subset, batch, rounds, lr, _ = budget_key(group[0])
+    subset_text = "all" if subset in (None, "") else f"{int(subset):,}"
+    lines = [
+        f"## Test accuracy (%) — {epochs} epoch(s), training images: {subset_text}, batch {batch}, lr {lr}, "
+        f"T = {rounds}",
+        "",
+        "**Budget.** " + _budget_text(group, profile),
+        "",
+    ]
+    differs = _profile_differences(group[0], profile)
+    if differs:
+        lines += [f"These runs do not use the profile's recipe ({profile.name if profile else ''}): {differs}.", ""]
+    dense = [a for a in aggs if a.method == "dense"]
+    if dense:
+        ref = PAPER_DENSE.get(paper or "")
+        lines += [
+            f"Dense baseline (no pruning): **{_fmt_acc(dense[0])}** (n = {dense[0].n})"
+            + ("" if ref is None else f"; paper {ref:.2f}")
+            + ".",
+            "",
+        ]
+    if sparsities:
+        counts = ", ".join(str(n) for n in sorted({a.n for a in aggs}))
+        lines += [f"Mean ± std over seeds (std only when n > 1); n per cell: {counts}.", ""]
+        lines += [*_accuracy_table(aggs, paper, sparsities), ""]
+        lines += [
+            "Which differences the seeds support (beyond noise: means more than two standard errors of the "
+            "difference apart, with at least 2 seeds each):",
+            "",
+            *_noise_table(aggs, sparsities),
+            "",
+        ]
+        lines += ["Effective sparsity · pruning time · training time (means):", ""]
+        lines += [*_details_table(aggs, sparsities), ""]
+        if plot is not None:
+            lines += [f"![Accuracy against remaining weights]({plot})", ""]
+    commands = list(dict.fromkeys(str(r.get("command")) for r in group if r.get("command")))
+    if commands:
+        lines += ["Reproduce (resumable; finished cells are skipped):", "", "```bash", *commands, "```", ""]
+    policies = sorted({str(r["policy"]) for r in group if r.get("policy")})
+    if policies:
+        lines += ["RLPanning agent (shipped policy, sha256 prefix): " + ", ".join(f"`{p}`" for p in policies), ""]
+    keys = ("python", "torch", "lightning", "lightning_panning")
+    vers = {f"{k} {r.get(k)}" for r in group for k in keys if r.get(k)}
+    if vers:
+        lines += ["Versions: " + ", ".join(sorted(vers)) + ".", ""]
+    return lines
+
+
+def write_summary(
+    records: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    profile: Profile | None = None,
+    budget_note: str | None = None,
+    plot_name: str | None = PLOT_FILE,
+    unavailable: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the Markdown summary: budget, accuracy beside the paper's, noise verdicts, commands, failures.
+
+    Args:
+        records: all records of the sweep (``runs.jsonl``).
+        path: the Markdown file to write (atomically).
+        profile: the sweep's profile; inferred from the records if ``None``.
+        budget_note: extra text about the compute budget.
+        plot_name: file name of the plot to embed, or ``None``.
+        unavailable: methods skipped because this installation cannot run them, with the reason.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    rows, superseded = current_records(records)
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("test_acc") is not None]
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if profile is None and rows:
+        profile = PROFILES.get(str(rows[0].get("profile")))
+    paper = profile.paper if profile is not None else None
+    title = profile.name if profile is not None else (str(rows[0].get("profile")) if rows else "sweep")
+    lines = [
+        f"# Sweep results: `{title}`",
+        "",
+        "_Generated by `benchmarks/sweep.py` from `runs.jsonl`; do not edit by hand._",
+        "",
+    ]
+    if profile is not None:
+        lines += [f"Profile `{profile.name}`: {profile.description}", ""]
+    if paper is not None:
+        lines += _paper_note(paper)
+    if budget_note:
+        lines += ["**Budget note.** " + budget_note.strip(), ""]
+    if (path.parent / ANALYSIS_FILE).exists():
+        lines += [f"What agrees with the paper and what does not: see [{ANALYSIS_FILE}]({ANALYSIS_FILE}).", ""]
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for record in ok:
+        groups.setdefault(budget_key(record), []).append(record)
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    if not ordered:
+        lines += ["No finished runs yet.", ""]
+    for index, group in enumerate(ordered):
+        lines += _section(group, profile, paper, plot_name if index == 0 else None)
+    if superseded:
+        old = sorted({f"`{r.get('method')}` with `{r.get('policy')}`" for r in superseded})
+        lines += [
+            f"{len(superseded)} run(s) made with an earlier agent are kept in `runs.jsonl`/`runs.csv` but left "
+            f"out of the tables and the plot: {', '.join(old)}.",
+            "",
+        ]
+    if unavailable:
+        lines += ["## Methods not run", "", *[f"- `{m}`: {reason}" for m, reason in unavailable.items()], ""]
+    if failed:
+        lines += ["## Failed runs", "", "| Method | Sparsity | Seed | Error |", "|---|---|---|---|"]
+        for r in sorted(failed, key=record_order):
+            error = str(r.get("error", "")).strip().splitlines()
+            lines.append(
+                f"| {r.get('method')} | {format_sparsity(float(r.get('sparsity') or 0))} | {r.get('seed')} | "
+                f"{(error[-1] if error else '').replace('|', '/')[:200]} |"
+            )
+        lines.append("")
+    text = "\n".join(lines).rstrip() + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    profile: Profile | None = None,
+    budget_note: str | None = None,
+    unavailable: Mapping[str, str] | None = None,
+) -> dict[str, Path]:
+    """Rebuild ``runs.csv``, ``summary.md`` and the plot from ``<out_dir>/runs.jsonl``.
+
+    Args:
+        out_dir: the results folder.
+        profile: the sweep's profile (inferred from the records when ``None``).
+        budget_note: budget text; defaults to the one saved in ``sweep.json`` by an earlier run.
+        unavailable: methods skipped as not runnable, with the reason; defaults to the saved ones.
+
+    Returns:
+        ``{"csv": ..., "summary": ..., "plot": ...}`` (``plot`` absent when nothing finished yet).
+    """
+    from benchmarks.sweep.plot import plot_accuracy
+
+    out = Path(out_dir)
+    records = load_records(out / RECORDS_FILE)
+    if profile is None and records:
+        profile = PROFILES.get(str(records[0].get("profile")))
+    meta = load_meta(out)
+    note = budget_note or meta.get("budget_note")
+    if unavailable is None:
+        unavailable = meta.get("unavailable") or None
+    files: dict[str, Path] = {"csv": write_csv(records, out / CSV_FILE)}
+    plot = plot_accuracy(
+        records,
+        out / PLOT_FILE,
+        paper=profile.paper if profile is not None else None,
+        title=profile.name if profile is not None else None,
+    )
+    files["summary"] = write_summary(
+        records,
+        out / SUMMARY_FILE,
+        profile=profile,
+        budget_note=note,
+        plot_name=PLOT_FILE if plot is not None else None,
+        unavailable=unavailable,
+    )
+    if plot is not None:
+        files["plot"] = plot
+    return files
