@@ -1,0 +1,298 @@
+#!/usr/bin/env python
+"""LeNet5 cell speed, with the data in memory or through the DataLoader, and the wall time of the full LeNet5 grid.
+
+Everything is measured through the sweep's own cell (:func:`benchmarks.sweep.cell.run_cell`: the ordinary Lightning
+Trainer with the project's callbacks) on real MNIST, per device:
+
+1. **Epoch time** of the dense LeNet5 (batch 256, Table 1 recipe), data in device memory and through the
+   DataLoader: ``(training time of an E2-epoch cell − that of an E1-epoch cell) / (E2 − E1)``, so set-up, the first
+   epoch's warm-up and the test pass cancel out. The fixed cost per cell (set-up, test) is reported too.
+2. **Pruning time** of each method of the grid at 99% (T = 100), from the same cells' ``pruning_seconds``.
+3. **Sharing the device**: k dense cells at once (``--jobs k``, one process each); each cell's own epoch time gives
+   the throughput of k cells against one.
+4. **Estimate of the full grid**: the profile's cells (``lenet5-mnist``: dense + methods × 6 sparsities × 3 seeds ×
+   80 epochs; the issue's grid is dense + 6 methods) as Σ (pruning + epochs × epoch time + fixed cost), divided by
+   the best throughput gain of step 3. It assumes that pruning shares the device as well as training does.
+
+Results go to ``<out>/sweep_speed.json`` and ``.md`` with the machine load (``os.getloadavg``) and thread counts.
+Timings from a loaded machine are worthless; run it on a quiet one.
+
+Usage::
+
+    python benchmarks/sweep_speed.py --device cuda --jobs 1 2 4 8 12     # a GPU (the H100 target: grid ≤ 30 min)
+    python benchmarks/sweep_speed.py --device cpu --jobs 1 2 --num-threads 1
+    python benchmarks/sweep_speed.py --quick                             # a check that it runs (tiny, to a temp dir)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
+from benchmarks.sweep.backends import LocalBackend
+from benchmarks.sweep.cell import SweepConfig, quiet_lightning, run_cell
+from benchmarks.sweep.methods import method_unavailable_reason
+from benchmarks.sweep.profiles import PROFILES, Cell, Profile, default_data_dir
+from benchmarks.sweep.records import load_records
+from benchmarks.sweep.run import run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+#: The issue's grid: dense + these 6 methods × 6 sparsities × 3 seeds × 80 epochs.
+ISSUE_METHODS = ("panning", "panning_authors", "rlpanning", "synflow", "snip", "grasp")
+
+
+class Quiet:
+    """A progress display that shows nothing."""
+
+    def start(self, total: int, skipped: int) -> None: ...
+
+    def cell_started(self, cell: Cell) -> None: ...
+
+    def cell_finished(self, cell: Cell, record: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _config(profile: Profile, device: str, args: argparse.Namespace, out: Path) -> SweepConfig:
+    return SweepConfig(
+        profile=profile,
+        out_dir=out,
+        data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(REPO),
+        accelerator="gpu" if device == "cuda" else "cpu",
+        num_threads=args.num_threads,
+        report_every_cell=False,
+    )
+
+
+def measure_epochs(base: Profile, device: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Epoch time and fixed cost per cell of the dense LeNet5, in memory and through the DataLoader."""
+    out: dict[str, Any] = {}
+    for in_memory in (True, False):
+        runs = {}
+        for epochs in (args.short_epochs, args.long_epochs):
+            profile = base.override(epochs=epochs, in_memory=in_memory)
+            start = time.perf_counter()
+            record = run_cell(Cell("dense", 0.0, 0), _config(profile, device, args, tmp))
+            runs[epochs] = {**record, "cell_seconds": time.perf_counter() - start}
+        short, long = runs[args.short_epochs], runs[args.long_epochs]
+        epoch_s = (long["training_seconds"] - short["training_seconds"]) / (args.long_epochs - args.short_epochs)
+        fixed = short["cell_seconds"] - args.short_epochs * epoch_s  # set-up, first-epoch warm-up, test
+        out["in_memory" if in_memory else "dataloader"] = {
+            "epoch_seconds": epoch_s,
+            "fixed_seconds_per_cell": fixed,
+            "test_seconds": short["test_seconds"],
+            "steps_per_epoch": short["optimizer_steps"] // args.short_epochs,
+            "test_acc_long": long["test_acc"],
+        }
+        print(f"[{device}] {'in memory ' if in_memory else 'DataLoader'}: {epoch_s:.3f} s/epoch, fixed {fixed:.1f} s")
+    out["speedup_in_memory"] = out["dataloader"]["epoch_seconds"] / out["in_memory"]["epoch_seconds"]
+    return out
+
+
+def measure_pruning(base: Profile, device: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    """Seconds of pruning per method at 99% (one cell each, 1 short epoch on a small subset)."""
+    seconds = {}
+    profile = base.override(epochs=1, train_subset=2048, in_memory=True)
+    for method in args.methods:
+        reason = method_unavailable_reason(method)
+        if reason is not None:
+            print(f"[{device}] pruning {method}: skipped ({reason})")
+            continue
+        record = run_cell(Cell(method, 0.99, 0), _config(profile, device, args, tmp))
+        seconds[method] = float(record["pruning_seconds"])
+        print(f"[{device}] pruning {method} at 99%, T = {profile.rounds}: {seconds[method]:.2f} s")
+    return seconds
+
+
+def measure_sharing(base: Profile, device: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """k dense cells at once (one process each): each cell's epoch time and the throughput gain over one cell."""
+    out: dict[str, Any] = {}
+    for k in args.jobs:
+        profile = base.override(methods=("dense",), seeds=tuple(range(k)), epochs=args.long_epochs, in_memory=True)
+        folder = tmp / f"jobs{k}-{device}"
+        start = time.perf_counter()
+        run_sweep(_config(profile, device, args, folder), progress=Quiet(), backend=LocalBackend(jobs=k))
+        wall = time.perf_counter() - start
+        rows = [r for r in load_records(folder / "runs.jsonl") if r.get("status") == "ok"]
+        per_epoch = statistics.fmean(float(r["training_seconds"]) for r in rows) / args.long_epochs
+        out[str(k)] = {"cells": len(rows), "wall_seconds": wall, "epoch_seconds_per_cell": per_epoch}
+        print(f"[{device}] {k} cell(s) at once: {per_epoch:.3f} s/epoch each, wall {wall:.0f} s")
+    k0 = args.jobs[0]
+    reference = k0 / out[str(k0)]["epoch_seconds_per_cell"]  # epochs per second with k0 cells at once
+    for k, row in out.items():
+        row["throughput_gain"] = int(k) / row["epoch_seconds_per_cell"] / reference
+    return out
+
+
+def estimate(profile: Profile, methods: tuple[str, ...], measured: dict[str, Any]) -> dict[str, Any]:
+    """Wall time of ``profile``'s grid restricted to ``methods`` (+ dense), from the measurements."""
+    epoch = measured["epochs"]["in_memory"]["epoch_seconds"]
+    fixed = measured["epochs"]["in_memory"]["fixed_seconds_per_cell"]
+    pruning = measured["pruning"]
+    missing = [m for m in methods if m not in pruning]
+    known = [m for m in methods if m in pruning]
+    prune_mean = statistics.fmean(pruning[m] for m in known) if known else 0.0
+    cells = len(profile.seeds) * (1 + len(methods) * len(profile.sparsities))
+    serial = len(profile.seeds) * (profile.epochs * epoch + fixed)  # dense
+    for m in methods:
+        serial += (
+            len(profile.seeds) * len(profile.sparsities) * (pruning.get(m, prune_mean) + profile.epochs * epoch + fixed)
+        )
+    best_k, best = max(((k, row["throughput_gain"]) for k, row in measured["sharing"].items()), key=lambda kv: kv[1])
+    return {
+        "profile": profile.name,
+        "methods": ["dense", *methods],
+        "cells": cells,
+        "epochs": profile.epochs,
+        "serial_minutes": serial / 60.0,
+        "best_jobs": int(best_k),
+        "throughput_gain": best,
+        "wall_minutes": serial / best / 60.0,
+        "pruning_assumed_mean_for": missing,
+    }
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep_speed.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    lines = [
+        "# LeNet5 sweep speed",
+        "",
+        f"_Written by `benchmarks/sweep_speed.py` on {results['date']}; command: `{results['command']}`._",
+        "",
+        f"Machine: {results['machine']['cpu_count']} CPU cores, load average {results['machine']['load_before']:.2f}"
+        f" before and {results['machine']['load_after']:.2f} after, torch threads {results['machine']['torch_threads']}"
+        f"; torch {results['machine']['torch']}, lightning {results['machine']['lightning']}.",
+        "",
+    ]
+    for device, m in results["devices"].items():
+        e = m["epochs"]
+        lines += [
+            f"## {device}: {m['name']}",
+            "",
+            "| Data | s/epoch | fixed s/cell | steps/epoch |",
+            "|---|---|---|---|",
+            *[
+                f"| {k} | {e[k]['epoch_seconds']:.3f} | {e[k]['fixed_seconds_per_cell']:.1f} | "
+                f"{e[k]['steps_per_epoch']} |"
+                for k in ("in_memory", "dataloader")
+            ],
+            "",
+            f"In memory is {e['speedup_in_memory']:.2f}x the DataLoader's speed.",
+            "",
+            "Pruning at 99% (s): " + ", ".join(f"{k} {v:.2f}" for k, v in m["pruning"].items()) + ".",
+            "",
+            "| Cells at once | s/epoch per cell | throughput gain | wall (s) |",
+            "|---|---|---|---|",
+            *[
+                f"| {k} | {r['epoch_seconds_per_cell']:.3f} | {r['throughput_gain']:.2f}x | {r['wall_seconds']:.0f} |"
+                for k, r in m["sharing"].items()
+            ],
+            "",
+        ]
+        for est in m["estimates"]:
+            lines.append(
+                f"Estimated wall time of `{est['profile']}` with {', '.join(est['methods'])} ({est['cells']} cells, "
+                f"{est['epochs']} epochs): **{est['wall_minutes']:.1f} min** at {est['best_jobs']} cells at once "
+                f"({est['serial_minutes']:.1f} min one after another)"
+                + (
+                    f"; pruning of {est['pruning_assumed_mean_for']} not measured, mean assumed"
+                    if est["pruning_assumed_mean_for"]
+                    else ""
+                )
+                + "."
+            )
+        lines.append("")
+    if results["settings"]["quick"]:
+        lines += ["**Quick mode**: tiny settings; these numbers check that the script runs and estimate nothing.", ""]
+    (out / "sweep_speed.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"Wrote {out / 'sweep_speed.json'} and {out / 'sweep_speed.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import lightning
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", nargs="+", choices=("cpu", "cuda"), help="devices (default: cuda if any, else cpu)")
+    parser.add_argument("--jobs", nargs="+", type=int, default=[1, 2, 4], help="cells at once to try")
+    parser.add_argument("--methods", nargs="+", default=list(PROFILES["lenet5-mnist"].methods[1:]), help="pruning")
+    parser.add_argument("--short-epochs", type=int, default=1)
+    parser.add_argument("--long-epochs", type=int, default=3)
+    parser.add_argument("--train-subset", type=int, help="train on this many images (default: all 60,000)")
+    parser.add_argument("--rounds", type=int, default=100, help="T of iterative methods (paper: 100)")
+    parser.add_argument("--num-threads", type=int, help="torch threads per process")
+    parser.add_argument("--data-dir", help="dataset root (default as in the sweep)")
+    parser.add_argument("--out", help="results folder (default: benchmarks/results; --quick: a temporary folder)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings to check that the script runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.train_subset, args.rounds, args.long_epochs, args.jobs = 2048, 5, 2, [1, 2]
+        args.methods = ["panning", "snip"]
+    devices = args.device or (["cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here.")
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
+    quiet_lightning()
+    out = (
+        Path(args.out)
+        if args.out
+        else (Path(tempfile.mkdtemp(prefix="sweep_speed-")) if args.quick else REPO / "benchmarks" / "results")
+    )
+    base = PROFILES["lenet5-mnist"].override(train_subset=args.train_subset, rounds=args.rounds)
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/sweep_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": {
+            "train_subset": args.train_subset,
+            "rounds": args.rounds,
+            "short_epochs": args.short_epochs,
+            "long_epochs": args.long_epochs,
+            "jobs": args.jobs,
+            "quick": args.quick,
+        },
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_before": os.getloadavg()[0],
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": lightning.__version__,
+        },
+        "devices": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="sweep_speed-cells-") as scratch:
+        for device in devices:
+            tmp = Path(scratch) / device
+            name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
+            measured: dict[str, Any] = {"name": name}
+            measured["epochs"] = measure_epochs(base, device, args, tmp)
+            measured["pruning"] = measure_pruning(base, device, args, tmp)
+            measured["sharing"] = measure_sharing(base, device, args, tmp)
+            full = PROFILES["lenet5-mnist"]
+            measured["estimates"] = [
+                estimate(full, ISSUE_METHODS, measured),
+                estimate(full, tuple(m for m in full.methods if m != "dense"), measured),
+            ]
+            if device == "cpu":
+                cpu = PROFILES["lenet5-mnist-cpu"]
+                measured["estimates"].append(estimate(cpu, tuple(m for m in cpu.methods if m != "dense"), measured))
+            results["devices"][device] = measured
+    results["machine"]["load_after"] = os.getloadavg()[0]
+    write(results, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
