@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from benchmarks.sweep import cli, methods, records, run
-from benchmarks.sweep.cell import SweepConfig, run_cell
+from benchmarks.sweep.cell import SweepConfig, init_fingerprint, run_cell
 from benchmarks.sweep.methods import METHOD_LABELS, build_callback, core_methods, method_unavailable_reason
 from benchmarks.sweep.paper import paper_accuracy, paper_beside
 from benchmarks.sweep.profiles import PAPER_RECIPE_METHODS, PROFILES, Cell, get_profile, parse_sparsity
@@ -90,7 +90,9 @@ def test_smoke_profile_end_to_end_and_resume(tmp_path: Path) -> None:
         assert record["effective_sparsity"] is not None and record["effective_sparsity"] >= 0.9 - 1e-4
         assert record["pruning_seconds"] > 0.0 and record["training_seconds"] > 0.0
         assert record["rounds"] == 3 and record["train_subset"] == 192 and record["epochs"] == 1
-        assert record["momentum"] == 0.9 and record["init"].startswith("lenet5:") and record["backend"] == "local"
+        assert (
+            record["momentum"] == 0.9 and record["init"].startswith("lenet5-authors:") and record["backend"] == "local"
+        )
         assert record["command"].startswith("python benchmarks/sweep.py --profile smoke")
         assert {"python", "torch", "lightning", "lightning_panning"} <= set(record)
         assert record["optimizer_steps"] == 3  # 192 images / batch 64, one epoch
@@ -181,10 +183,17 @@ def test_records_of_another_profile_or_init_are_refused(tmp_path: Path, monkeypa
     with pytest.raises(RecordsMismatchError, match=r"profile\(s\) \['smoke'\], but this sweep is profile 'quick'"):
         run_sweep(other, runner=CountingRunner(), progress=NullProgress())
     # the models' initialisation changed (a new init scheme): the old runs are not the same runs
-    monkeypatch.setattr(run, "init_fingerprint", lambda profile: "lenet5:000000000000")
-    with pytest.raises(RecordsMismatchError, match=r"init 'lenet5:\w+' \(recorded\) ≠ 'lenet5:000000000000'"):
+    monkeypatch.setattr(run, "init_fingerprint", lambda profile: "lenet5-authors:000000000000")
+    with pytest.raises(RecordsMismatchError, match=r"init 'lenet5-authors:\w+' \(recorded\) ≠ 'lenet5-authors:0+'"):
         run_sweep(config, runner=CountingRunner(), progress=NullProgress())
     assert len(load_records(config.out_dir / "runs.jsonl")) == 1
+
+
+def test_init_fingerprint_follows_the_initialisation() -> None:
+    smoke = PROFILES["smoke"]
+    assert init_fingerprint(smoke) == init_fingerprint(smoke.override(seeds=(5,), epochs=3))
+    kaiming = init_fingerprint(smoke.override(init="kaiming"))
+    assert kaiming.startswith("lenet5-kaiming:") and kaiming.split(":")[1] != init_fingerprint(smoke).split(":")[1]
 
 
 def test_cli_reports_a_records_mismatch_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -210,6 +219,13 @@ def test_old_committed_results_still_load_and_report(tmp_path: Path) -> None:
         assert "SUPERSEDED" in summary  # the saved budget note labels the old budget
         dense = [r["test_acc"] for r in rows if r["method"] == "dense"]
         assert f"{sum(dense) / len(dense):.2f}" in summary
+
+
+def test_summary_names_overrides_of_the_profiles_recipe(tmp_path: Path) -> None:
+    config = _config(tmp_path, methods=("dense",), epochs=2, lr=0.05)
+    run_sweep(config, runner=CountingRunner(), progress=NullProgress())
+    summary = (config.out_dir / "summary.md").read_text()
+    assert "do not use the profile's recipe (smoke): epochs 2 (profile: 1), lr 0.05 (profile: 0.1)." in summary
 
 
 def test_failed_cell_is_recorded_and_retried(tmp_path: Path) -> None:
@@ -318,7 +334,7 @@ def test_profiles_use_table1_recipe() -> None:
     for name in ("lenet5-mnist", "lenet5-fashionmnist", "lenet5-mnist-cpu", "lenet5-fashionmnist-cpu", "quick"):
         p = PROFILES[name]
         assert (p.batch_size, p.weight_decay, p.lr, p.momentum, p.train_subset) == (256, 1e-4, 0.1, 0.9, None), name
-        assert p.model == "lenet5" and p.in_memory and p.cosine_per_step
+        assert p.model == "lenet5" and p.in_memory and p.cosine_per_step and p.init == "authors"
     full = PROFILES["lenet5-mnist"]
     assert full.epochs == 80 and full.seeds == (0, 1, 2)
     assert full.sparsities == (0.9, 0.95, 0.98, 0.99, 0.999, 0.9999)
@@ -404,7 +420,11 @@ def test_plot_and_meta(tmp_path: Path) -> None:
     png = config.out_dir / "accuracy_vs_remaining.png"
     assert png.exists() and png.stat().st_size > 5000
     meta = json.loads((config.out_dir / "sweep.json").read_text())
-    assert meta["profile"] == "smoke" and meta["budget"]["epochs"] == 1 and meta["budget"]["init"].startswith("lenet5")
+    assert (
+        meta["profile"] == "smoke"
+        and meta["budget"]["epochs"] == 1
+        and meta["budget"]["init"].startswith("lenet5-authors:")
+    )
     assert all(math.isfinite(float(r["test_acc"])) for r in load_records(config.out_dir / "runs.jsonl"))
 
 

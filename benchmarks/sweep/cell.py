@@ -110,22 +110,22 @@ def policy_id(method: str) -> str | None:
 
 
 def build_model(profile: Profile) -> Any:
-    """The profile's network, initialised by its own constructor (the models' documented initialisation)."""
+    """The profile's network with the profile's initialisation (``init``)."""
     from lightning_panning import models
 
-    num_classes = profile.num_classes()
+    num_classes, init = profile.num_classes(), profile.init
     if profile.model == "lenet5":
-        return models.LeNet5(num_classes=num_classes, in_channels=1, input_size=28)
+        return models.LeNet5(num_classes=num_classes, in_channels=1, input_size=28, init=init)
     input_size = 64 if profile.dataset == "tinyimagenet" else 32
     if profile.model == "vgg19":
-        return models.VGG19(num_classes=num_classes, input_size=input_size)
+        return models.VGG19(num_classes=num_classes, input_size=input_size, init=init)
     if profile.model == "resnet18":
-        return models.ResNet18(num_classes=num_classes)
+        return models.ResNet18(num_classes=num_classes, init=init)
     raise ValueError(f"Unknown model {profile.model!r}; allowed: 'lenet5', 'vgg19', 'resnet18'.")
 
 
 def init_fingerprint(profile: Profile) -> str:
-    """``"<model>:<sha256 prefix>"`` of the network's initial weights under seed 0.
+    """``"<model>-<init>:<sha256 prefix>"`` of the network's initial weights under seed 0.
 
     Pruning at initialisation scores the initial weights, so runs made before and after a change of the models'
     initialisation are different runs: this fingerprint is part of the budget a records file is bound to.
@@ -139,7 +139,7 @@ def init_fingerprint(profile: Profile) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return f"{profile.model}:{digest.hexdigest()[:12]}"
+    return f"{profile.model}-{profile.init}:{digest.hexdigest()[:12]}"
 
 
 def build_datamodule(profile: Profile, config: SweepConfig, seed: int) -> Any:

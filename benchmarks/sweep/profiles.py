@@ -91,6 +91,7 @@ class Profile:
         sparsities: target sparsities in (0, 1).
         seeds: seeds; each (method, sparsity) runs once per seed.
         rounds: ``T`` of iterative methods (paper: 100).
+        init: the models' weight initialisation (``"authors"``: the authors' code, METHOD.md §6; ``"kaiming"``).
         per_class: samples per class of the scoring batch (paper: 10; 5 for 100/200 classes).
         train_subset: train on this many (seeded) training samples; ``None`` uses all.
         validate: run the validation loop each epoch (on the test set: the paper's protocol); off saves time.
@@ -116,6 +117,7 @@ class Profile:
     sparsities: tuple[float, ...] = PAPER_SPARSITIES
     seeds: tuple[int, ...] = (0, 1, 2)
     rounds: int = 100
+    init: str = "authors"
     per_class: int = 10
     train_subset: int | None = None
     validate: bool = False

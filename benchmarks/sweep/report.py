@@ -159,9 +159,10 @@ def _budget_text(records: Sequence[Mapping[str, Any]], profile: Profile | None) 
 
 
 def _profile_differences(record: Mapping[str, Any], profile: Profile | None) -> str:
-    """The budget fields in which ``record`` differs from ``profile`` (a command-line override, or older runs)."""
+    """The budget fields in which ``record`` differs from the built-in ``profile`` (overrides, or older runs)."""
     if profile is None:
         return ""
+    profile = PROFILES.get(profile.name, profile)
     diffs = []
     for name, value in profile.budget().items():
         recorded = record.get(name, _NOT_RECORDED)
