@@ -405,13 +405,26 @@ def test_ray_not_installed_gives_the_install_command(
     assert "--backend ray needs Ray" in err and "pip install 'ray[default]" in err
 
 
+def _engine(callback: Any, name: str) -> Any:
+    """An engine setting of a callback (held by its pruner when the callback takes an ``options`` dict)."""
+    return getattr(getattr(callback, "pruner", callback), name)
+
+
 def test_build_callback_maps_methods() -> None:
     assert build_callback("dense", 0.9) is None
-    cb = build_callback("grasp_original", 0.95, rounds=7, seed=4)
-    assert (cb.method, cb.target, cb.seed, cb.shuffle_masks) == ("grasp_original", 0.95, 4, False)
+    cb = build_callback("grasp_original", 0.95, rounds=7, seed=4, per_class=3)
+    assert (cb.method, cb.target, cb.shuffle_masks) == ("grasp_original", 0.95, False)
+    assert (_engine(cb, "seed"), _engine(cb, "per_class")) == (4, 3)
     shuffled = build_callback("panning_shuffled", 0.9, rounds=7)
-    assert (shuffled.method, shuffled.shuffle_masks, shuffled.rounds) == ("panning", True, 7)
+    assert (shuffled.method, shuffled.shuffle_masks, _engine(shuffled, "rounds")) == ("panning", True, 7)
     assert build_callback("iterative_snip", 0.9, rounds=7).method == "iterative_snip"
+    rl = build_callback("rlpanning", 0.99, rounds=9, seed=2)
+    assert (type(rl).__name__, rl.target, _engine(rl, "rounds"), _engine(rl, "seed")) == (
+        "RLPanningCallback",
+        0.99,
+        9,
+        2,
+    )
 
 
 def test_plot_and_meta(tmp_path: Path) -> None:

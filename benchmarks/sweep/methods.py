@@ -144,12 +144,12 @@ def method_unavailable_reason(method: str) -> str | None:
     )
 
 
-def _accepted_kwargs(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``kwargs`` that ``cls.__init__`` accepts (all of them if it takes ``**kwargs``)."""
+def _engine_kwargs(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The engine settings as ``cls`` takes them: one ``options`` dict, or (older callbacks) keyword arguments."""
     params = inspect.signature(cls).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return dict(kwargs)
-    return {k: v for k, v in kwargs.items() if k in params}
+    if "options" in params:
+        return {"options": dict(options)}
+    return {k: v for k, v in options.items() if k in params}
 
 
 def build_callback(
@@ -180,28 +180,23 @@ def build_callback(
 
     Example:
         >>> cb = build_callback("grasp_original", 0.95, rounds=7, seed=4)
-        >>> cb.method, cb.target, cb.seed
-        ('grasp_original', 0.95, 4)
+        >>> cb.method, cb.target, cb.shuffle_masks
+        ('grasp_original', 0.95, False)
     """
     reason = method_unavailable_reason(method)
     if reason is not None:
         raise MethodUnavailableError(reason)
     if method == "dense":
         return None
-    common: dict[str, Any] = {
-        "rounds": rounds,
-        "seed": seed,
-        "per_class": per_class,
-        "num_classes": num_classes,
-        "log_figure": False,
-        "verbose": False,
-    }
+    options = {"rounds": rounds, "seed": seed, "per_class": per_class, "num_classes": num_classes}
+    quiet = {"log_figure": False, "verbose": False}
     if method == "rlpanning":
         from lightning_panning.callbacks import RLPanningCallback
 
-        return RLPanningCallback(sparsity, **_accepted_kwargs(RLPanningCallback, common))
+        return RLPanningCallback(sparsity, **_engine_kwargs(RLPanningCallback, options), **quiet)
     from lightning_panning.callbacks import PanningCallback
 
+    engine = _engine_kwargs(PanningCallback, options)
     if method == "panning_shuffled":
-        return PanningCallback(sparsity, "panning", shuffle_masks=True, **common)
-    return PanningCallback(sparsity, method, **common)
+        return PanningCallback(sparsity, "panning", **engine, shuffle_masks=True, **quiet)
+    return PanningCallback(sparsity, method, **engine, **quiet)
