@@ -183,7 +183,8 @@ class BasePruningCallback(Callback, ABC):
     Args:
         target: final sparsity in (0, 1).
         rounds: number of pruning rounds ``T`` (one-shot methods ignore it).
-        normalization: metric normalisation: ``"rms"``, ``"authors"`` or ``"none"``.
+        normalization: metric normalisation (one of :data:`~lightning_panning.core.fusion.NORMALIZATIONS`), or
+            ``None`` for the method's own.
         schedule: sparsity schedule over the rounds: ``"exponential"`` or ``"linear"``.
         per_class: samples per class of the class-balanced scoring batch.
         num_classes: classes of the scoring batch (inferred when ``None``).
@@ -192,7 +193,8 @@ class BasePruningCallback(Callback, ABC):
         seed: seed of the scoring batch, dropout and random scorers; same seed → same masks.
         include: glob pattern(s) of parameter names to prune (default: every conv/linear ``weight``).
         exclude: glob pattern(s) of parameter names to leave dense.
-        masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1) or at the unmasked one (authors' code).
+        masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1) or at the unmasked one (authors' code);
+            ``None`` for the method's own.
         shuffle_masks: shuffle the kept positions within each layer after pruning (layer-wise sanity check).
         dataloader: data for scoring (a DataLoader or Dataset) instead of the one ``fit`` receives.
         log_figure: log the per-layer density figure.
@@ -204,7 +206,7 @@ class BasePruningCallback(Callback, ABC):
         target: float = 0.98,
         rounds: int = 100,
         *,
-        normalization: str = "rms",
+        normalization: str | None = "rms",
         schedule: str = "exponential",
         per_class: int = 10,
         num_classes: int | None = None,
@@ -213,7 +215,7 @@ class BasePruningCallback(Callback, ABC):
         seed: int = 0,
         include: str | list[str] | None = None,
         exclude: str | list[str] | None = None,
-        masked_data_scores: bool = True,
+        masked_data_scores: bool | None = True,
         shuffle_masks: bool = False,
         dataloader: DataLoader | Dataset | None = None,
         log_figure: bool = True,
@@ -225,8 +227,8 @@ class BasePruningCallback(Callback, ABC):
         except TypeError as err:
             raise ValueError(str(err)) from None
         self.rounds = _check_int("rounds", rounds, 1)
-        if normalization not in NORMALIZATIONS:
-            raise _fail("normalization", normalization, f"one of {list(NORMALIZATIONS)}")
+        if normalization is not None and normalization not in NORMALIZATIONS:
+            raise _fail("normalization", normalization, f"None or one of {list(NORMALIZATIONS)}")
         self.normalization = normalization
         if schedule not in SCHEDULES:
             raise _fail("schedule", schedule, f"one of {sorted(SCHEDULES)}")
@@ -247,7 +249,9 @@ class BasePruningCallback(Callback, ABC):
         self.seed = _check_int("seed", seed, 0)
         self.include = _check_patterns("include", include)
         self.exclude = _check_patterns("exclude", exclude)
-        self.masked_data_scores = _check_bool("masked_data_scores", masked_data_scores)
+        self.masked_data_scores = (
+            None if masked_data_scores is None else _check_bool("masked_data_scores", masked_data_scores)
+        )
         self.shuffle_masks = _check_bool("shuffle_masks", shuffle_masks)
         if dataloader is not None and not isinstance(dataloader, (DataLoader, Dataset)):
             raise _fail("dataloader", dataloader, "None, a torch DataLoader or a Dataset")

@@ -35,11 +35,13 @@ class PanningCallback(BasePruningCallback):
     Args:
         target: final sparsity in (0, 1), e.g. 0.98 keeps 2% of the prunable weights.
         method: one of :data:`~lightning_panning.core.METHODS` (``"panning"``, ``"synflow"``, ``"snip"``,
-            ``"grasp"``, ``"iterative_snip"``, ``"magnitude"``, ``"random"``, ...).
+            ``"grasp"``, ``"iterative_snip"``, ``"magnitude"``, ``"random"``, ...; ``"panning_authors"``,
+            ``"snip_authors"``, ``"grasp_authors"``, ``"synflow_authors"`` reproduce the authors' code).
         rounds: ``T``, rounds of iterative methods (ignored by one-shot ones).
         weights: metric weights: ``None`` (Table 3 for Panning), a fixed ``{scorer: weight}`` dict, or a table of
             ``[upper_bound, {scorer: weight}]`` rows whose last bound is 1.0.
-        normalization: ``"rms"`` (default, order-preserving), ``"authors"`` (``|S - mean| / std``) or ``"none"``.
+        normalization: ``None`` (the method's own: ``"rms"``, order-preserving, for ``"panning"``), ``"rms"``,
+            ``"authors"`` (``|S - mean| / std``), ``"sum"`` or ``"none"``.
         schedule: ``"exponential"`` (Algorithm 1) or ``"linear"``.
         per_class: ``k``, samples per class of the scoring batch (authors: 10; 5 for 100/200 classes).
         num_classes: classes of the scoring batch (inferred when ``None``).
@@ -48,7 +50,8 @@ class PanningCallback(BasePruningCallback):
         seed: seed of the batch, dropout and random scores; same seed → same masks.
         include: glob pattern(s) of parameter names to prune (default: every conv/linear ``weight``).
         exclude: glob pattern(s) of parameter names to keep dense.
-        masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1, default) or unmasked (authors' code).
+        masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1) or unmasked (authors' code); ``None``
+            (default) keeps the method's own (``True`` except for ``"panning_authors"``).
         shuffle_masks: shuffle kept positions within each layer afterwards (Frankle et al.'s sanity check).
         dataloader: scoring data to use instead of the training data ``fit`` receives.
         log_figure: log a per-layer density figure.
@@ -76,7 +79,7 @@ class PanningCallback(BasePruningCallback):
         rounds: int = 100,
         *,
         weights: dict[str, float] | list[tuple[float, dict[str, float]]] | None = None,
-        normalization: str = "rms",
+        normalization: str | None = None,
         schedule: str = "exponential",
         per_class: int = 10,
         num_classes: int | None = None,
@@ -85,7 +88,7 @@ class PanningCallback(BasePruningCallback):
         seed: int = 0,
         include: str | list[str] | None = None,
         exclude: str | list[str] | None = None,
-        masked_data_scores: bool = True,
+        masked_data_scores: bool | None = None,
         shuffle_masks: bool = False,
         dataloader: DataLoader | Dataset | None = None,
         log_figure: bool = True,
@@ -113,7 +116,8 @@ class PanningCallback(BasePruningCallback):
             raise ValueError(f"`method` must be one of {sorted(METHODS)}, got {method!r}.")
         self._method = method
         self.weights = self._check_weights(weights)
-        self.build_pruner(lambda model, batch: model(batch), progress=False)  # any other inconsistency fails now
+        pruner = self.build_pruner(lambda model, batch: model(batch), progress=False)  # inconsistencies fail now
+        self.normalization, self.masked_data_scores = pruner.normalization, pruner.masked_data_scores  # resolved
 
     def _check_weights(self, weights: Any) -> dict[str, float] | list[tuple[float, dict[str, float]]] | None:
         if weights is None:

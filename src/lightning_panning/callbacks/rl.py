@@ -188,8 +188,8 @@ class RLPanningCallback(BasePruningCallback):
         """SynFlow + SNIP + GraSP with this callback's settings (weights come from the agent each round)."""
         return Panning(
             SCORERS, weights={s: 1.0 for s in SCORERS}, rounds=self.rounds, schedule="exponential",
-            normalization=self.normalization,  # type: ignore[arg-type]
-            masked_data_scores=self.masked_data_scores, loss_fn=loss_fn, temperature=self.temperature,
+            normalization=self.normalization or "rms",  # type: ignore[arg-type]
+            masked_data_scores=self.masked_data_scores is not False, loss_fn=loss_fn, temperature=self.temperature,
             per_class=self.per_class, num_classes=self.num_classes, seed=self.seed, progress=False,
             include=self.include, exclude=self.exclude, name=self.method,
         )

@@ -21,8 +21,10 @@ __all__ = [
     "normalize",
 ]
 
-Normalization = Literal["rms", "authors", "none"]
-NORMALIZATIONS: tuple[str, ...] = ("rms", "authors", "none")
+Normalization = Literal["rms", "authors", "sum", "none"]
+NORMALIZATIONS: tuple[str, ...] = ("rms", "authors", "sum", "none")
+#: The ε of the authors' ``ranking_mask`` normalisation ``S / (|Σ S| + ε)`` (``normalization="sum"``).
+SUM_EPS = 1e-10
 
 #: Table 3: upper bound of the round's sparsity → weights (SynFlow, SNIP, GraSP).
 TABLE3: tuple[tuple[float, dict[str, float]], ...] = (
@@ -46,9 +48,12 @@ def normalize(
     * ``"rms"`` (default): ``keep / RMS(keep)`` — order-preserving, NaN-safe (all zero where the metric is all
       zero). For signed saliencies with mean ≈ 0 this is the scale of the authors' formula, on which Table 3's
       weights were tuned.
-    * ``"authors"``: the authors' code, ``|S - μ| / σ`` on the *signed* saliency ``S``; not exactly
-      order-preserving in ``|S|`` and undefined for a constant metric (a ``ValueError`` here; the authors' code
-      gives NaN).
+    * ``"authors"``: the authors' Panning, ``|S - μ| / σ`` on the *signed* saliency ``S``, computed with exactly
+      their float operations (concatenate, divide by the mean, then the mean and sample standard deviation of the
+      quotient), so it reproduces their normalised scores bit for bit; not exactly order-preserving in ``|S|``.
+      A metric with mean or standard deviation 0 raises a ``ValueError`` (the authors' code gives NaN).
+    * ``"sum"``: the authors' one-shot (and iterative) SNIP/GraSP ranking, ``keep / (|Σ keep| + 1e-10)``
+      (order-preserving up to rounding; the exact float operations of their ``ranking_mask``).
     * ``"none"``: the keep-scores unchanged.
 
     Args:
@@ -57,8 +62,15 @@ def normalize(
         method: one of :data:`NORMALIZATIONS`.
 
     Returns:
-        ``{name: tensor W_n}``: float32 for ``"rms"``/``"authors"`` (the statistics are taken in float64, and the
-        normalised values are of order 1), the keep-scores' own dtype for ``"none"``.
+        ``{name: tensor W_n}``: float32 for ``"rms"``/``"authors"``/``"sum"`` (the RMS is taken in float64, the
+        authors' statistics in the scores' own dtype as they do), the keep-scores' own dtype for ``"none"``.
+
+    Example:
+        >>> s = {"a": torch.tensor([1.0, -2.0]), "b": torch.tensor([4.0, 0.5])}
+        >>> [round(v, 4) for v in torch.cat(list(normalize(s, s, "authors").values())).tolist()]
+        [0.0508, 1.1676, 1.2692, 0.1523]
+        >>> torch.cat(list(normalize({"a": torch.tensor([1.0, 3.0])}, method="sum").values())).tolist()
+        [0.25, 0.75]
     """
     if method == "none":
         return dict(keep)
@@ -72,27 +84,44 @@ def normalize(
             return {n: torch.zeros_like(s, dtype=torch.float32) for n, s in keep.items()}
         return {n: (s / rms).float() for n, s in keep.items()}
     if method == "authors":
-        source = saliency if saliency is not None else keep
-        count = sum(s.numel() for s in source.values())
-        mu = sum(float(s.sum(dtype=torch.float64)) for s in source.values()) / count
-        if not math.isfinite(mu):
-            raise NonFiniteScores(f"the metric's mean is {mu} (NaN/inf scores)")
-        var = sum(float(((s.double() - mu) ** 2).sum()) for s in source.values()) / max(count - 1, 1)
-        sigma = math.sqrt(var)
-        if sigma == 0.0 or not math.isfinite(sigma):
-            raise ValueError(
-                f"normalization='authors' divides by the metric's standard deviation, which is {sigma!r} here (a "
-                "constant metric); use normalization='rms', which maps an all-zero metric to 0."
-            )
-        return {n: ((s.double() - mu).abs() / sigma).float() for n, s in source.items()}
+        return _authors_normalization(saliency if saliency is not None else keep)
+    if method == "sum":
+        flat = torch.cat([s.reshape(-1) for s in keep.values()])
+        factor = torch.abs(torch.sum(flat)) + SUM_EPS
+        if not math.isfinite(float(factor)):
+            raise NonFiniteScores(f"the metric's sum is {float(factor)} (NaN/inf scores)")
+        return {n: (s / factor).float() for n, s in keep.items()}
     raise ValueError(f"Unknown `normalization` {method!r}; allowed: {list(NORMALIZATIONS)}.")
+
+
+def _authors_normalization(saliency: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``|S − μ| / σ`` with the authors' exact float operations (``pruner/panning.py``, ``normalization``)."""
+    flat = torch.cat([s.reshape(-1) for s in saliency.values()])
+    mean_div = flat.mean()
+    if not math.isfinite(float(mean_div)):
+        raise NonFiniteScores(f"the metric's mean is {float(mean_div)} (NaN/inf scores)")
+    if float(mean_div) == 0.0:
+        raise ValueError(
+            "normalization='authors' divides by the metric's mean, which is 0 here (an all-zero metric); use "
+            "normalization='rms', which maps an all-zero metric to 0."
+        )
+    flat.div_(mean_div)
+    std, mean = flat.std(), flat.mean()
+    del flat
+    if not math.isfinite(float(std)) or float(std) == 0.0:
+        raise ValueError(
+            f"normalization='authors' divides by the metric's standard deviation, which is {float(std)!r} here (a "
+            "constant metric); use normalization='rms', which maps an all-zero metric to 0."
+        )
+    return {n: ((s / mean_div - mean) / std).abs_().float() for n, s in saliency.items()}
 
 
 def fuse(normalized: Mapping[str, Tensor], weight: float, into: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
     """Add one metric's share ``p_k · N(S_k)`` to the fused score ``S_w = Σ_k p_k · N(S_k)``.
 
     Fusing one metric at a time keeps a single parameter-sized accumulator alive instead of every normalised
-    metric at once.
+    metric at once. Each share is rounded before it is added (no fused multiply-add), so the sum is the same float
+    as the authors' ``p_1 N_1 + p_2 N_2 + p_3 N_3``.
 
     Args:
         normalized: ``{name: tensor W_n}``, one normalised metric.
@@ -108,7 +137,7 @@ def fuse(normalized: Mapping[str, Tensor], weight: float, into: dict[str, Tensor
             acc = fused[name]
             if torch.result_type(acc, s) != acc.dtype:
                 acc = fused[name] = acc.to(torch.result_type(acc, s))
-            acc.add_(s, alpha=weight)
+            acc.add_(s * weight)
         else:
             fused[name] = s * weight
     return fused
@@ -167,18 +196,25 @@ class StageTable:
 
     Args:
         table: rows ``(upper_bound, {scorer: weight})`` with increasing upper bounds, the last one ``1.0``; the row
-            used for sparsity ``ρ`` is the first whose bound satisfies ``ρ ≤ bound`` (a ``1e-12`` tolerance absorbs
-            float error such as ``1 - 0.2 ** 0.5``).
+            used for sparsity ``ρ`` is the first whose bound satisfies ``ρ ≤ bound + tolerance``.
         one_row_per_round: the authors' code advances the stage index by at most one row per round; ``True``
             reproduces that (not the paper's rule).
+        tolerance: slack on each bound. The default ``1e-12`` absorbs float error, so a round whose sparsity is
+            mathematically 0.9 but computes as ``0.9000000000000028`` still uses the ``(0.8, 0.9]`` row, as Table 3
+            says; ``0.0`` is the authors' plain float comparison ``ρ > bound`` (it moves on to the next row).
 
     Example:
         >>> StageTable()(0, 0.95)
         {'synflow': 0.2, 'snip': 0.3, 'grasp': 0.5}
+        >>> StageTable()(0, 0.9000000000000028)["snip"], StageTable(tolerance=0.0)(0, 0.9000000000000028)["snip"]
+        (0.4, 0.3)
     """
 
     def __init__(
-        self, table: Sequence[tuple[float, Mapping[str, float]]] | None = None, one_row_per_round: bool = False
+        self,
+        table: Sequence[tuple[float, Mapping[str, float]]] | None = None,
+        one_row_per_round: bool = False,
+        tolerance: float = 1e-12,
     ) -> None:
         rows = TABLE3 if table is None else table
         checked: list[tuple[float, dict[str, float]]] = []
@@ -193,14 +229,17 @@ class StageTable:
             previous = bound
         if not checked or checked[-1][0] != 1.0:
             raise ValueError("The last row of `table` must have upper bound 1.0 so every sparsity has weights.")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0.0 <= tolerance < 1e-3:
+            raise ValueError(f"`tolerance` must be a number in [0, 0.001), got {tolerance!r}.")
         self.table = checked
         self.one_row_per_round = one_row_per_round
+        self.tolerance = float(tolerance)
         self._stage = 0
 
     def row(self, sparsity: float) -> int:
         """Index of the row that covers ``sparsity``."""
         for i, (bound, _) in enumerate(self.table):
-            if sparsity <= bound + 1e-12:
+            if sparsity <= bound + self.tolerance:
                 return i
         return len(self.table) - 1
 
@@ -218,4 +257,7 @@ class StageTable:
         self._stage = 0
 
     def __repr__(self) -> str:
-        return f"StageTable(rows={len(self.table)}, one_row_per_round={self.one_row_per_round})"
+        return (
+            f"StageTable(rows={len(self.table)}, one_row_per_round={self.one_row_per_round}, "
+            f"tolerance={self.tolerance!r})"
+        )

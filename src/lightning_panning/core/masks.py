@@ -22,6 +22,7 @@ __all__ = [
     "effective_sparsity",
     "masks_for",
     "pack_masks",
+    "select_at_threshold",
     "select_top_k",
     "shuffle_masks",
     "unpack_masks",
@@ -74,6 +75,33 @@ def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
         out[n] = keep[offset : offset + size].view(scores[n].shape)
         offset += size
     return out
+
+
+def select_at_threshold(scores: Mapping[str, Tensor], k: int) -> Masks:
+    """Keep every score ``≥`` the ``k``-th largest over all layers: the authors' rule (``keep_rule="authors"``).
+
+    Their code takes ``threshold = topk(scores, k)[-1]`` and keeps ``score >= threshold``, so ties at the threshold
+    are all kept and the count can exceed ``k`` (use :func:`select_top_k` for exactly ``k``).
+
+    Args:
+        scores: ``{name: tensor W_n}`` (any real dtype).
+        k: the rank of the threshold, ``1 ≤ k ≤ m``.
+
+    Returns:
+        ``{name: bool tensor W_n}`` with at least ``k`` ``True`` values in total (for finite scores).
+
+    Example:
+        >>> import torch
+        >>> m = select_at_threshold({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor([3.0, 0.0])}, 1)
+        >>> m["a"].tolist(), m["b"].tolist()
+        ([False, True], [True, False])
+    """
+    flat = torch.cat([s.reshape(-1) for s in scores.values()])
+    if not 1 <= k <= flat.numel():
+        raise ValueError(f"Cannot take the threshold at rank k={k} of {flat.numel()} weights.")
+    threshold = kth_largest(flat, k)
+    del flat
+    return {n: s >= threshold for n, s in scores.items()}
 
 
 def kth_largest(flat: Tensor, k: int, sample: int = 65536) -> Tensor:

@@ -24,10 +24,19 @@ from lightning_panning.core.fusion import (
     fuse,
     normalize,
 )
-from lightning_panning.core.masks import Masks, density, effective_sparsity, select_top_k
+from lightning_panning.core.masks import Masks, density, effective_sparsity, select_at_threshold, select_top_k
 from lightning_panning.core.params import ParamPredicate, prunable_parameters
-from lightning_panning.core.schedules import Schedule, get_schedule, keep_count, validate_target
-from lightning_panning.core.scorers import Scorer, ScoringContext, check_scores, get_scorer
+from lightning_panning.core.schedules import (
+    KEEP_RULES,
+    KeepRule,
+    Schedule,
+    authors_keep_count,
+    authors_keep_fractions,
+    get_schedule,
+    keep_count,
+    validate_target,
+)
+from lightning_panning.core.scorers import GraSP, Scorer, ScoringContext, SynFlow, check_scores, get_scorer
 
 __all__ = ["METHODS", "Panning", "PanningSession", "PruningResult", "RoundRecord", "make_pruner", "prune"]
 
@@ -91,15 +100,31 @@ class PruningResult:
         return 1.0 - density(self.masks)[0]
 
 
-def _resolve_weights(weights: WeightSchedule | Mapping[str, float] | Sequence[Any] | None) -> WeightSchedule:
+#: ``stage_rule`` → how Panning builds its stage table: the paper's (row by the round's sparsity, bounds with a
+#: float tolerance) or the authors' (at most one row per round, plain ``ρ_i > bound``).
+STAGE_RULES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "authors": {"one_row_per_round": True, "tolerance": 0.0},
+}
+
+
+def _resolve_weights(
+    weights: WeightSchedule | Mapping[str, float] | Sequence[Any] | None, stage_rule: str = "paper"
+) -> WeightSchedule:
     if weights is None:
-        return StageTable()
+        return StageTable(**STAGE_RULES[stage_rule])
     if isinstance(weights, WeightSchedule):
+        if stage_rule != "paper":
+            raise ValueError(
+                f"`stage_rule`={stage_rule!r} configures the stage table Panning builds from `weights`=None or a list "
+                f"of rows; with a ready {type(weights).__name__} configure it directly, e.g. "
+                "StageTable(one_row_per_round=True, tolerance=0.0)."
+            )
         return weights
     if isinstance(weights, Mapping):
         return FixedWeights(weights)
     if isinstance(weights, Sequence) and not isinstance(weights, str):
-        return StageTable(weights)
+        return StageTable(weights, **STAGE_RULES[stage_rule])
     raise TypeError(
         f"`weights` must be None (Table 3), a {{scorer: weight}} mapping, a table of (bound, weights) rows, or a "
         f"WeightSchedule; got {type(weights).__name__}."
@@ -161,13 +186,21 @@ class PanningSession:
                 example_input = None
         self.example_input = example_input
         self.total = sum(p.numel() for p in params.values())
-        self.schedule = pruner.schedule_fn(target, pruner.rounds)
-        final_keep = keep_count(self.total, target)
+        #: the values the scorers see (the parameters, or re-initialised copies with ``reinit_linear``)
+        self.scoring_params: dict[str, Tensor] = pruner.scoring_weights(model, params)
+        self.keep_fractions: list[float] | None = None
+        if pruner.keep_rule == "authors":
+            self.schedule, self.keep_fractions = authors_keep_fractions(pruner.schedule_fn, target, pruner.rounds)
+            final_keep = authors_keep_count(self.total, self.keep_fractions[-1])
+            rule = f"int({self.total} × (1 − target))"
+        else:
+            self.schedule = pruner.schedule_fn(target, pruner.rounds)
+            final_keep = keep_count(self.total, target)
+            rule = f"floor({self.total} × (1 − target))"
         if final_keep < 1:
             raise ValueError(
                 f"`target`={target!r} leaves no weight of the {self.total} prunable ones "
-                f"(keep = floor({self.total} × (1 − target)) = 0); the largest allowed target is "
-                f"{1 - 1 / self.total:.10g}."
+                f"(keep = {rule} = 0); the largest allowed target is {1 - 1 / self.total:.10g}."
             )
         self.masks: Masks | None = None
         self.round = 0
@@ -188,7 +221,7 @@ class PanningSession:
             p = self.pruner
             self._ctx = ScoringContext(
                 self.model,
-                self.params,
+                self.scoring_params,  # type: ignore[arg-type]
                 self.masks,
                 self.batch,
                 p.loss_fn,
@@ -221,7 +254,10 @@ class PanningSession:
         start = time.perf_counter()
         p = self.pruner
         sparsity = self.schedule[self.round]
-        keep = keep_count(self.total, sparsity)
+        if self.keep_fractions is not None:
+            keep = authors_keep_count(self.total, self.keep_fractions[self.round])
+        else:
+            keep = keep_count(self.total, sparsity)
         used = dict(weights) if weights is not None else p.weight_schedule(self.round, sparsity)
         unknown = [k for k in used if k not in p.scorers]
         if unknown:
@@ -250,7 +286,11 @@ class PanningSession:
             del normalized
         if fused is None:
             raise ValueError(f"Round {self.round + 1}: every metric weight is 0 ({used}); at least one must be > 0.")
-        new_masks = select_top_k(fused, keep)
+        if self.keep_fractions is not None:  # the authors' rule: every score >= the keep-th largest
+            new_masks = select_at_threshold(fused, keep)
+            keep = sum(int(torch.count_nonzero(m)) for m in new_masks.values())
+        else:
+            new_masks = select_top_k(fused, keep)
         del fused
         resurrected = 0
         if self.masks is not None:
@@ -301,7 +341,8 @@ class Panning:
             ``(upper bound, {scorer: weight})`` rows, or any :class:`~lightning_panning.core.fusion.WeightSchedule`.
         rounds: ``T``.
         schedule: ``"exponential"`` (Algorithm 1), ``"linear"`` or a function ``(target, rounds) -> list``.
-        normalization: ``"rms"`` (default, order-preserving), ``"authors"`` (``|S - μ| / σ``) or ``"none"``.
+        normalization: ``"rms"`` (default, order-preserving), ``"authors"`` (``|S - μ| / σ``, the authors' Panning),
+            ``"sum"`` (``S / (|Σ S| + 1e-10)``, the authors' one-shot SNIP/GraSP) or ``"none"``.
         resurrect: score removed weights too (Panning, FORCE) or give them 0 (iterative SynFlow).
         masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1) or at the unmasked one every round (the
             authors' code).
@@ -317,6 +358,15 @@ class Panning:
         exclude: glob pattern(s) of parameter names to leave dense.
         predicate: ``predicate(name, module, param) -> bool`` replacing the default selection rule.
         name: method name for logs.
+        stage_rule: how the Table 3 (or given rows) stage table picks a round's row: ``"paper"`` (the row whose
+            interval holds ``ρ_i``, with a ``1e-12`` float tolerance on the bounds) or ``"authors"`` (their code: the
+            row advances at most one per round, when ``ρ_i > bound`` in plain floating point).
+        keep_rule: ``"exact"`` (keep exactly ``floor(m (1 - ρ_i) + 1e-6)``, ties to the lower index) or
+            ``"authors"`` (their code: ``int(m κ_i)`` with ``κ_i = (1 - ρ_T)^(i/T)`` computed directly, keeping every
+            score ``≥`` that rank's score, ties included; see
+            :func:`~lightning_panning.core.schedules.authors_keep_fractions`).
+        reinit_linear: score a copy whose prunable ``nn.Linear`` weights are re-drawn with Xavier-normal from
+            ``seed`` (the authors' one-shot SNIP/GraSP, inherited from the GraSP code); the model is not modified.
 
     Example:
         >>> import torch
@@ -349,18 +399,27 @@ class Panning:
         exclude: str | Sequence[str] | None = None,
         predicate: ParamPredicate | None = None,
         name: str = "panning",
+        stage_rule: str = "paper",
+        keep_rule: KeepRule = "exact",
+        reinit_linear: bool = False,
     ) -> None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`rounds` must be a positive integer, got {rounds!r}.")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"Unknown `normalization` {normalization!r}; allowed: {list(NORMALIZATIONS)}.")
+        if stage_rule not in STAGE_RULES:
+            raise ValueError(f"Unknown `stage_rule` {stage_rule!r}; allowed: {list(STAGE_RULES)}.")
+        if keep_rule not in KEEP_RULES:
+            raise ValueError(f"Unknown `keep_rule` {keep_rule!r}; allowed: {list(KEEP_RULES)}.")
+        if not isinstance(reinit_linear, bool):
+            raise ValueError(f"`reinit_linear` must be True or False, got {reinit_linear!r}.")
         if isinstance(scorers, str) or not scorers:
             raise ValueError(f"`scorers` must be a non-empty list of scorer names or instances, got {scorers!r}.")
         resolved = [get_scorer(s) for s in scorers]
         self.scorers: dict[str, Scorer] = {s.label: s for s in resolved}
         if len(self.scorers) != len(resolved):
             raise ValueError(f"`scorers` has duplicates: {[s.label for s in resolved]}.")
-        self.weight_schedule = _resolve_weights(weights)
+        self.weight_schedule = _resolve_weights(weights, stage_rule)
         if weights is None and set(self.scorers) != {"synflow", "snip", "grasp"}:
             if len(self.scorers) != 1:
                 raise ValueError(
@@ -382,6 +441,30 @@ class Panning:
         self.track_effective = track_effective
         self.include, self.exclude, self.predicate = include, exclude, predicate
         self.name = name
+        self.stage_rule = stage_rule
+        self.keep_rule: KeepRule = keep_rule
+        self.reinit_linear = reinit_linear
+
+    def scoring_weights(self, model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, Tensor]:
+        """The prunable weights the scorers see, ``{name: tensor W_n}``.
+
+        ``params`` themselves, or with ``reinit_linear`` a copy in which every ``nn.Linear`` weight is re-drawn with
+        :func:`torch.nn.init.xavier_normal_` (module order, a CPU generator seeded with ``seed``: the same values as
+        the authors' code after ``torch.manual_seed(seed)``). The model is not modified.
+        """
+        if not self.reinit_linear:
+            return dict(params)
+        generator = torch.Generator().manual_seed(self.seed)
+        linear = {f"{prefix}.weight".lstrip(".") for prefix, m in model.named_modules() if isinstance(m, nn.Linear)}
+        out: dict[str, Tensor] = {}
+        for name, param in params.items():
+            if name in linear:
+                fresh = torch.empty(param.shape, dtype=param.dtype)
+                nn.init.xavier_normal_(fresh, generator=generator)
+                out[name] = fresh.to(param.device)
+            else:
+                out[name] = param
+        return out
 
     @property
     def needs_hvp(self) -> bool:
@@ -471,12 +554,44 @@ METHODS: dict[str, dict[str, Any]] = {
     "grasp_original": {"scorers": ("grasp_original",), "rounds": 1},
     "magnitude": {"scorers": ("magnitude",), "rounds": 1},
     "random": {"scorers": ("random",), "rounds": 1},
+    # The authors' code (github kangxiatao/RLPanning), reproduced bit for bit given the same model and batch
+    # (benchmarks/authors_parity.py); docs/differences.md lists each difference to the paper and its option.
+    "panning_authors": {  # their pruner/panning.py `Panning`
+        "scorers": (SynFlow(signed=True, abs_buffers=True, dtype="float32"), "snip", "grasp"),
+        "masked_data_scores": False,
+        "normalization": "authors",
+        "stage_rule": "authors",
+        "keep_rule": "authors",
+    },
+    "snip_authors": {  # their pruner/pruning.py `Single_ranking_pruning`, rank_algo=snip
+        "scorers": ("snip",),
+        "rounds": 1,
+        "normalization": "sum",
+        "keep_rule": "authors",
+        "reinit_linear": True,
+    },
+    "grasp_authors": {  # the same, rank_algo=grasp (|∂(gᵀg)/∂θ ⊙ θ|, i.e. the improved GraSP with 2Hg)
+        "scorers": (GraSP(factor=2.0),),
+        "rounds": 1,
+        "normalization": "sum",
+        "keep_rule": "authors",
+        "reinit_linear": True,
+    },
+    "synflow_authors": {  # their pruner/pruning.py `SynFlow` (iterative, dynamic=0)
+        "scorers": (SynFlow(abs_buffers=True, dtype="float32"),),
+        "resurrect": False,
+        "normalization": "none",
+        "keep_rule": "authors",
+    },
 }
 METHODS["force"] = METHODS["iterative_snip"]
 
 
 def make_pruner(method: str = "panning", rounds: int = 100, **kwargs: Any) -> Panning:
     """A :class:`Panning` configured as ``method`` (see :data:`METHODS`); ``rounds`` is ignored by one-shot methods.
+
+    Keyword arguments override the method's settings; a ``None`` value keeps the method's own (so an adapter can
+    pass "not set" through, e.g. ``normalization=None`` keeps ``panning_authors``' ``"authors"``).
 
     Example:
         >>> make_pruner("snip").rounds, make_pruner("synflow", rounds=20).resurrect
@@ -486,8 +601,8 @@ def make_pruner(method: str = "panning", rounds: int = 100, **kwargs: Any) -> Pa
         raise ValueError(f"Unknown `method` {method!r}; allowed: {sorted(METHODS)}.")
     config: dict[str, Any] = {"rounds": rounds, **METHODS[method], "name": method}
     for key, value in kwargs.items():
-        if key == "rounds":
-            continue
+        if key == "rounds" or value is None:
+            continue  # None keeps the method's own setting (or Panning's default, which is None or the same)
         config[key] = value
     return Panning(**config)
 

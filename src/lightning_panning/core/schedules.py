@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
-__all__ = ["SCHEDULES", "Schedule", "exponential", "get_schedule", "keep_count", "linear", "validate_target"]
+__all__ = [
+    "KEEP_RULES",
+    "SCHEDULES",
+    "KeepRule",
+    "Schedule",
+    "authors_keep_count",
+    "authors_keep_fractions",
+    "exponential",
+    "get_schedule",
+    "keep_count",
+    "linear",
+    "validate_target",
+]
 
 Schedule = Callable[[float, int], list[float]]
+KeepRule = Literal["exact", "authors"]
+#: ``"exact"``: keep exactly :func:`keep_count` weights; ``"authors"``: :func:`authors_keep_count` and ties kept.
+KEEP_RULES: tuple[str, ...] = ("exact", "authors")
 
 
 def validate_target(target: float, argument: str = "target") -> float:
@@ -86,3 +102,41 @@ def keep_count(total: int, sparsity: float) -> int:
         (100, 43, 9)
     """
     return math.floor(total * (1.0 - sparsity) + 1e-6)
+
+
+def authors_keep_count(total: int, keep_fraction: float) -> int:
+    """The authors' keep count ``int(total · keep_fraction)`` (truncation, no tolerance).
+
+    Their loop computes the keep fraction ``κ_i = (1 − ρ_T)^(i/T)`` directly (:func:`authors_keep_fractions`), so at
+    a round where ``κ_i`` is mathematically 0.1 but computes as ``0.09999999999999724``, 430,500 weights keep 43,049,
+    not the 43,050 of :func:`keep_count`.
+
+    Example:
+        >>> authors_keep_count(430500, 0.09999999999999724), keep_count(430500, 1 - 0.09999999999999724)
+        (43049, 43050)
+    """
+    return int(total * keep_fraction)
+
+
+def authors_keep_fractions(schedule: Schedule, target: float, rounds: int) -> tuple[list[float], list[float]]:
+    """Round sparsities ``ρ_i`` and keep fractions ``κ_i`` computed as the authors' loop computes them.
+
+    For the exponential schedule their code computes ``κ_i = (1 − ρ_T) ** (i / T)`` and takes ``ρ_i = 1 − κ_i``
+    for the stage table (the last ``ρ_T`` is therefore ``1 − (1 − ρ_T)``, not pinned to the target); for any other
+    schedule ``κ_i = 1 − ρ_i``.
+
+    Returns:
+        ``(sparsities, keep_fractions)``, two lists of length ``rounds``.
+
+    Example:
+        >>> rho, kappa = authors_keep_fractions(exponential, 0.9999, 100)
+        >>> rho[24], kappa[24]
+        (0.9000000000000028, 0.09999999999999724)
+    """
+    target = validate_target(target)
+    rounds = _validate_rounds(rounds)
+    if schedule is exponential:
+        kappa = [(1.0 - target) ** (i / rounds) for i in range(1, rounds + 1)]
+        return [1.0 - k for k in kappa], kappa
+    sparsities = list(schedule(target, rounds))
+    return sparsities, [1.0 - r for r in sparsities]

@@ -207,11 +207,14 @@ def path_saliency(
     multipliers: Mapping[str, Tensor],
     sample_shape: tuple[int, ...],
     abs_rest: bool,
+    abs_buffers: bool = False,
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
 ) -> dict[str, Tensor]:
     """``∂R/∂v ⊙ multiplier`` for ``R = sum(model(ones))`` with the prunable weights set to ``|values|``, eval mode.
 
-    The pass runs in float32 when its path sum stays within :data:`FLOAT32_SAFE_BAND` and is repeated in float64
-    otherwise, so it cannot overflow (VGG19's SynFlow sum exceeds float32's range once weights grow).
+    With the default ``dtypes`` the pass runs in float32 when its path sum stays within
+    :data:`FLOAT32_SAFE_BAND` and is repeated in float64 otherwise, so it cannot overflow (VGG19's SynFlow sum
+    exceeds float32's range once weights grow).
 
     Args:
         model: the network; not modified.
@@ -223,18 +226,22 @@ def path_saliency(
         abs_rest: other parameters enter as ``|p|`` (SynFlow's linearisation). If ``False`` they enter as a pure
             path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1 (used by
             effective sparsity, where only connectivity from input to output matters).
+        abs_buffers: with ``abs_rest``, floating-point buffers enter as ``|b|`` too (BatchNorm's running mean), as
+            the authors' and Synaptic-Flow's ``linearize`` do; by default they enter unchanged.
+        dtypes: the precisions to try in order; every one but the last is used only while ``R`` lies in
+            :data:`FLOAT32_SAFE_BAND`. ``(torch.float32,)`` is the authors' plain float32 pass.
 
     Returns:
-        ``{name: tensor W_n}`` in float32 or float64.
+        ``{name: tensor W_n}`` in the dtype of the pass that was used.
     """
     device = next(iter(params.values())).device
-    for dtype in (torch.float32, torch.float64):
+    for dtype in dtypes:
         overrides: dict[str, Tensor] = {}
         for name, buf in model.named_buffers():
             if not buf.is_floating_point():
                 overrides[name] = buf.clone()
             elif abs_rest:
-                overrides[name] = buf.detach().to(dtype)
+                overrides[name] = (buf.detach().abs() if abs_buffers else buf.detach()).to(dtype)
             elif name.endswith("running_var"):
                 overrides[name] = torch.ones_like(buf, dtype=dtype)
             else:
@@ -253,7 +260,7 @@ def path_saliency(
         with preserved_modes(model, False), torch.enable_grad():
             r = output_sum(call_with(model, overrides, lambda m, x: m(x), ones))
             r_value = float(r.detach())
-            if dtype == torch.float32 and not FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]:
+            if dtype != dtypes[-1] and not FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]:
                 continue
             if not r.requires_grad:  # no path reaches any prunable weight
                 return {n: torch.zeros_like(leaves[n]) for n in params}
@@ -383,18 +390,26 @@ class GraSP(Scorer):
             (Wang et al. 2020): GraSP removes the weights with the largest signed ``-Hg ⊙ θ``; the keep-score
             returned is therefore ``Hg ⊙ θ`` (signed, its negation), so keeping the top scores removes exactly what
             GraSP removes.
+        factor: multiplies ``Hg``. The GraSP and authors' code differentiate ``gᵀg`` itself, which gives ``2 Hg``
+            (``factor=2.0``, exact in floating point). Rankings and every scale-free normalisation are unchanged; it
+            matters only where a constant is added to a statistic of the scores (``normalization="sum"``'s ε).
     """
 
     requires = frozenset({"grad", "hvp"})
 
-    def __init__(self, variant: Literal["improved", "original"] = "improved") -> None:
+    def __init__(self, variant: Literal["improved", "original"] = "improved", factor: float = 1.0) -> None:
         if variant not in ("improved", "original"):
             raise ValueError(f"`variant` must be 'improved' or 'original', got {variant!r}.")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"`factor` must be a finite number > 0, got {factor!r}.")
         self.variant = variant
+        self.factor = float(factor)
 
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
-        """``Hg ⊙ θ``."""
-        return {n: ctx.hvp[n] * w for n, w in ctx.weights.items()}
+        """``factor · Hg ⊙ θ``."""
+        if self.factor == 1.0:
+            return {n: ctx.hvp[n] * w for n, w in ctx.weights.items()}
+        return {n: (ctx.hvp[n] * self.factor) * w for n, w in ctx.weights.items()}
 
     def keep_score(self, saliency: Tensor) -> Tensor:
         """``|Hg ⊙ θ|`` (improved) or ``Hg ⊙ θ`` (original)."""
@@ -406,22 +421,71 @@ class GraSP(Scorer):
         return "grasp" if self.variant == "improved" else "grasp_original"
 
     def __repr__(self) -> str:
-        return f"GraSP(variant={self.variant!r})"
+        factor = "" if self.factor == 1.0 else f", factor={self.factor!r}"
+        return f"GraSP(variant={self.variant!r}{factor})"
 
 
 @register_scorer("synflow")
 class SynFlow(Scorer):
     """SynFlow (data-free): ``∂R/∂θ ⊙ θ`` with ``R = Σ f(1; |θ|)``, norm layers in eval mode.
 
-    Only the input *shape* is taken from the data (or ``example_input``); labels are never used. The pass switches
-    to float64 whenever float32 would overflow (VGG19 and deeper networks), see :func:`path_saliency`.
+    Only the input *shape* is taken from the data (or ``example_input``); labels are never used. By default the pass
+    switches to float64 whenever float32 would overflow (VGG19 and deeper networks), see :func:`path_saliency`.
+    The keep-score is ``|S|`` whatever the options; they matter for ``normalization="authors"`` and trained nets.
+
+    Args:
+        signed: the saliency is ``θ · ∂R/∂|θ|`` (sign of ``θ``), as the authors' Panning hands it to their
+            normalisation ``|S − μ| / σ``; by default the non-negative ``|θ| · ∂R/∂|θ|``.
+        abs_buffers: linearise with ``|·|`` of the floating-point buffers too (BatchNorm's running mean), as the
+            authors' and Synaptic-Flow's ``linearize``; no effect at initialisation (running mean 0).
+        dtype: ``"auto"`` (float32, float64 when float32 would overflow or underflow), ``"float32"`` (the authors'
+            plain pass; non-finite scores then raise an error) or ``"float64"``.
+
+    Example:
+        >>> SynFlow(signed=True, abs_buffers=True, dtype="float32")
+        SynFlow(signed=True, abs_buffers=True, dtype='float32')
     """
 
     requires = frozenset({"synflow"})
 
+    def __init__(
+        self, signed: bool = False, abs_buffers: bool = False, dtype: Literal["auto", "float32", "float64"] = "auto"
+    ) -> None:
+        if dtype not in _SYNFLOW_DTYPES:
+            raise ValueError(f"`dtype` must be one of {list(_SYNFLOW_DTYPES)}, got {dtype!r}.")
+        self.signed = bool(signed)
+        self.abs_buffers = bool(abs_buffers)
+        self.dtype = dtype
+
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
-        """``∂R/∂|θ| ⊙ |θ|`` (non-negative)."""
-        return ctx.synflow
+        """``∂R/∂|θ| ⊙ |θ|`` (non-negative), or ``∂R/∂|θ| ⊙ θ`` when ``signed``."""
+        if not self.abs_buffers and self.dtype == "auto":
+            scores = ctx.synflow
+        else:
+            scores = path_saliency(
+                ctx.model,
+                ctx.params,
+                ctx.masked,
+                {n: w.abs() for n, w in ctx.weights.items()},
+                tuple(ctx.input_like().shape[1:]),
+                abs_rest=True,
+                abs_buffers=self.abs_buffers,
+                dtypes=_SYNFLOW_DTYPES[self.dtype],
+            )
+        if not self.signed:
+            return scores
+        # |θ|·g carries the sign of θ exactly: -(|θ|·g) == θ·g in floating point
+        return {n: torch.where(ctx.weights[n] < 0, -s, s) for n, s in scores.items()}
+
+    def __repr__(self) -> str:
+        return f"SynFlow(signed={self.signed!r}, abs_buffers={self.abs_buffers!r}, dtype={self.dtype!r})"
+
+
+_SYNFLOW_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
+    "auto": (torch.float32, torch.float64),
+    "float32": (torch.float32,),
+    "float64": (torch.float64,),
+}
 
 
 @register_scorer("magnitude")
