@@ -1,363 +1,366 @@
-"""Seconds per pruning round and peak memory: ``lightning_panning`` against a reference of the authors' round structure.
+"""Seconds per pruning round and peak memory: ``lightning_panning`` against the authors' own code, in one process.
 
-Models: LeNet5 (Caffe variant, 1×28×28, 10 classes) and VGG19-BN (3×32×32, 10 classes); a 100-sample
-class-balanced batch (10 per class, random images), target sparsity 0.98, T = 100 rounds (the exponential
-schedule; only the first rounds are run: the cost of a round does not depend on its index).
+The authors' code (github ``kangxiatao/RLPanning``, given with ``--authors-repo``; imported at run time, never
+copied) and ours run side by side in the same process on the same model — theirs, LeNet5 (Caffe variant) or
+VGG19-BN, with their initialisation — and the same 100-sample batch (10 per class, fixed random images), target
+0.98. Variants, by group:
 
-Variants (each in its own fresh worker process, so its peak RSS is its own; the workers are driven round-robin from
-this process, the order rotated every repeat, so load from other processes hits all of them alike):
+* ``panning``: ``theirs`` = their ``pruner/panning.py`` ``Panning``; ``ours_authors`` = ``panning_authors`` (the
+  same masks bit for bit; SNIP/GraSP of the unmasked network are computed once, in round 1, and reused);
+  ``ours_default`` = ``panning``, Algorithm 1 as written (SNIP/GraSP of the *masked* network every round, so one
+  forward + double backward + SynFlow pass per round, more work than theirs per round).
+* ``synflow``: ``theirs`` = their iterative ``SynFlow``; ``ours_authors`` = ``synflow_authors``;
+  ``ours_default`` = ``synflow``.
+* ``oneshot``: one round of ``Single_ranking_pruning`` (SNIP, GraSP) against ``snip_authors`` / ``grasp_authors``.
 
-* ``ours_paper``   — ``make_pruner("panning")``: Algorithm 1, SNIP/GraSP at the masked network every round;
-* ``ours_authors`` — ``make_pruner("panning", masked_data_scores=False, normalization="authors")``: the authors'
-  semantics (SNIP/GraSP of the unmasked network, the same every round, so the engine computes them in round 1 and
-  reuses them);
-* ``ref_panning``  — :class:`benchmarks._authors_reference.ReferencePanning`, a re-implementation of the authors'
-  per-round structure (deep copy, SNIP, GraSP-code GraSP with the retained graph, Synaptic-Flow SynFlow, ``topk``);
-  same semantics as ``ours_authors``. It is NOT the authors' code, which is not available here;
-* ``ours_synflow`` / ``ref_synflow`` — iterative SynFlow (``make_pruner("synflow")`` / Synaptic-Flow style);
-* ``ours_snip`` / ``ref_snip`` — iterative SNIP (``make_pruner("iterative_snip")`` / FORCE style).
+Each measurement prunes a fresh deep copy of the model with ``R`` rounds (``--rounds``; the cost of a round does not
+depend on its index or the schedule). s/round: theirs = wall time of the call ÷ R (their setup included); ours =
+per-round times of a session (round 1 includes ``start``). For ``ours_authors`` in the panning group the reported
+s/round is the amortised mean over the paper's T = 100 rounds, ``(round 1 + 99 × median later round) / 100``.
+Memory: peak RSS during the call minus RSS just before it (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``;
+a 2 ms sampler where that is unavailable), and ``torch.cuda.max_memory_allocated`` on a GPU. Variants alternate in a
+rotating order for ``--repeats`` repeats, so load from other processes hits all of them alike; medians are
+reported. Masks of ``ours_authors`` and ``theirs`` after the same R rounds are compared (differing entries).
 
-Mask agreement (the "identical mask semantics" check): LeNet5, T = 10, full runs of ``ours_authors`` vs
-``ref_panning``, ``ours_synflow`` vs ``ref_synflow`` and ``ours_snip`` vs ``ref_snip``; the number of differing mask
-entries out of m is reported.
+    python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning                  # both models, 2 threads
+    python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning --quick --out /tmp/speed   # a smoke test
 
-Usage::
-
-    python benchmarks/prune_speed.py                       # both models, 2 threads, CPU (~10-15 min on 2 cores)
-    python benchmarks/prune_speed.py --models lenet5 --rounds 5 --out /tmp/x   # quick
-    python benchmarks/prune_speed.py --device cuda         # on a GPU
+Writes ``prune_speed.json`` and ``prune_speed.md`` to ``--out`` (default ``benchmarks/results``), with the machine
+load (``os.getloadavg``) and the thread count. Timings are only meaningful on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import datetime as dt
+import io
 import json
 import os
 import platform
-import resource
+import shlex
 import statistics
-import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _authors_reference import ReferencePanning
+import lightning_panning
 from lightning_panning import make_pruner
-from lightning_panning.models import VGG19, LeNet5
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.98
 T = 100
-MODELS: dict[str, tuple[str, Any, tuple[int, ...], int]] = {
-    # key: (label, constructor, input shape, default measured rounds)
-    "lenet5": ("LeNet5", LeNet5, (1, 28, 28), 6),
-    "vgg19": ("VGG19-BN", lambda: VGG19(num_classes=10), (3, 32, 32), 2),
+SEED = 0
+MODELS = {"lenet5": ("LeNet5", (1, 28, 28)), "vgg19": ("VGG19-BN", (3, 32, 32))}
+#: group → {variant: ours method or the authors' function}
+GROUPS: dict[str, dict[str, str]] = {
+    "panning": {"theirs": "Panning", "ours_authors": "panning_authors", "ours_default": "panning"},
+    "synflow": {"theirs": "SynFlow", "ours_authors": "synflow_authors", "ours_default": "synflow"},
+    "oneshot_snip": {"theirs": "Single_ranking_pruning/snip", "ours_authors": "snip_authors", "ours_default": "snip"},
+    "oneshot_grasp": {"theirs": "Single_ranking_pruning/grasp", "ours_authors": "grasp_authors",
+                      "ours_default": "grasp"},
 }
-GROUPS: dict[str, list[str]] = {
-    "panning": ["ours_paper", "ours_authors", "ref_panning"],
-    "synflow": ["ours_synflow", "ref_synflow"],
-    "snip": ["ours_snip", "ref_snip"],
-}
-REFERENCE_OF = {"ours_paper": "ref_panning", "ours_authors": "ref_panning", "ours_synflow": "ref_synflow",
-                "ours_snip": "ref_snip"}
-DESCRIPTION = {
-    "ours_paper": 'ours, paper semantics: make_pruner("panning")',
-    "ours_authors": 'ours, authors\' semantics: make_pruner("panning", masked_data_scores=False, '
-                    'normalization="authors")',
-    "ref_panning": "reference of the authors' Panning round (re-implementation, not their code)",
-    "ours_synflow": 'ours: make_pruner("synflow")',
-    "ref_synflow": "reference iterative SynFlow (Synaptic-Flow style)",
-    "ours_snip": 'ours: make_pruner("iterative_snip")',
-    "ref_snip": "reference iterative SNIP (FORCE style)",
-}
-#: The issue's absolute anchors (authors' public code, torch 2.15, 2 threads, target 0.98, a quiet machine).
-ANCHOR_SECONDS = {("LeNet5", "panning"): 0.083, ("VGG19-BN", "panning"): 5.4, ("VGG19-BN", "synflow"): 0.88,
-                  ("VGG19-BN", "snip"): 2.0}
-ANCHOR_RSS_GB = {("VGG19-BN", "panning"): 6.6}
-GROUP_OF = {v: g for g, vs in GROUPS.items() for v in vs}
+ONE_SHOT = {"oneshot_snip", "oneshot_grasp"}
 
 
-def make_batch(shape: tuple[int, ...], device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(100, *shape, generator=g)
-    y = torch.arange(10).repeat(10)  # 10 per class
-    return x.to(device), y.to(device)
+# -- the authors' code ----------------------------------------------------------------------------------------------
+def load_authors(repo: Path) -> dict[str, Any]:
+    if not (repo / "pruner" / "panning.py").is_file():
+        raise SystemExit(f"--authors-repo {repo} is not a checkout of kangxiatao/RLPanning (no pruner/panning.py).")
+    sys.path.insert(0, str(repo))
+    from easydict import EasyDict
+    from models.base.init_utils import weights_init
+    from models.base.lenet import lenet
+    from models.base.vgg import VGG
+    from pruner.panning import Panning
+    from pruner.pruning import Single_ranking_pruning, SynFlow
+
+    return {"EasyDict": EasyDict, "weights_init": weights_init, "lenet": lenet, "VGG": VGG, "Panning": Panning,
+            "Single_ranking_pruning": Single_ranking_pruning, "SynFlow": SynFlow}
 
 
-def build(variant: str, model_key: str, device: str, rounds: int = T) -> Any:
-    """An object with ``step()`` running one round of ``variant``."""
-    _, make, shape, _ = MODELS[model_key]
-    torch.manual_seed(0)
-    model = make().to(device)
-    batch = make_batch(shape, device)
-    if variant.startswith("ref_"):
-        return ReferencePanning(model, batch, TARGET, rounds=rounds, method=variant[4:])
-    method, kwargs = {
-        "ours_paper": ("panning", {}),
-        "ours_authors": ("panning", {"masked_data_scores": False, "normalization": "authors"}),
-        "ours_synflow": ("synflow", {}),
-        "ours_snip": ("iterative_snip", {}),
-    }[variant]
-    return make_pruner(method, rounds=rounds, progress=False, **kwargs).start(model, batch, TARGET)
+def their_model(authors: dict[str, Any], key: str) -> nn.Module:
+    """Their model as their ``main.py`` builds it (constructor, then ``apply(weights_init)``)."""
+    torch.manual_seed(SEED)
+    model = authors["lenet"]("mnist") if key == "lenet5" else authors["VGG"](depth=19, dataset="cifar10")
+    model.apply(authors["weights_init"])
+    return model
 
 
-def _rss_now_kb() -> int:
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def run_theirs(authors: dict[str, Any], function: str, model: nn.Module, loader: DataLoader, rounds: int,
+               device: str) -> dict[str, Tensor]:
+    """One call of their pruner; masks keyed by parameter name."""
+    names = {m: f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    config = authors["EasyDict"]({
+        "classe": 10, "samples_per_class": 10, "data_mode": 0, "num_group": 1, "train_mode": 1, "dynamic": 0,
+        "score_mode": 2, "grad_mode": 3 if function.endswith("snip") else 0, "target_ratio": TARGET,
+        "num_iters_prune": rounds, "debug": "0",
+    })
+    torch.manual_seed(SEED)
+    with quiet():
+        if function == "Panning":
+            masks, _ = authors["Panning"](model, loader, device, config)
+        elif function == "SynFlow":
+            masks, _ = authors["SynFlow"](model, TARGET, loader, device, rounds, dynamic=False)
+        else:
+            masks, _ = authors["Single_ranking_pruning"](model, TARGET, loader, device, config, reinit=True,
+                                                         retrun_inf=1)
+    return {names[m]: c.bool() for m, c in masks.items()}
+
+
+# -- measurement --------------------------------------------------------------------------------------------------
+def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
 
-def worker(model_key: str, variant: str, threads: int, device: str) -> None:
-    """Fresh process for one variant: build, then run one round per ``step`` line on stdin; answer in JSON lines."""
-    torch.set_num_threads(threads)
-    runner = build(variant, model_key, device)
-    out = sys.stdout
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    base = {"baseline_rss_kb": _rss_now_kb(), "baseline_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-    print(json.dumps({"ready": True, **base}), file=out, flush=True)
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "step":
+class PeakMemory:
+    """Peak RSS (and CUDA memory) during a block, above the RSS just before it."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak_kb = 0
+        self.base_kb = 0
+        self.cuda_bytes: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._hwm = self._can_reset()
+
+    @staticmethod
+    def _can_reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+            return True
+        except OSError:
+            return False
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak_kb = max(self.peak_kb, _status_kb("VmRSS"))
+
+    def __enter__(self) -> PeakMemory:
+        self.base_kb = _status_kb("VmRSS")
+        self.peak_kb = self.base_kb
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        if self._hwm:
+            self._can_reset()
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.cuda_bytes = torch.cuda.max_memory_allocated()
+        if self._hwm:
+            self.peak_kb = max(_status_kb("VmHWM"), self.base_kb)
+        else:
+            self._stop.set()
+            assert self._thread is not None
+            self._thread.join()
+
+    @property
+    def increment_gb(self) -> float:
+        return (self.peak_kb - self.base_kb) / 2**20
+
+
+def measure(variant: str, group: str, authors: dict[str, Any], base: nn.Module, batch: tuple[Tensor, Tensor],
+            loader: DataLoader, rounds: int, device: str) -> dict[str, Any]:
+    """Prune a fresh copy of ``base`` with ``rounds`` rounds; per-round seconds, memory and the masks."""
+    method = GROUPS[group][variant]
+    rounds = 1 if group in ONE_SHOT else rounds
+    model = copy.deepcopy(base)
+    sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with PeakMemory(device) as memory:
+        sync()
+        start = time.perf_counter()
+        if variant == "theirs":
+            masks = run_theirs(authors, method, model, loader, rounds, device)
             sync()
-            start = time.perf_counter()
-            runner.step()
-            sync()
-            seconds = time.perf_counter() - start
-            print(json.dumps({"seconds": seconds}), file=out, flush=True)
-        elif cmd == "quit":
-            final: dict[str, Any] = {"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-            if device.startswith("cuda"):
-                final["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
-            print(json.dumps(final), file=out, flush=True)
-            return
-
-
-class Worker:
-    def __init__(self, model_key: str, variant: str, threads: int, device: str) -> None:
-        self.variant = variant
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", model_key, variant, "--threads", str(threads), "--device", device],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.ready = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.variant} died (exit code {self.proc.wait()})")
-        return json.loads(line)
-
-    def ask(self, cmd: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> dict[str, Any]:
-        final = self.ask("quit")
-        self.proc.wait()
-        return final
-
-
-def bench_group(model_key: str, group: str, measured: int, threads: int, device: str,
-                load: list[float]) -> dict[str, Any]:
-    label = MODELS[model_key][0]
-    variants = GROUPS[group]
-    workers = {v: Worker(model_key, v, threads, device) for v in variants}
-    warmup = {v: workers[v].ask("step")["seconds"] for v in variants}  # round 1 (also ours_authors' cached pass)
-    print(f"  {label}/{group} warm-up (round 1): " + ", ".join(f"{v} {s:.3f}s" for v, s in warmup.items()),
-          file=sys.stderr, flush=True)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    order = list(variants)
-    for r in range(measured):
-        for v in order:
-            load.append(os.getloadavg()[0])
-            times[v].append(workers[v].ask("step")["seconds"])
-        order = order[1:] + order[:1]
-        print(f"  {label}/{group} round {r + 2}: " + ", ".join(f"{v} {times[v][-1]:.3f}s" for v in variants),
-              file=sys.stderr, flush=True)
-    out: dict[str, Any] = {}
-    for v in variants:
-        final = workers[v].close()
-        median = statistics.median(times[v])
-        entry: dict[str, Any] = {
-            "description": DESCRIPTION[v],
-            "round1_seconds": warmup[v],
-            "round_seconds": times[v],
-            "median_seconds": median,
-            "baseline_rss_gb": workers[v].ready["baseline_maxrss_kb"] / 2**20,
-            "peak_rss_gb": final["peak_rss_kb"] / 2**20,
-        }
-        entry["rss_increment_gb"] = entry["peak_rss_gb"] - entry["baseline_rss_gb"]
-        if "cuda_peak_bytes" in final:
-            entry["cuda_peak_gb"] = final["cuda_peak_bytes"] / 2**30
-        if v == "ours_authors":  # round 1 computes SNIP/GraSP once; later rounds reuse them
-            entry["amortised_seconds_T100"] = (warmup[v] + (T - 1) * median) / T
-        out[v] = entry
-    for v, ref in REFERENCE_OF.items():
-        if v in out and ref in out:
-            ours_t = out[v].get("amortised_seconds_T100", out[v]["median_seconds"])
-            out[v]["speedup_vs_reference"] = out[ref]["median_seconds"] / ours_t
-            out[v]["speedup_vs_reference_paired"] = statistics.median(
-                b / a for a, b in zip(times[v], times[ref], strict=True))
-            out[v]["memory_ratio_vs_reference"] = out[v]["peak_rss_gb"] / out[ref]["peak_rss_gb"]
-        anchor = ANCHOR_SECONDS.get((label, group))
-        if v in out and anchor is not None:
-            out[v]["speedup_vs_anchor"] = anchor / out[v].get("amortised_seconds_T100", out[v]["median_seconds"])
-        rss_anchor = ANCHOR_RSS_GB.get((label, group))
-        if v in out and rss_anchor is not None:
-            out[v]["memory_fraction_of_anchor"] = out[v]["peak_rss_gb"] / rss_anchor
+            per_round = [(time.perf_counter() - start) / rounds] * rounds
+        else:
+            session = make_pruner(method, rounds=rounds, seed=SEED, progress=False).start(model, batch, TARGET)
+            per_round = []
+            while not session.done:
+                session.step()
+                sync()
+                per_round.append(time.perf_counter() - start)
+                start = time.perf_counter()
+            masks = session.result().masks
+    out: dict[str, Any] = {"round_seconds": per_round, "rss_increment_gb": memory.increment_gb,
+                           "peak_rss_gb": memory.peak_kb / 2**20, "masks": masks}
+    if memory.cuda_bytes is not None:
+        out["cuda_peak_gb"] = memory.cuda_bytes / 2**30
     return out
 
 
-def agreement(rounds: int, threads: int, device: str) -> dict[str, Any]:
-    """Full LeNet5 runs with ``rounds`` rounds: differing mask entries between ours and the reference."""
-    torch.set_num_threads(threads)
-    result: dict[str, Any] = {}
-    for ours, ref in (("ours_authors", "ref_panning"), ("ours_synflow", "ref_synflow"), ("ours_snip", "ref_snip")):
-        a, b = build(ours, "lenet5", device, rounds), build(ref, "lenet5", device, rounds)
-        for _ in range(rounds):
-            a.step()
-            b.step()
-        ma, mb = a.masks, b.masks
-        diff = sum(int((ma[n] != mb[n]).sum()) for n in ma)
-        m = sum(x.numel() for x in ma.values())
-        result[ours] = {"reference": ref, "rounds": rounds, "differing": diff, "m": m,
-                        "kept_ours": sum(int(x.sum()) for x in ma.values()),
-                        "kept_reference": sum(int(x.sum()) for x in mb.values())}
-        print(f"  agreement {ours} vs {ref}: {diff} of {m} differ", file=sys.stderr, flush=True)
-    return result
+def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    first = statistics.median(r["round_seconds"][0] for r in runs)
+    later = [s for r in runs for s in r["round_seconds"][1:]]
+    steady = statistics.median(later) if later else first
+    entry: dict[str, Any] = {
+        "method": GROUPS[group][variant],
+        "round1_seconds": first,
+        "steady_seconds": steady,
+        "seconds_per_round": statistics.median(statistics.fmean(r["round_seconds"]) for r in runs),
+        "rss_increment_gb": statistics.median(r["rss_increment_gb"] for r in runs),
+        "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),
+        "repeats": len(runs),
+    }
+    if variant == "ours_authors" and group == "panning":  # SNIP/GraSP once, in round 1, then reused
+        entry["seconds_per_round"] = (first + (T - 1) * steady) / T
+        entry["amortised_over"] = T
+    if "cuda_peak_gb" in runs[0]:
+        entry["cuda_peak_gb"] = max(r["cuda_peak_gb"] for r in runs)
+    return entry
 
 
-def _fmt(x: float | None, spec: str) -> str:
-    return "—" if x is None else format(x, spec)
+def bench(key: str, groups: list[str], authors: dict[str, Any], rounds: int, repeats: int, device: str,
+          load: list[float]) -> dict[str, Any]:
+    label, shape = MODELS[key]
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randn(100, *shape, generator=g).to(device), torch.arange(10).repeat_interleave(10).to(device))
+    loader = DataLoader(TensorDataset(*batch), batch_size=100, shuffle=False)
+    base = their_model(authors, key).to(device)
+    results: dict[str, Any] = {}
+    for group in groups:
+        variants = list(GROUPS[group])
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        order = list(variants)
+        for repeat in range(repeats):
+            for v in order:
+                load.append(os.getloadavg()[0])
+                runs[v].append(measure(v, group, authors, base, batch, loader, rounds, device))
+                if len(runs[v]) > 1:
+                    runs[v][-2].pop("masks")  # only the last masks are compared
+                print(f"  {label}/{group} repeat {repeat + 1}: {v} "
+                      f"{statistics.fmean(runs[v][-1]['round_seconds']):.3f} s/round", file=sys.stderr, flush=True)
+            order = order[1:] + order[:1]
+        entries = {v: summarise(v, group, runs[v]) for v in variants}
+        ours, theirs = runs["ours_authors"][-1]["masks"], runs["theirs"][-1]["masks"]
+        differing = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
+        for v in ("ours_authors", "ours_default"):
+            entries[v]["speedup_vs_theirs"] = entries["theirs"]["seconds_per_round"] / entries[v]["seconds_per_round"]
+            entries[v]["memory_ratio_vs_theirs"] = (entries[v]["rss_increment_gb"]
+                                                    / max(entries["theirs"]["rss_increment_gb"], 1e-9))
+        entries["ours_authors"]["differing_mask_entries_vs_theirs"] = differing
+        entries["ours_authors"]["weights"] = sum(m.numel() for m in ours.values())
+        results[group] = entries
+    return {"label": label, "groups": results}
 
 
-def write(data: dict[str, Any], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "prune_speed.json").write_text(json.dumps(data, indent=2) + "\n")
+# -- report -------------------------------------------------------------------------------------------------------
+def markdown(data: dict[str, Any]) -> str:
     meta = data["meta"]
-    agree = data.get("agreement", {})
     lines = [
-        "# Seconds per pruning round and peak memory",
+        "# Seconds per pruning round and peak memory: ours vs the authors' code, one process",
         "",
         f"- command: `{meta['command']}`",
-        f"- date: {meta['date']}; torch {meta['torch']}; device {meta['device']}; threads {meta['threads']}; "
+        f"- date {meta['date']}; torch {meta['torch']}; device {meta['device']}; {meta['threads']} thread(s); "
         f"{meta['platform']}",
-        f"- load average (1 min) during the timed rounds: min {meta['load_min']:.2f}, mean {meta['load_mean']:.2f}, "
-        f"max {meta['load_max']:.2f} on {meta['cpus']} CPUs (a shared machine)",
-        "- target 0.98, T = 100 (exponential schedule); 100-sample batch, 10 per class (random images); round 1 is "
-        "the warm-up, the median of the next rounds is reported",
-        "- every variant runs in its own fresh worker process (peak RSS = its `ru_maxrss`; increment = peak − RSS "
-        "after imports + model creation); the workers are driven round-robin, order rotated each repeat",
-        "- `ref_*` = `benchmarks/_authors_reference.py`, a re-implementation of the authors' per-round structure "
-        "from METHOD.md (deep copy per round, SNIP and GraSP-code GraSP on the unmasked net with the previous "
-        "round's double-backward graph retained, Synaptic-Flow SynFlow, `|S−μ|/σ` fusion, `topk`) — **not their "
-        "code**, which is not available here",
-        "- `ours_authors` computes SNIP/GraSP of the unmasked network once (round 1) and reuses them; its s/round "
-        "is the amortised mean over T = 100 rounds, `(round 1 + 99 × steady round) / 100`",
-        "- speed-up = reference s/round ÷ ours s/round (same run, side by side; `paired` = median over repeats of "
-        "the per-repeat ratio); vs anchor = the issue's absolute anchor ÷ ours",
+        f"- load average (1 min) during the runs: min {meta['load_min']:.2f}, mean {meta['load_mean']:.2f}, "
+        f"max {meta['load_max']:.2f} on {meta['cpus']} CPUs",
+        f"- target {TARGET}, {meta['rounds']} measured rounds per call, {meta['repeats']} repeats (rotating order, "
+        "medians); their model and init; 100-sample batch, 10 per class, fixed random images",
+        "- `theirs`: the authors' function from `" + meta["authors_repo"] + "`; `ours_authors`: the bit-for-bit "
+        "preset; `ours_default`: the paper's semantics. `ours_authors`/panning s/round is amortised over T = 100 "
+        "(`(round 1 + 99 × later round) / 100`: it computes SNIP/GraSP once)",
+        "- memory: peak RSS during the call minus the RSS before it",
         "",
-        "| model | variant | round 1 s | s/round | speed-up vs reference (paired) | speed-up vs issue anchor "
-        "| peak RSS GB | RSS increment GB | mask agreement (LeNet5, T=10) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | group | variant | method | round 1 s | later round s | s/round | speed-up vs theirs "
+        "| RSS increment GB | of theirs | masks vs theirs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, groups in data["results"].items():
-        for group, variants in groups.items():
-            for v, e in variants.items():
-                per_round = e.get("amortised_seconds_T100", e["median_seconds"])
-                shown = f"{per_round:.3f}"
-                if "amortised_seconds_T100" in e:
-                    shown += f" (steady {e['median_seconds']:.3f})"
-                speed = "—"
-                if "speedup_vs_reference" in e:
-                    speed = f"{e['speedup_vs_reference']:.2f}× ({e['speedup_vs_reference_paired']:.2f}×)"
-                anchor = ANCHOR_SECONDS.get((model, group))
-                vs_anchor = "—"
-                if v.startswith("ours") and anchor is not None:
-                    vs_anchor = f"{e['speedup_vs_anchor']:.2f}× (anchor {anchor} s)"
-                elif v.startswith("ref") and anchor is not None:
-                    vs_anchor = f"ref is {e['median_seconds'] / anchor:.1f}× the anchor's time"
-                rss = f"{e['peak_rss_gb']:.2f}"
-                if "memory_fraction_of_anchor" in e and v.startswith("ours"):
-                    rss += f" ({e['memory_fraction_of_anchor']:.2f} of 6.6)"
-                if "memory_ratio_vs_reference" in e:
-                    rss += f"; {e['memory_ratio_vs_reference']:.2f} of ref"
+    for model in data["results"].values():
+        for group, entries in model["groups"].items():
+            for v, e in entries.items():
+                speed = f"{e['speedup_vs_theirs']:.2f}×" if "speedup_vs_theirs" in e else "—"
+                ratio = f"{e['memory_ratio_vs_theirs']:.2f}" if "memory_ratio_vs_theirs" in e else "—"
+                masks = "—"
+                if "differing_mask_entries_vs_theirs" in e:
+                    masks = f"{e['differing_mask_entries_vs_theirs']:,} of {e['weights']:,} differ"
+                mem = f"{e['rss_increment_gb']:.2f}"
                 if "cuda_peak_gb" in e:
-                    rss += f"; CUDA {e['cuda_peak_gb']:.2f}"
-                ag = "—"
-                if v in agree:
-                    a = agree[v]
-                    ag = f"{a['differing']} of {a['m']} differ vs {a['reference']}"
-                lines.append(f"| {model} | {v} | {e['round1_seconds']:.3f} | {shown} | {speed} | {vs_anchor} | "
-                             f"{rss} | {e['rss_increment_gb']:.2f} | {ag} |")
-    lines += ["", "Variants:", ""]
-    lines += [f"- `{v}`: {d}" for v, d in DESCRIPTION.items()]
-    lines += ["", "Honest note: the absolute anchors (issue) were measured elsewhere with the authors' code on a "
-              "quiet machine; the side-by-side ratios (speed-up vs reference) are from this run, on a shared "
-              "2-core machine under the load shown above. Absolute seconds here are inflated by that load "
-              "(2 OpenMP threads on 2 oversubscribed cores), so only the side-by-side ratios are comparable.", ""]
-    if data.get("notes"):
-        lines += [*data["notes"], ""]
-    (out_dir / "prune_speed.md").write_text("\n".join(lines))
+                    mem += f" (CUDA {e['cuda_peak_gb']:.2f})"
+                lines.append(
+                    f"| {model['label']} | {group} | {v} | `{e['method']}` | {e['round1_seconds']:.3f} | "
+                    f"{e['steady_seconds']:.3f} | {e['seconds_per_round']:.3f} | {speed} | {mem} | {ratio} | {masks} |"
+                )
+    lines += ["", "Timings are only comparable within this run; they are meaningful only on an otherwise idle "
+              "machine (see the load above).", ""]
+    return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--authors-repo", type=Path, required=True, help="checkout of github kangxiatao/RLPanning")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="measured rounds per variant after the warm-up round (default: 6 LeNet5, 2 VGG19)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (when a GPU is available)")
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
-    parser.add_argument("--agree-rounds", type=int, default=10, help="T of the LeNet5 mask-agreement runs (0: skip)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per call (default: 6 LeNet5, 3 VGG19)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="LeNet5, 2 rounds, 1 repeat (checks the script runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.worker[0], args.worker[1], args.threads, args.device)
-        return
+    if args.quick:
+        args.models, args.rounds, args.repeats = ["lenet5"], 2, 1
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
+    torch.set_num_threads(args.threads)
+    authors = load_authors(args.authors_repo)
     started = time.perf_counter()
-    load: list[float] = [os.getloadavg()[0]]
-    results: dict[str, Any] = {}
+    load = [os.getloadavg()[0]]
+    results = {}
     for key in args.models:
-        label, _, _, default_rounds = MODELS[key]
-        measured = args.rounds if args.rounds is not None else default_rounds
-        results[label] = {g: bench_group(key, g, measured, args.threads, args.device, load) for g in args.groups}
-    agree = agreement(args.agree_rounds, args.threads, args.device) if args.agree_rounds > 0 else {}
+        rounds = args.rounds if args.rounds is not None else (6 if key == "lenet5" else 3)
+        results[key] = bench(key, args.groups, authors, rounds, args.repeats, args.device, load)
     meta = {
-        "command": "python " + " ".join(["benchmarks/prune_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/prune_speed.py",
+                                                       *(argv if argv is not None else sys.argv[1:])]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
-        "threads": args.threads,
+        "lightning_panning": lightning_panning.__version__,
+        "threads": torch.get_num_threads(),
         "device": args.device,
         "cpus": os.cpu_count(),
         "platform": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
-        "target": TARGET,
-        "T": T,
+        "authors_repo": str(args.authors_repo),
+        "rounds": args.rounds if args.rounds is not None else "6 (LeNet5), 3 (VGG19)",
+        "repeats": args.repeats,
         "load_samples": load,
         "load_min": min(load),
         "load_mean": statistics.fmean(load),
         "load_max": max(load),
         "wall_seconds": time.perf_counter() - started,
-        "anchors_seconds": {f"{m}/{g}": s for (m, g), s in ANCHOR_SECONDS.items()},
-        "anchors_peak_rss_gb": {f"{m}/{g}": s for (m, g), s in ANCHOR_RSS_GB.items()},
     }
-    data = {"meta": meta, "results": results, "agreement": agree}
-    write(data, args.out)
+    data = {"meta": meta, "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "prune_speed.json").write_text(json.dumps(data, indent=2) + "\n")
+    (args.out / "prune_speed.md").write_text(markdown(data))
     print(f"wrote {args.out}/prune_speed.md ({meta['wall_seconds']:.0f} s)", file=sys.stderr)
+    return data
 
 
 if __name__ == "__main__":

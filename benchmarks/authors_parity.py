@@ -1,0 +1,338 @@
+"""Mask parity of the ``*_authors`` presets with the authors' own code (github ``kangxiatao/RLPanning``).
+
+Builds the authors' LeNet5 (Caffe variant) and VGG19-BN *from their code* with their initialisation
+(``models/base/init_utils.weights_init``, applied as their ``main.py`` does), feeds both sides the same fixed
+class-balanced batch, runs their pruner functions and ours, and counts the mask entries that differ:
+
+=================== ============================================================ ====================
+ours                theirs                                                       their config
+=================== ============================================================ ====================
+``panning_authors`` ``pruner/panning.py`` ``Panning``                            ``num_iters_prune=T``
+``snip_authors``    ``pruner/pruning.py`` ``Single_ranking_pruning(reinit=True)`` ``rank_algo=snip``
+``grasp_authors``   the same                                                     ``rank_algo=grasp``
+``synflow_authors`` ``pruner/pruning.py`` ``SynFlow``                            ``dynamic=0``
+=================== ============================================================ ====================
+
+As information (expected to differ, clearly labelled in the output) it also compares our defaults — ``panning``
+(Algorithm 1 as written), ``snip``, ``grasp``, ``synflow`` — with the same functions of theirs (Jaccard index of
+the kept sets).
+
+Batches: LeNet5 gets the first 10 images of each class of the real MNIST training set (index order, class-major,
+their MNIST normalisation ``(x - 0.5) / 0.5``); VGG19 gets a fixed random ``N(0, 1)`` batch of shape
+``(100, 3, 32, 32)`` with labels ``0..9`` ten times each (no CIFAR-10 on this machine). Their code reads the batch
+through a non-shuffled ``DataLoader`` whose class-balanced draw (``fetch_data``) returns exactly this batch.
+
+Their code is imported from ``--authors-repo`` at run time (never copied here) and needs ``easydict``,
+``tensorboardX`` and ``matplotlib``. Everything runs on CPU in one process with ``--threads`` threads (1 by default,
+so that reductions are identical on both sides). This is a correctness check, not a timing.
+
+    python benchmarks/authors_parity.py --authors-repo /path/to/RLPanning
+    python benchmarks/authors_parity.py --authors-repo /path/to/RLPanning --quick   # LeNet5 0.98, T=10: a smoke test
+
+Writes ``benchmarks/results/authors_parity.{json,md}`` (``--quick``: ``authors_parity_quick.*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lightning_panning
+from lightning_panning import make_pruner
+from lightning_panning.models import VGG19, LeNet5, authors_init
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEED = 0
+
+#: our preset → (their function, the config keys it reads)
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "panning_authors": ("pruner/panning.py Panning", {}),
+    "snip_authors": ("pruner/pruning.py Single_ranking_pruning(reinit=True), rank_algo=snip", {"grad_mode": 3}),
+    "grasp_authors": ("pruner/pruning.py Single_ranking_pruning(reinit=True), rank_algo=grasp", {"grad_mode": 0}),
+    "synflow_authors": ("pruner/pruning.py SynFlow(dynamic=0)", {}),
+}
+#: our default method compared (as information) with the authors' function of the preset
+DEFAULTS: dict[str, str] = {"panning": "panning_authors", "snip": "snip_authors", "grasp": "grasp_authors",
+                            "synflow": "synflow_authors"}
+
+
+# -- the authors' code ----------------------------------------------------------------------------------------------
+def load_authors(repo: Path) -> SimpleNamespace:
+    """Import the pieces of the authors' code this benchmark calls."""
+    if not (repo / "pruner" / "panning.py").is_file():
+        raise SystemExit(f"--authors-repo {repo} is not a checkout of kangxiatao/RLPanning (no pruner/panning.py).")
+    sys.path.insert(0, str(repo))
+    from easydict import EasyDict
+    from models.base.init_utils import weights_init
+    from models.base.lenet import lenet
+    from models.base.vgg import VGG
+    from pruner.panning import Panning
+    from pruner.pruning import Single_ranking_pruning, SynFlow
+
+    return SimpleNamespace(
+        EasyDict=EasyDict, weights_init=weights_init, lenet=lenet, VGG=VGG, Panning=Panning,
+        Single_ranking_pruning=Single_ranking_pruning, SynFlow=SynFlow,
+    )
+
+
+def their_model(authors: SimpleNamespace, name: str, seed: int) -> nn.Module:
+    """Their model as their ``main.py`` builds it: constructor, then ``model.apply(weights_init)``."""
+    torch.manual_seed(seed)
+    model = authors.lenet("mnist") if name == "lenet5" else authors.VGG(depth=19, dataset="cifar10", batchnorm=True)
+    model.apply(authors.weights_init)
+    return model
+
+
+def their_config(authors: SimpleNamespace, target: float, rounds: int, **extra: Any) -> Any:
+    """Their ``configs.py`` defaults for a 10-class set (``score_mode=2`` for SNIP and GraSP) plus ``extra``."""
+    return authors.EasyDict({
+        "classe": 10, "samples_per_class": 10, "data_mode": 0, "num_group": 1, "train_mode": 1, "dynamic": 0,
+        "score_mode": 2, "target_ratio": target, "num_iters_prune": rounds, "debug": "0", **extra,
+    })
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence their prints and progress bars."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def run_theirs(authors: SimpleNamespace, preset: str, model: nn.Module, loader: DataLoader, target: float,
+               rounds: int) -> dict[str, Tensor]:
+    """Their masks for ``preset``'s function, keyed by our parameter names (``{name}.weight``)."""
+    names = {m: f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    config = their_config(authors, target, rounds, **PRESETS[preset][1])
+    torch.manual_seed(SEED)  # their one-shot scorers re-initialise the Linear layers from the global RNG
+    with quiet():
+        if preset == "panning_authors":
+            masks, _ = authors.Panning(model, loader, "cpu", config)
+        elif preset in ("snip_authors", "grasp_authors"):
+            masks, _ = authors.Single_ranking_pruning(model, target, loader, "cpu", config, reinit=True, retrun_inf=1)
+        else:
+            masks, _ = authors.SynFlow(model, target, loader, "cpu", rounds, dynamic=False)
+    return {names[m]: mask.bool() for m, mask in masks.items()}
+
+
+def run_ours(method: str, model: nn.Module, batch: tuple[Tensor, Tensor], target: float,
+             rounds: int) -> dict[str, Tensor]:
+    """Our masks for ``method`` (seed 0: the Xavier draws equal theirs after ``torch.manual_seed(0)``)."""
+    return make_pruner(method, rounds=rounds, seed=SEED, progress=False).prune(model, batch, target).masks
+
+
+# -- data ---------------------------------------------------------------------------------------------------------
+def mnist_batch(data_dir: Path) -> tuple[Tensor, Tensor]:
+    """The first 10 training images of each digit (index order), class-major, normalised as their code does."""
+    from torchvision.datasets import MNIST
+
+    train = MNIST(str(data_dir), train=True, download=False)
+    index = torch.cat([torch.nonzero(train.targets == c).squeeze(1)[:10] for c in range(10)])
+    x = (train.data[index].float().div(255.0) - 0.5) / 0.5
+    return x.unsqueeze(1), train.targets[index].clone()
+
+
+def random_batch() -> tuple[Tensor, Tensor]:
+    """A fixed N(0, 1) batch (100, 3, 32, 32) with labels 0..9 ten times each, class-major."""
+    g = torch.Generator().manual_seed(SEED)
+    return torch.randn(100, 3, 32, 32, generator=g), torch.arange(10).repeat_interleave(10)
+
+
+# -- comparison ---------------------------------------------------------------------------------------------------
+def compare(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> dict[str, Any]:
+    """Differing entries, kept counts and the Jaccard index of the kept sets."""
+    if set(ours) != set(theirs):
+        raise RuntimeError(f"Parameter sets differ: ours {sorted(ours)}, theirs {sorted(theirs)}.")
+    differ = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
+    both = sum(int((ours[n] & theirs[n]).sum()) for n in ours)
+    either = sum(int((ours[n] | theirs[n]).sum()) for n in ours)
+    return {
+        "weights": sum(m.numel() for m in ours.values()),
+        "kept_ours": sum(int(m.sum()) for m in ours.values()),
+        "kept_theirs": sum(int(m.sum()) for m in theirs.values()),
+        "differing": differ,
+        "jaccard": both / either if either else 1.0,
+    }
+
+
+def init_parity(authors: SimpleNamespace, name: str) -> dict[str, Any]:
+    """Do our models with ``init="authors"`` equal theirs bit for bit from the same seed?"""
+    theirs = their_model(authors, name, SEED)
+    torch.manual_seed(SEED)
+    if name == "lenet5":
+        ours: nn.Module = LeNet5()
+        note = "LeNet5() after torch.manual_seed(0) vs their lenet('mnist') + weights_init"
+    else:
+        ours = VGG19()
+        authors_init(ours)  # their VGG applies weights_init in its constructor and main.py applies it again
+        note = "VGG19() + a second authors_init (their constructor and main.py both apply it) vs their VGG"
+    pairs = list(zip(ours.parameters(), theirs.parameters(), strict=True))
+    equal = all(a.shape == b.shape and torch.equal(a, b) for a, b in pairs)
+    return {"model": name, "tensors": len(pairs), "bitwise_equal": equal, "note": note}
+
+
+# -- driver -------------------------------------------------------------------------------------------------------
+def cases(args: argparse.Namespace) -> list[tuple[str, float, int]]:
+    """(model, target, rounds) to run."""
+    out = [("lenet5", t, args.rounds) for t in args.targets]
+    out += [("vgg19", t, args.vgg_rounds) for t in args.vgg_targets]
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    authors = load_authors(args.authors_repo)
+    batches: dict[str, tuple[Tensor, Tensor]] = {}
+    rows: list[dict[str, Any]] = []
+    info: list[dict[str, Any]] = []
+    models = sorted({m for m, _, _ in cases(args)})
+    for model_name in models:
+        batches[model_name] = mnist_batch(args.data_dir) if model_name == "lenet5" else random_batch()
+    for model_name, target, rounds in cases(args):
+        batch = batches[model_name]
+        loader = DataLoader(TensorDataset(*batch), batch_size=len(batch[1]), shuffle=False)
+        base = their_model(authors, model_name, SEED)
+        theirs: dict[str, dict[str, Tensor]] = {}  # each of their functions runs once per case
+        for preset in args.methods:
+            start = time.perf_counter()
+            theirs[preset] = run_theirs(authors, preset, copy.deepcopy(base), loader, target, rounds)
+            result = compare(run_ours(preset, copy.deepcopy(base), batch, target, rounds), theirs[preset])
+            one_shot = preset in ("snip_authors", "grasp_authors")
+            rows.append({"model": model_name, "method": preset, "authors_function": PRESETS[preset][0],
+                         "target": target, "rounds": 1 if one_shot else rounds, **result})
+            print(f"{model_name:7s} {preset:16s} {target:<7g} T={rows[-1]['rounds']:<3d} differing "
+                  f"{result['differing']:>8,d} of {result['weights']:,}  ({time.perf_counter() - start:.0f}s)",
+                  flush=True)
+        for default, preset in DEFAULTS.items():
+            if preset not in args.methods or default not in args.defaults:
+                continue
+            result = compare(run_ours(default, copy.deepcopy(base), batch, target, rounds), theirs[preset])
+            info.append({"model": model_name, "ours": default, "authors_function": PRESETS[preset][0],
+                         "target": target, "rounds": 1 if default in ("snip", "grasp") else rounds, **result})
+            print(f"{model_name:7s} (info) {default:9s} {target:<7g} Jaccard {result['jaccard']:.4f}", flush=True)
+    return {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "what": "mask entries that differ between our *_authors presets and the authors' own functions, same model "
+        "(theirs, their init) and batch",
+        "batches": {
+            "lenet5": "real MNIST training set, first 10 images of each digit (index order), class-major, "
+            "(x/255 - 0.5) / 0.5",
+            "vgg19": "fixed random N(0,1) batch (100, 3, 32, 32), seed 0, labels 0..9 ten times each (no CIFAR-10 "
+            "on this machine)",
+        },
+        "models": {"lenet5": "their models/base/lenet.py LeNet_5_Caffe + weights_init",
+                   "vgg19": "their models/base/vgg.py VGG(depth=19, batchnorm=True) + weights_init (as main.py)"},
+        "init_parity": [init_parity(authors, m) for m in models],
+        "parity": rows,
+        "information_defaults_vs_authors": info,
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "lightning_panning": lightning_panning.__version__},
+        "authors_repo": str(args.authors_repo),
+        "loadavg": os.getloadavg(),
+    }
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = [
+        "# Mask parity with the authors' code",
+        "",
+        "Written by `benchmarks/authors_parity.py`; reproduce with:",
+        "",
+        "```bash",
+        record["command"],
+        "```",
+        "",
+        f"Their code: `{record['authors_repo']}` (github kangxiatao/RLPanning), imported at run time. CPU, "
+        f"{record['threads']} thread(s), torch {record['versions']['torch']}.",
+        "",
+        "Batches: " + "; ".join(f"**{k}**: {v}" for k, v in record["batches"].items()) + ".",
+        "",
+        "Models: " + "; ".join(f"**{k}**: {v}" for k, v in record["models"].items()) + ".",
+        "",
+        "## Our presets vs their functions (same model, same batch)",
+        "",
+        "| model | ours | theirs | target | rounds | weights | kept (ours) | kept (theirs) | differing entries |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["parity"]:
+        lines.append(
+            f"| {r['model']} | `{r['method']}` | {r['authors_function']} | {r['target']:g} | {r['rounds']} | "
+            f"{r['weights']:,} | {r['kept_ours']:,} | {r['kept_theirs']:,} | **{r['differing']:,}** |"
+        )
+    total = sum(r["differing"] for r in record["parity"])
+    lines += ["", f"Differing entries in all: **{total:,}**.", ""]
+    lines += ["## Initialisation", "", "| model | tensors | bit-for-bit equal | how |", "|---|---|---|---|"]
+    for r in record["init_parity"]:
+        lines.append(f"| {r['model']} | {r['tensors']} | {r['bitwise_equal']} | {r['note']} |")
+    if record["information_defaults_vs_authors"]:
+        lines += [
+            "",
+            "## Information only: our defaults vs their functions (these are meant to differ)",
+            "",
+            "Our defaults follow the paper (Algorithm 1 scores the *masked* network every round, order-preserving",
+            "`rms` normalisation, Table 3 rows by the round's sparsity, exact keep counts) and leave out their",
+            "defects (the Linear re-initialisation of one-shot SNIP/GraSP); see `docs/differences.md`.",
+            "",
+            "| model | ours (default) | theirs | target | rounds | kept (ours) | kept (theirs) | differing | Jaccard |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in record["information_defaults_vs_authors"]:
+            lines.append(
+                f"| {r['model']} | `{r['ours']}` | {r['authors_function']} | {r['target']:g} | {r['rounds']} | "
+                f"{r['kept_ours']:,} | {r['kept_theirs']:,} | {r['differing']:,} | {r['jaccard']:.4f} |"
+            )
+    lines += ["", f"Machine load average at the end: {', '.join(f'{x:.2f}' for x in record['loadavg'])}.", ""]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--authors-repo", type=Path, required=True, help="checkout of github kangxiatao/RLPanning")
+    p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets",
+                   help="torchvision root holding MNIST/raw (default ../shared/datasets)")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.98, 0.999, 0.9999], help="LeNet5 targets")
+    p.add_argument("--rounds", type=int, default=100, help="T for LeNet5 (default 100, the paper's)")
+    p.add_argument("--vgg-targets", type=float, nargs="*", default=[0.98], help="VGG19 targets (none: skip VGG19)")
+    p.add_argument("--vgg-rounds", type=int, default=100, help="T for VGG19")
+    p.add_argument("--methods", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--defaults", nargs="*", default=list(DEFAULTS), choices=list(DEFAULTS),
+                   help="our defaults to compare as information (none: skip)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="LeNet5 at 0.98 with T=10 only (a smoke test)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.targets, args.rounds, args.vgg_targets = [0.98], 10, []
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    record = run(args)
+    stem = "authors_parity_quick" if args.quick else "authors_parity"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(record))
+    print(f"wrote {args.out / stem}.json and .md")
+    return record
+
+
+if __name__ == "__main__":
+    main()
