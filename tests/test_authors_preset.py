@@ -74,9 +74,26 @@ def test_signed_synflow_and_authors_normalisation_match_a_hand_computation() -> 
     assert wrong[0] > wrong[1] and got[0] < got[1]
 
 
-def test_authors_normalisation_raises_for_a_zero_mean_metric() -> None:
-    with pytest.raises(ValueError, match="mean, which is 0"):
-        normalize({"a": torch.zeros(4)}, method="authors")
+def test_authors_normalisation_of_a_dead_metric_is_nan_as_theirs(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="lightning_panning.core.fusion"):
+        out = normalize({"a": torch.zeros(4)}, method="authors")  # their 0/0
+    assert torch.isnan(out["a"]).all() and "NaN, as in the authors' code" in caplog.text
+    assert normalize({"a": torch.zeros(4)}, method="rms")["a"].tolist() == [0.0] * 4  # ours: 0, order kept
+
+
+def test_panning_authors_keeps_nothing_once_synflow_is_dead_like_theirs(caplog: pytest.LogCaptureFixture) -> None:
+    """Their Panning on LeNet5 at 0.9999 (T = 100) loses every input-output path in round 94; from round 95 on
+    SynFlow is all zero, their normalisation divides 0 by 0 and every weight is pruned. The preset does the same."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(12, 32, bias=False), nn.ReLU(), nn.Linear(32, 16, bias=False), nn.ReLU(),
+                        nn.Linear(16, 4, bias=False))
+    with torch.no_grad():
+        net[2].weight.zero_()  # no path from input to output: SynFlow is 0 everywhere from round 1
+    with caplog.at_level("WARNING", logger="lightning_panning.core.fusion"):
+        result = make_pruner("panning_authors", rounds=2, progress=False).prune(net, batch(), 0.5)
+    assert kept(result.masks) == 0 and [r.keep for r in result.history] == [0, 0]
+    assert "no weight is kept" in caplog.text
+    assert kept(make_pruner("panning", rounds=2, progress=False).prune(net, batch(), 0.5).masks) == 480
 
 
 def test_sum_normalisation_is_the_authors_ranking_factor() -> None:

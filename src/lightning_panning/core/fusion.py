@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
@@ -23,6 +24,7 @@ __all__ = [
 
 Normalization = Literal["rms", "authors", "sum", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("rms", "authors", "sum", "none")
+log = logging.getLogger(__name__)
 #: The ε of the authors' ``ranking_mask`` normalisation ``S / (|Σ S| + ε)`` (``normalization="sum"``).
 SUM_EPS = 1e-10
 
@@ -51,7 +53,7 @@ def normalize(
     * ``"authors"``: the authors' Panning, ``|S - μ| / σ`` on the *signed* saliency ``S``, computed with exactly
       their float operations (concatenate, divide by the mean, then the mean and sample standard deviation of the
       quotient), so it reproduces their normalised scores bit for bit; not exactly order-preserving in ``|S|``.
-      A metric with mean or standard deviation 0 raises a ``ValueError`` (the authors' code gives NaN).
+      A metric with mean or standard deviation 0 gives NaN, as in their code (with a logged warning).
     * ``"sum"``: the authors' one-shot (and iterative) SNIP/GraSP ranking, ``keep / (|Σ keep| + 1e-10)``
       (order-preserving up to rounding; the exact float operations of their ``ranking_mask``).
     * ``"none"``: the keep-scores unchanged.
@@ -95,23 +97,27 @@ def normalize(
 
 
 def _authors_normalization(saliency: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """``|S − μ| / σ`` with the authors' exact float operations (``pruner/panning.py``, ``normalization``)."""
+    """``|S − μ| / σ`` with the authors' exact float operations (``pruner/panning.py``, ``normalization``).
+
+    A metric whose mean or standard deviation is 0 (SynFlow once no input-output path is left) gives NaN scores,
+    exactly as their code does; a warning says so. NaN or inf in the scores themselves raise
+    :class:`NonFiniteScores`.
+    """
     flat = torch.cat([s.reshape(-1) for s in saliency.values()])
     mean_div = flat.mean()
     if not math.isfinite(float(mean_div)):
         raise NonFiniteScores(f"the metric's mean is {float(mean_div)} (NaN/inf scores)")
-    if float(mean_div) == 0.0:
-        raise ValueError(
-            "normalization='authors' divides by the metric's mean, which is 0 here (an all-zero metric); use "
-            "normalization='rms', which maps an all-zero metric to 0."
-        )
     flat.div_(mean_div)
     std, mean = flat.std(), flat.mean()
     del flat
-    if not math.isfinite(float(std)) or float(std) == 0.0:
-        raise ValueError(
-            f"normalization='authors' divides by the metric's standard deviation, which is {float(std)!r} here (a "
-            "constant metric); use normalization='rms', which maps an all-zero metric to 0."
+    if float(mean_div) == 0.0 or not float(std) > 0.0:
+        log.warning(
+            "normalization='authors': the metric's mean is %g and the standard deviation of score/mean is %g (a "
+            "constant metric, e.g. SynFlow of a network with no input-output path left), so its normalised "
+            "scores are NaN, as in the authors' code, and no weight is kept from this round on. "
+            "normalization='rms' maps an all-zero metric to 0 instead.",
+            float(mean_div),
+            float(std),
         )
     return {n: ((s / mean_div - mean) / std).abs_().float() for n, s in saliency.items()}
 
