@@ -189,7 +189,7 @@ def build_callback(
     if method == "dense":
         return None
     options = {"rounds": rounds, "seed": seed, "per_class": per_class, "num_classes": num_classes}
-    quiet = {"log_figure": False, "verbose": False}
+    quiet: dict[str, Any] = {"log_figure": False, "verbose": False}
     if method == "rlpanning":
         from lightning_panning.callbacks import RLPanningCallback
 
