@@ -4,9 +4,10 @@ Prune any network before training with :func:`prune` (plain PyTorch), or any Lig
 with ``Trainer(callbacks=[PanningCallback(target=0.98)])``.
 """
 
+from lightning_panning.compaction import compact, model_cost
 from lightning_panning.core import *  # noqa: F403
 from lightning_panning.core import __all__ as _core_all
 
 __version__ = "0.1.0"
 
-__all__ = [*_core_all, "__version__"]
+__all__ = [*_core_all, "__version__", "compact", "model_cost"]
