@@ -15,18 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-pytest.importorskip("torch_pruning")
+from lightning_panning import apply_masks, compact, model_cost, prunable_parameters
+from lightning_panning.callbacks import CompactionCallback, MaskEnforcer, PanningCallback
+from lightning_panning.compaction import CompactionError, SparseLinear, UnsupportedModelError, compaction, surgery
+from lightning_panning.models import VGG, LeNet5, LeNet300100, ResNet, ResNet20
 
-from lightning_panning import apply_masks, compact, model_cost, prunable_parameters  # noqa: E402
-from lightning_panning.callbacks import CompactionCallback, MaskEnforcer, PanningCallback  # noqa: E402
-from lightning_panning.compaction import (  # noqa: E402
-    CompactionError,
-    SparseLinear,
-    UnsupportedModelError,
-    compaction,
-)
-from lightning_panning.compaction import surgery  # noqa: E402
-from lightning_panning.models import VGG, LeNet5, LeNet300100, ResNet, ResNet20  # noqa: E402
+pytest.importorskip("torch_pruning")  # the surgery's library (the `compact` / `dev` extras)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lightning_panning.callbacks.enforce import MaskEnforcer
-from lightning_panning.compaction import SPARSE, Compaction, compaction
+from lightning_panning.compaction import MEMORY_FORMATS, SPARSE, Compaction, compaction
 
 __all__ = ["CompactionCallback"]
 
@@ -68,6 +68,8 @@ class CompactionCallback(Callback):
         filename: file stem of the exported model and its report.
         sparse: ``"auto"``, ``"never"`` or ``"always"``: CSR ``Linear`` layers in the export (see
             :func:`~lightning_panning.compact`).
+        memory_format: ``"auto"``, ``"preserve"`` or ``"channels_last"`` for the export (see
+            :func:`~lightning_panning.compact`).
         align: keep a multiple of this many channels per group where possible (see :func:`~lightning_panning.compact`).
         masks: ``{parameter name of the LightningModule: bool mask}`` instead of the pruning callback's.
         example_input: an input batch ``(B, ...)``; its batch size is the one ``sparse="auto"`` optimises for.
@@ -87,6 +89,7 @@ class CompactionCallback(Callback):
         dirpath: str | Path | None = None,
         filename: str = "compact",
         sparse: str = "auto",
+        memory_format: str = "auto",
         align: int = 1,
         masks: Mapping[str, Tensor] | None = None,
         example_input: Tensor | None = None,
@@ -104,6 +107,8 @@ class CompactionCallback(Callback):
             raise _fail("filename", filename, "a non-empty file stem without '/'")
         if sparse not in SPARSE:
             raise _fail("sparse", sparse, f"one of {list(SPARSE)}")
+        if memory_format not in MEMORY_FORMATS:
+            raise _fail("memory_format", memory_format, f"one of {list(MEMORY_FORMATS)}")
         if isinstance(align, bool) or not isinstance(align, int) or align < 1:
             raise _fail("align", align, "an integer ≥ 1")
         if masks is not None and not isinstance(masks, Mapping):
@@ -116,6 +121,7 @@ class CompactionCallback(Callback):
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.filename = filename
         self.sparse = sparse
+        self.memory_format = memory_format
         self.align = align
         self.given_masks = None if masks is None else dict(masks)
         self.example_input = example_input
@@ -269,7 +275,15 @@ class CompactionCallback(Callback):
         modes = [(m, m.training) for m in target.modules()]
         try:
             target.eval()
-            result = compaction(target, masks, example, mode="inference", sparse=self.sparse, align=self.align)  # type: ignore[arg-type]
+            result = compaction(
+                target,
+                masks,
+                example,
+                mode="inference",
+                sparse=self.sparse,  # type: ignore[arg-type]
+                memory_format=self.memory_format,  # type: ignore[arg-type]
+                align=self.align,
+            )
         finally:
             for m, mode in modes:
                 m.training = mode

@@ -5,12 +5,21 @@ using Torch-Pruning's dependency graph for the surgery, and turns sparse ``Linea
 (:class:`SparseLinear`) where that is measured faster. :func:`model_cost` counts parameters and multiply-accumulates.
 """
 
-from lightning_panning.compaction.api import MODES, SPARSE, Compaction, CompactionError, compact, compaction
+from lightning_panning.compaction.api import (
+    MEMORY_FORMATS,
+    MODES,
+    SPARSE,
+    Compaction,
+    CompactionError,
+    compact,
+    compaction,
+)
 from lightning_panning.compaction.cost import ModelCost, model_cost
 from lightning_panning.compaction.sparse import SparseLinear
 from lightning_panning.compaction.surgery import UnsupportedModelError
 
 __all__ = [
+    "MEMORY_FORMATS",
     "MODES",
     "SPARSE",
     "Compaction",
