@@ -164,8 +164,8 @@ def test_compacted_model_equals_the_masked_one(name: str) -> None:
         assert bool((params[key][~mask] == 0).all())
 
 
-def test_lenet5_mask_from_synflow_compacts_and_stays_exact() -> None:
-    from lightning_panning import prune
+def test_lenet5_removes_exactly_the_units_without_effective_weights() -> None:
+    from lightning_panning import effective_sparsity, prune
 
     model = LeNet5().eval()
     x = torch.randn(2, 1, 28, 28)
@@ -174,6 +174,13 @@ def test_lenet5_mask_from_synflow_compacts_and_stays_exact() -> None:
     assert result.removed_channels > 0
     assert result.layers["classifier.0"]["after"][0] < 500
     assert_exact(result.model, masked(model, masks), (1, 28, 28))
+    # the core's effective sparsity counts units with no weight on an input-output path: exactly those go (dead or
+    # folded constants; LeNet5 has no residual stream, no padding and its biases are 0 at initialisation)
+    dead = effective_sparsity(model, masks, x).dead_units
+    assert result.removed_channels + result.folded_channels == sum(d for name, (d, _) in dead.items()
+                                                                    if name != "classifier.2.weight")
+    for name, info in result.layers.items():
+        assert info["after"][0] == info["before"][0] - (dead[f"{name}.weight"][0] if name != "classifier.2" else 0)
 
 
 def test_dead_and_constant_units_of_a_small_mlp() -> None:
@@ -520,6 +527,19 @@ def test_compact_returns_just_the_model() -> None:
     assert_exact(small, masked(model, masks), (6,))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compaction_on_cuda() -> None:
+    model = randomise(LeNet5()).eval().cuda()
+    masks = {n: m.cuda() for n, m in channel_masks(model, **MODELS["lenet5"][2]).items()}
+    result = compaction(model, masks, example_input=torch.randn(8, 1, 28, 28, device="cuda"), sparse="always")
+    assert next(result.model.parameters()).is_cuda
+    assert any(isinstance(m, SparseLinear) for m in result.model.modules())
+    reference = masked(model, masks)
+    x = torch.randn(16, 1, 28, 28, device="cuda")
+    torch.testing.assert_close(result.model(x), reference(x), rtol=1e-3, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 5. the Lightning callback
 
@@ -601,3 +621,21 @@ def test_callback_argument_and_source_errors(tmp_path: Path) -> None:
         fit(tmp_path, CompactionCallback(verbose=False), steps=1)
     with pytest.raises(ValueError, match="submodule"):
         fit(tmp_path, pruner(), CompactionCallback(submodule="head", verbose=False), steps=1)
+
+
+def test_callback_is_configurable_by_jsonargparse() -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--callback", type=CompactionCallback)
+    cfg = parser.parse_object(
+        {
+            "callback": {
+                "class_path": "lightning_panning.callbacks.CompactionCallback",
+                "init_args": {"submodule": "backbone", "sparse": "never", "train_compacted": True, "align": 8},
+            }
+        }
+    )
+    callback = parser.instantiate(cfg).callback
+    assert isinstance(callback, CompactionCallback)
+    assert (callback.submodule, callback.sparse, callback.train_compacted, callback.align) == ("backbone", "never", True, 8)

@@ -6,7 +6,7 @@ import copy
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -88,8 +88,8 @@ class CompactionCallback(Callback):
         submodule: str | None = None,
         dirpath: str | Path | None = None,
         filename: str = "compact",
-        sparse: str = "auto",
-        memory_format: str = "auto",
+        sparse: Literal["auto", "never", "always"] = "auto",
+        memory_format: Literal["auto", "preserve", "channels_last"] = "auto",
         align: int = 1,
         masks: Mapping[str, Tensor] | None = None,
         example_input: Tensor | None = None,
@@ -280,8 +280,8 @@ class CompactionCallback(Callback):
                 masks,
                 example,
                 mode="inference",
-                sparse=self.sparse,  # type: ignore[arg-type]
-                memory_format=self.memory_format,  # type: ignore[arg-type]
+                sparse=self.sparse,
+                memory_format=self.memory_format,
                 align=self.align,
             )
         finally:

@@ -319,6 +319,7 @@ def _sparsify(
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, SparseLinear.from_linear(linear))
             masks.pop(f"{name}.weight", None)
+            masks.pop(f"{name}.bias", None)  # the bias is a buffer of the SparseLinear now
     return decisions
 
 
