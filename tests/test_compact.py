@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_panning import apply_masks, compact, model_cost, prunable_parameters
 from lightning_panning.callbacks import CompactionCallback, MaskEnforcer, PanningCallback
 from lightning_panning.compaction import CompactionError, SparseLinear, UnsupportedModelError, compaction, surgery
-from lightning_panning.models import VGG, LeNet5, LeNet300100, ResNet, ResNet20
+from lightning_panning.models import VGG19, LeNet5, LeNet300100, ResNet, ResNet18, ResNet20
 
 pytest.importorskip("torch_pruning")  # the surgery's library (the `compact` / `dev` extras)
 
@@ -114,9 +114,9 @@ class Branches(nn.Module):
         return self.fc(torch.flatten(F.relu(self.mix(joined)), 1))
 
 
-def vgg11() -> nn.Module:
+def vgg19() -> nn.Module:
     torch.manual_seed(0)
-    return VGG(11, num_classes=5)
+    return VGG19(num_classes=5)
 
 
 def resnet() -> nn.Module:
@@ -130,7 +130,7 @@ MODELS: dict[str, tuple[Any, tuple[int, ...], dict[str, Any]]] = {
     "cnn": (cnn, (2, 8, 8), {"seed": 1, "rows": 0.2, "cols": 0.2, "density": 0.9}),
     "lenet5": (lambda: LeNet5(), (1, 28, 28), {"rows": 0.25, "cols": 0.25, "density": 0.8}),
     "lenet300100": (lambda: LeNet300100(input_size=[1, 28, 28]), (1, 28, 28), {}),
-    "vgg11-bn": (vgg11, (3, 32, 32), {"rows": 0.2, "cols": 0.2, "density": 0.9}),
+    "vgg19-bn": (vgg19, (3, 32, 32), {"rows": 0.2, "cols": 0.2, "density": 0.9}),
     "concat": (Branches, (2, 6, 6), {"rows": 0.25, "cols": 0.25, "density": 0.9}),
     "resnet": (resnet, (3, 16, 16), {"seed": 1, "rows": 0.25, "cols": 0.25, "density": 0.8}),
 }
@@ -250,13 +250,16 @@ def test_residual_channel_goes_only_when_dead_in_every_coupled_layer() -> None:
     assert_exact(result.model, masked(model, every), shape)
 
 
-def test_resnet20_with_synflow_masks_is_exact() -> None:
+@pytest.mark.parametrize("build", [ResNet20, ResNet18])
+def test_resnets_with_synflow_masks_are_exact(build: Any) -> None:
     from lightning_panning import prune
 
-    model = randomise(ResNet20(num_classes=4)).eval()
+    torch.manual_seed(0)
+    model = randomise(build(num_classes=4)).eval()
     x = torch.randn(2, 3, 16, 16)
     masks = prune(model, None, 0.99, method="synflow", rounds=3, example_input=x, progress=False)
     result = compaction(model, masks, example_input=x, sparse="never")
+    assert result.removed_channels > 0
     assert_exact(result.model, masked(model, masks), (3, 16, 16))
 
 
