@@ -111,7 +111,9 @@ def test_resurrection_is_observed() -> None:
 def test_history_records_table3_weights_and_losses() -> None:
     result = Panning(rounds=10, progress=False, track_effective=True).prune(mlp(), batch(), 0.995)
     assert [r.round for r in result.history] == list(range(1, 11))
-    assert result.history[0].weights == TABLE3[0][1] or result.history[0].sparsity > 0.8
+    # ρ_i = 1 - 0.005^(i/10) = 0.411, 0.653, 0.796, 0.880, 0.929, 0.958, 0.975, 0.986, 0.992, 0.995 → Table 3 rows
+    rows = [0, 0, 0, 1, 2, 2, 2, 3, 4, 4]
+    assert [r.weights for r in result.history] == [TABLE3[i][1] for i in rows]
     assert result.history[-1].weights == {"synflow": 0.5, "snip": 0.0, "grasp": 0.5}
     assert all(r.loss is not None and r.grad_norm is not None for r in result.history)
     assert all(r.effective_sparsity is not None and r.effective_sparsity >= r.sparsity - 1e-9 for r in result.history)
@@ -121,8 +123,92 @@ def test_unmasked_data_scores_option_and_authors_normalization() -> None:
     authors = Panning(rounds=5, progress=False, masked_data_scores=False, normalization="authors")
     masks = authors.prune(mlp(), batch(), 0.9).masks
     assert kept(masks) == keep_count(sum(m.numel() for m in masks.values()), 0.9)
-    losses = [r.loss for r in authors.prune(mlp(), batch(), 0.9).history]
+    model, calls = mlp(), []
+    model[0].register_forward_hook(lambda *_: calls.append(1))
+    losses = [r.loss for r in authors.replace(scorers=("snip", "grasp"), weights={"snip": 1, "grasp": 1}).prune(
+        model, batch(), 0.9).history]
     assert len(set(losses)) == 1  # the unmasked network every round
+    assert len(calls) == 1  # computed once, shared by all 5 rounds through the session's store
+
+
+def test_masked_data_scores_are_recomputed_every_round() -> None:
+    model, calls = mlp(), []
+    model[0].register_forward_hook(lambda *_: calls.append(1))
+    Panning(["snip", "grasp"], {"snip": 1, "grasp": 1}, rounds=5, progress=False).prune(model, batch(), 0.9)
+    assert len(calls) == 5  # one shared SNIP/GraSP pass per round, at that round's mask
+
+
+def test_the_loop_calls_the_scorer() -> None:
+    """The loop uses `Scorer.scores`: a scorer that overrides it (or keep_score) is what runs."""
+    from lightning_panning.core.scorers import Magnitude
+
+    class Smallest(Magnitude):
+        def keep_score(self, saliency: torch.Tensor) -> torch.Tensor:
+            return -saliency.abs()
+
+    model = mlp()
+    masks = Panning([Smallest()], rounds=1, progress=False).prune(model, None, 0.5, example_input=torch.zeros(1, 12))
+    weights = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
+    kept_max = max(float(weights[n][m].max()) for n, m in masks.masks.items())
+    pruned_min = min(float(weights[n][~m].min()) for n, m in masks.masks.items())
+    assert kept_max <= pruned_min  # the smallest weights were kept
+
+
+def test_scoring_batch_rule() -> None:
+    from lightning_panning.core import SamplePool, scoring_batch
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 12, generator=g), torch.arange(60) % 3
+    labelled = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    bx, by = scoring_batch(labelled, per_class=4, seed=1)
+    assert by.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # D^b, whatever the loss
+    again = scoring_batch(labelled, per_class=4, seed=1)
+    assert torch.equal(bx, again[0])  # seeded read of a shuffling loader
+    first = scoring_batch(labelled, per_class=4, seed=1, balanced=False)
+    assert first[0].shape == (8, 12)  # the first batch when D^b is not needed (data-free scorers)
+    assert scoring_batch(TensorDataset(x, y), per_class=2)[0].shape == (6, 12)  # a Dataset is read the same way
+    unlabelled = DataLoader(TensorDataset(x), batch_size=5)
+    assert scoring_batch(unlabelled)[0].shape == (5, 12)  # no labels: its first batch
+    with pytest.raises(ValueError, match="no integer labels"):
+        scoring_batch(unlabelled, require_labels=True)
+    pool = SamplePool((x, y))
+    a = scoring_batch(pool, per_class=3, generator=__import__("numpy").random.default_rng(5))
+    b = scoring_batch(pool, per_class=3, seed=5)
+    assert torch.equal(a[0], b[0]) and a[1].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert scoring_batch(None) is None and scoring_batch((x, y)) == (x, y)
+    with pytest.raises(TypeError, match="`data` must be"):
+        scoring_batch(3)  # type: ignore[arg-type]
+    custom_loss = make_pruner(loss_fn=lambda m, b: m(b[0]).sum(), per_class=2, rounds=2, progress=False)
+    assert custom_loss.scoring_batch(labelled)[1].tolist() == [0, 0, 1, 1, 2, 2]  # same rule as the callback's
+
+
+def test_register_method_and_replace_and_settings() -> None:
+    from lightning_panning import register_method
+
+    register_method("test_snip_fixed", scorers=("snip", "grasp"), weights={"snip": 1.0})
+    try:
+        pruner = make_pruner("test_snip_fixed", rounds=3)
+        assert pruner.name == "test_snip_fixed" and pruner.rounds == 3
+        assert kept(prune(mlp(), batch(), 0.9, method="test_snip_fixed", rounds=2, progress=False)) == keep_count(
+            12 * 32 + 32 * 16 + 16 * 4, 0.9
+        )
+        with pytest.raises(ValueError, match="already registered"):
+            register_method("test_snip_fixed", scorers=("snip",))
+        register_method("test_snip_fixed", scorers=("snip",), overwrite=True)
+        assert make_pruner("test_snip_fixed").scorers.keys() == {"snip"}
+    finally:
+        METHODS.pop("test_snip_fixed", None)
+    with pytest.raises(ValueError, match=r"`weights` names scorers \['magnitude'\]"):
+        register_method("test_bad", scorers=("snip",), weights={"magnitude": 1.0})
+    assert "test_bad" not in METHODS
+    base = Panning(rounds=4, seed=2, include="0.*")
+    changed = base.replace(seed=3)
+    assert (changed.rounds, changed.seed, changed.include, base.seed) == (4, 3, "0.*", 2)
+    settings = base.settings()
+    assert settings["rounds"] == 4 and settings["weights"]["type"] == "StageTable"
+    assert [s["type"] for s in settings["scorers"]] == ["SynFlow", "SNIP", "GraSP"]
+    assert settings["scorers"][2]["variant"] == "improved"
+    assert Panning(seed=2, rounds=4, include="0.*").settings() == settings  # plain values compare across instances
 
 
 def test_dataloader_gives_a_class_balanced_deterministic_batch() -> None:

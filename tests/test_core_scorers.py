@@ -8,8 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_panning import SCORERS, SNIP, GraSP, ScoringContext, SynFlow, get_scorer, prunable_parameters
-from lightning_panning.core.scorers import Scorer, register_scorer
+from lightning_panning import (
+    SCORERS,
+    SNIP,
+    GraSP,
+    Panning,
+    ScoringContext,
+    SynFlow,
+    get_scorer,
+    prunable_parameters,
+)
+from lightning_panning.core.scorers import Scorer, ScorerOutput, register_scorer
 
 
 def small_cnn() -> nn.Module:
@@ -63,17 +72,29 @@ def test_scorer_contract(name: str, masked: bool) -> None:
     before = snapshot(model)
     scorer = get_scorer(name)
 
-    def run() -> dict[str, torch.Tensor]:
+    def run() -> ScorerOutput:  # what the Panning loop calls every round
         ctx = ScoringContext(model, params, masks if masked else None, small_batch(), seed=7)
-        return scorer(ctx)
+        return scorer.scores(ctx)
 
     first, second = run(), run()
     assert_same(before, snapshot(model))
-    assert set(first) == set(params)
-    for n, p in params.items():
-        assert first[n].shape == p.shape
-        assert torch.isfinite(first[n]).all()
-        assert torch.equal(first[n], second[n]), f"{name} is not deterministic on {n}"
+    for part in ("saliency", "keep"):
+        a, b = getattr(first, part), getattr(second, part)
+        assert set(a) == set(params)
+        for n, p in params.items():
+            assert a[n].shape == p.shape and torch.isfinite(a[n]).all()
+            assert torch.equal(a[n], b[n]), f"{name} is not deterministic on {n}"
+    for n in params:
+        assert torch.equal(first.keep[n], scorer.keep_score(first.saliency[n]))
+
+    def loop() -> dict[str, torch.Tensor]:  # and through the loop itself (2 rounds: the masked network too)
+        return Panning([scorer], {scorer.label: 1.0}, rounds=2, progress=False, seed=7).prune(
+            model, small_batch(), 0.5
+        ).masks
+
+    masks_a, masks_b = loop(), loop()
+    assert_same(before, snapshot(model))
+    assert all(torch.equal(masks_a[n], masks_b[n]) for n in params)
 
 
 def test_snip_matches_manual_gradient() -> None:
@@ -216,3 +237,43 @@ def test_new_scorer_is_one_small_subclass() -> None:
         assert set(scores) == set(params)
     finally:
         SCORERS.pop("test_gradient_magnitude")
+
+
+def test_scorers_declare_what_they_need() -> None:
+    assert [get_scorer(n).needs_data for n in ("snip", "grasp", "grasp_original", "synflow", "magnitude", "random")] == [
+        True, True, True, False, False, False
+    ]
+
+    class OwnPass(Scorer):  # computes its own gradient from ctx.batch: declares it
+        needs_data = True
+
+        def saliency(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
+            return dict(ctx.weights)
+
+    assert OwnPass.needs_data and Panning([OwnPass()], rounds=1).needs_data
+    with pytest.raises(ValueError, match=r"Scorers \['OwnPass'\] need data"):
+        Panning([OwnPass()], rounds=1, progress=False).prune(small_cnn(), None, 0.5)
+
+
+def test_cached_is_the_public_caching_seam() -> None:
+    model = small_cnn()
+    params = prunable_parameters(model)
+    shared: dict = {}
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return 42
+
+    a = ScoringContext(model, params, None, small_batch(), shared=shared)
+    b = ScoringContext(model, params, None, small_batch(), shared=shared)
+    assert a.cached("mine", compute) == a.cached("mine", compute) == 42 and len(calls) == 1  # once per context
+    b.cached("mine", compute)
+    assert len(calls) == 2  # a new context (a new mask) computes again
+    a.cached("unmasked", compute, mask_independent=True)
+    b.cached("unmasked", compute, mask_independent=True)
+    assert len(calls) == 3  # unless the result does not depend on the mask
+    unmasked_a = ScoringContext(model, params, None, small_batch(), masked_data_scores=False, shared=shared)
+    unmasked_b = ScoringContext(model, params, None, small_batch(), masked_data_scores=False, shared=shared)
+    assert unmasked_a.loss is None
+    assert unmasked_a.grad is unmasked_b.grad and unmasked_b.loss is not None  # SNIP's pass shared the same way

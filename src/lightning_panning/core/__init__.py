@@ -1,6 +1,6 @@
 """The pruning engine in pure PyTorch: parameter selection, scorers, fusion, schedules, masks and the Panning loop."""
 
-from lightning_panning.core.batch import ClassificationLoss, LossFn, balanced_batch
+from lightning_panning.core.batch import ClassificationLoss, LossFn, SamplePool, balanced_batch, scoring_batch
 from lightning_panning.core.fusion import TABLE3, FixedWeights, StageTable, WeightSchedule, fuse, normalize
 from lightning_panning.core.masks import (
     EffectiveSparsity,
@@ -23,6 +23,7 @@ from lightning_panning.core.panning import (
     RoundRecord,
     make_pruner,
     prune,
+    register_method,
 )
 from lightning_panning.core.params import prunable_parameters
 from lightning_panning.core.schedules import SCHEDULES, exponential, keep_count, linear
@@ -59,6 +60,7 @@ __all__ = [
     "PruningResult",
     "Random",
     "RoundRecord",
+    "SamplePool",
     "Scorer",
     "ScoringContext",
     "StageTable",
@@ -79,7 +81,9 @@ __all__ = [
     "pack_masks",
     "prunable_parameters",
     "prune",
+    "register_method",
     "register_scorer",
+    "scoring_batch",
     "select_top_k",
     "shuffle_masks",
     "unpack_masks",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -12,11 +14,14 @@ from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
     "ClassificationLoss",
+    "Data",
     "LossFn",
+    "SamplePool",
     "balanced_batch",
     "batch_inputs",
     "batch_labels",
     "move_to_device",
+    "scoring_batch",
 ]
 
 #: ``loss_fn(model, batch) -> scalar tensor``; the model is called inside it, so it sees the masked weights.
@@ -87,8 +92,13 @@ class ClassificationLoss:
     needs_labels = True
 
     def __init__(self, temperature: float = 200.0) -> None:
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-            raise ValueError(f"`temperature` must be a positive number, got {temperature!r}.")
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
+            raise ValueError(f"`temperature` must be a finite number > 0, got {temperature!r}.")
         self.temperature = float(temperature)
 
     def __call__(self, model: nn.Module, batch: Any) -> Tensor:
@@ -112,78 +122,119 @@ class ClassificationLoss:
         return f"ClassificationLoss(temperature={self.temperature})"
 
 
-def _iter_samples(data: DataLoader | Dataset | Iterable[Any]) -> Iterable[tuple[Any, int]]:
-    """Yield ``(sample_input, label)`` pairs from a DataLoader (batched) or a map-style Dataset (unbatched)."""
-    if isinstance(data, DataLoader) or not hasattr(data, "__getitem__"):
-        for batch in data:
-            labels = batch_labels(batch)
-            if labels is None:
-                raise ValueError(
-                    "A class-balanced batch needs labelled data, but a batch from the given data has no integer "
-                    "labels (expected (x, y) batches with y of shape (B,)). Pass a `loss_fn` and data-free or "
-                    "label-free scorers, or give labelled data."
-                )
-            inputs = batch_inputs(batch)
-            for i, label in enumerate(labels.tolist()):
-                yield inputs[i], int(label)
-    else:
-        for index in range(len(data)):  # type: ignore[arg-type]
-            sample = data[index]
-            if not (isinstance(sample, (tuple, list)) and len(sample) >= 2):
-                raise ValueError(
-                    f"A class-balanced batch needs (input, label) samples, got a {type(sample).__name__} from the "
-                    "dataset."
-                )
-            x, y = sample[0], sample[1]
-            yield (x if isinstance(x, Tensor) else torch.as_tensor(x)), int(y)
+class SamplePool:
+    """Labelled samples held in memory and indexed by class, for fast class-balanced draws with a seeded RNG.
 
-
-def balanced_batch(
-    data: DataLoader | Dataset | Iterable[Any],
-    per_class: int = 10,
-    num_classes: int | None = None,
-    seed: int = 0,
-    max_samples: int = 1_000_000,
-) -> tuple[Tensor, Tensor]:
-    """Build ``D^b``: ``per_class`` samples of each class, ordered by class.
-
-    The data is read in its own order under a forked RNG seeded with ``seed``, so a shuffling DataLoader (or random
-    augmentation) gives the same batch for the same seed.
+    Drawing is an index lookup (no pass over the data), which is what an environment that needs a new batch every
+    episode wants; :func:`scoring_batch` draws from a pool with the generator it is given.
 
     Args:
-        data: a DataLoader of ``(x, y)`` batches, a map-style Dataset of ``(x, y)`` samples, or an iterable of
-            batches.
-        per_class: ``k``, samples per class (authors: 10; 5 for 100/200-class sets).
-        num_classes: number of classes; inferred from ``dataset.classes`` when available, else from the labels seen
-            (then the whole data is read unless ``max_samples`` stops it).
-        seed: RNG seed for the read.
-        max_samples: stop reading after this many samples.
+        data: an ``(inputs (N, ...), labels (N,))`` pair of tensors, or a map-style Dataset of ``(x, y)`` samples
+            (its ``targets`` attribute is used when present, else every sample's label is read once).
+        transform: applied to each drawn input batch ``(k·l, ...)`` (e.g. normalisation of uint8 images).
 
-    Returns:
-        ``(x, y)`` with ``x`` of shape ``(k * l, *input_shape)`` and ``y`` of shape ``(k * l,)`` int64.
-
-    Raises:
-        ValueError: for ``per_class < 1``, unlabelled data, or when a class has fewer than ``per_class`` samples.
+    Example:
+        >>> import numpy as np
+        >>> pool = SamplePool((torch.arange(12.0).view(6, 2), torch.tensor([0, 1, 0, 1, 2, 2])))
+        >>> x, y = pool.sample(per_class=2, generator=np.random.default_rng(0))
+        >>> x.shape, y.tolist()
+        (torch.Size([6, 2]), [0, 0, 1, 1, 2, 2])
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"`per_class` must be a positive integer, got {per_class!r}.")
-    if num_classes is None:
-        dataset = data.dataset if isinstance(data, DataLoader) else data
-        classes = getattr(dataset, "classes", None)
-        if isinstance(classes, Sequence) and len(classes) > 0:
-            num_classes = len(classes)
+
+    def __init__(
+        self, data: Dataset | tuple[Tensor, Tensor], transform: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
+        self.transform = transform
+        self.dataset: Dataset | None = None
+        self.x: Tensor | None = None
+        if isinstance(data, (tuple, list)):
+            if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
+                raise TypeError("`data` as a tuple must be (inputs (N, ...), labels (N,)) tensors.")
+            self.x, labels = data[0], data[1]
+        elif isinstance(data, Dataset):
+            self.dataset = data
+            targets = getattr(data, "targets", None)
+            if targets is None:
+                targets = [int(data[i][1]) for i in range(len(data))]  # type: ignore[arg-type]
+            labels = torch.as_tensor(targets)
+        else:
+            raise TypeError(
+                f"`data` must be a Dataset of (x, y) samples or an (inputs, labels) tuple of tensors, got "
+                f"{type(data).__name__}."
+            )
+        y = labels.detach().cpu().long().reshape(-1)
+        if self.x is not None and self.x.shape[0] != y.shape[0]:
+            raise ValueError(f"`data` has {self.x.shape[0]} inputs but {y.shape[0]} labels.")
+        y_np = y.numpy()
+        self.classes = np.unique(y_np)
+        self.by_class = [np.flatnonzero(y_np == c) for c in self.classes]
+        self.labels = y
+
+    def check(self, per_class: int) -> None:
+        """Raise a clear error if a class has fewer than ``per_class`` samples."""
+        short = {int(c): len(i) for c, i in zip(self.classes, self.by_class, strict=True) if len(i) < per_class}
+        if short:
+            raise ValueError(f"Classes {short} have fewer than per_class={per_class} samples; lower `per_class`.")
+
+    def sample(self, per_class: int, generator: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """A class-balanced batch ``(x (k·l, ...), y (k·l,))``, ordered by class, drawn without replacement."""
+        index = np.concatenate(
+            [idx[generator.choice(len(idx), size=per_class, replace=False)] for idx in self.by_class]
+        )
+        index_t = torch.from_numpy(index)
+        if self.x is not None:
+            x = self.x[index_t]
+        else:
+            assert self.dataset is not None
+            x = torch.stack([torch.as_tensor(self.dataset[int(i)][0]) for i in index])
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[index_t]
+
+
+#: What a scoring batch can be built from: a DataLoader, a Dataset, a :class:`SamplePool`, a ready batch, or nothing.
+Data = DataLoader | Dataset | SamplePool | tuple | list | Tensor | Mapping | None
+
+
+def _unlabelled_error() -> ValueError:
+    return ValueError(
+        "A class-balanced batch needs labelled data, but a batch from the given data has no integer labels "
+        "(expected (x, y) batches with y of shape (B,)). Pass a `loss_fn` and data-free or label-free scorers, or "
+        "give labelled data."
+    )
+
+
+def _read(
+    data: DataLoader | Dataset | Iterable[Any],
+    per_class: int,
+    num_classes: int | None,
+    balanced: bool,
+    require_labels: bool,
+    max_samples: int,
+) -> Any:
+    """One pass over ``data``: its first batch when unlabelled (or ``balanced`` is off), else ``D^b``."""
+    batches: Iterable[Any] = data  # type: ignore[assignment]
+    if isinstance(data, Dataset) and not isinstance(data, DataLoader) and hasattr(data, "__getitem__"):
+        batches = DataLoader(data, batch_size=per_class * (num_classes or 10))
     buckets: dict[int, list[Tensor]] = {}
     seen = 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for x, y in _iter_samples(data):
+    for batch in batches:
+        labels = batch_labels(batch)
+        if seen == 0 and (labels is None or not balanced):
+            if labels is None and require_labels:
+                raise _unlabelled_error()
+            return batch
+        if labels is None:
+            raise _unlabelled_error()
+        inputs = batch_inputs(batch)
+        for i, label in enumerate(labels.tolist()):
             seen += 1
-            bucket = buckets.setdefault(y, [])
+            bucket = buckets.setdefault(int(label), [])
             if len(bucket) < per_class:
-                bucket.append(x.detach().cpu())
-            full = num_classes is not None and len(buckets) >= num_classes
-            if (full and all(len(b) >= per_class for b in buckets.values())) or seen >= max_samples:
-                break
+                bucket.append(inputs[i].detach().cpu())
+        full = num_classes is not None and len(buckets) >= num_classes
+        if (full and all(len(b) >= per_class for b in buckets.values())) or seen >= max_samples:
+            break
     if not buckets:
         raise ValueError("The data given for the scoring batch is empty.")
     short = {c: len(b) for c, b in buckets.items() if len(b) < per_class}
@@ -197,3 +248,116 @@ def balanced_batch(
     xs = torch.stack([x for c in order for x in buckets[c]])
     ys = torch.tensor([c for c in order for _ in buckets[c]], dtype=torch.long)
     return xs, ys
+
+
+def _num_classes(data: Any, num_classes: int | None) -> int | None:
+    if num_classes is not None:
+        return num_classes
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    classes = getattr(dataset, "classes", None)
+    if isinstance(classes, Sequence) and not isinstance(classes, str) and len(classes) > 0:
+        return len(classes)
+    return None
+
+
+def scoring_batch(
+    data: Data,
+    per_class: int = 10,
+    num_classes: int | None = None,
+    seed: int = 0,
+    *,
+    balanced: bool = True,
+    require_labels: bool = False,
+    generator: np.random.Generator | None = None,
+    device: torch.device | str | None = None,
+    max_samples: int = 1_000_000,
+) -> Any:
+    """The scoring batch, by the one rule that ``prune``, the callbacks and the RL environment all use.
+
+    * ``None`` stays ``None`` (data-free scoring).
+    * A ready batch (tensor, ``(x, y)`` tuple/list, dict) is used as it is.
+    * A :class:`SamplePool` gives a class-balanced batch drawn with ``generator`` (default: seeded with ``seed``).
+    * A DataLoader or Dataset is read once, in its own order, under a forked RNG seeded with ``seed`` (so a
+      shuffling loader or random augmentation gives the same batch for the same seed): when its batches are
+      labelled ``(x, y)`` with integer labels ``y`` of shape ``(B,)`` and ``balanced`` is on, the result is
+      ``D^b``, ``per_class`` samples of each class ordered by class; otherwise it is the first batch (a Dataset is
+      read in batches of ``per_class × (num_classes or 10)``).
+
+    Args:
+        data: see above.
+        per_class: ``k``, samples per class (authors: 10; 5 for 100/200-class sets).
+        num_classes: number of classes; inferred from ``dataset.classes`` when available, else from the labels seen
+            (then the whole data is read unless ``max_samples`` stops it).
+        seed: RNG seed for reading a DataLoader/Dataset, or for a pool without ``generator``.
+        balanced: build ``D^b`` from labelled data (off: the first batch, enough for data-free scorers' input
+            shape).
+        require_labels: raise when the data has no integer labels (the loss needs them).
+        generator: the RNG for drawing from a :class:`SamplePool`.
+        device: move the batch's tensors here (default: leave them where they are).
+        max_samples: stop reading a DataLoader/Dataset after this many samples.
+
+    Returns:
+        The batch: ``(x (k·l, ...), y (k·l,))`` for ``D^b``, else what the data yields.
+
+    Raises:
+        ValueError: for ``per_class < 1``, empty data, unlabelled data when ``require_labels``, or a class with
+            fewer than ``per_class`` samples.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> data = TensorDataset(torch.randn(30, 4), torch.arange(30) % 3)
+        >>> x, y = scoring_batch(DataLoader(data, batch_size=8, shuffle=True), per_class=2, seed=0)
+        >>> x.shape, y.tolist()
+        (torch.Size([6, 4]), [0, 0, 1, 1, 2, 2])
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"`per_class` must be a positive integer, got {per_class!r}.")
+    if data is None:
+        return None
+    batch: Any
+    if isinstance(data, SamplePool):
+        batch = data.sample(per_class, generator if generator is not None else np.random.default_rng(seed))
+    elif isinstance(data, (DataLoader, Dataset)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            batch = _read(data, per_class, _num_classes(data, num_classes), balanced, require_labels, max_samples)
+    elif isinstance(data, (Tensor, tuple, list, Mapping)):
+        batch = data
+    else:
+        raise TypeError(
+            f"`data` must be a DataLoader, a Dataset, a SamplePool, a batch (tensor, (x, y) tuple or dict) or None, "
+            f"got {type(data).__name__}."
+        )
+    return batch if device is None else move_to_device(batch, device)
+
+
+def balanced_batch(
+    data: DataLoader | Dataset | Iterable[Any],
+    per_class: int = 10,
+    num_classes: int | None = None,
+    seed: int = 0,
+    max_samples: int = 1_000_000,
+) -> tuple[Tensor, Tensor]:
+    """Build ``D^b``: ``per_class`` samples of each class, ordered by class (see :func:`scoring_batch`).
+
+    Args:
+        data: a DataLoader of ``(x, y)`` batches, a map-style Dataset of ``(x, y)`` samples, or an iterable of
+            batches.
+        per_class: ``k``, samples per class.
+        num_classes: number of classes (inferred when possible).
+        seed: RNG seed for the read.
+        max_samples: stop reading after this many samples.
+
+    Returns:
+        ``(x, y)`` with ``x`` of shape ``(k * l, *input_shape)`` and ``y`` of shape ``(k * l,)`` int64.
+
+    Raises:
+        ValueError: for ``per_class < 1``, unlabelled data, or when a class has fewer than ``per_class`` samples.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"`per_class` must be a positive integer, got {per_class!r}.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        batch = _read(data, per_class, _num_classes(data, num_classes), True, True, max_samples)
+    assert isinstance(batch, tuple)
+    return batch

@@ -20,7 +20,6 @@ __all__ = [
     "density",
     "effective_masks",
     "effective_sparsity",
-    "masks_for",
     "pack_masks",
     "select_at_threshold",
     "select_top_k",
@@ -335,13 +334,6 @@ def unpack_masks(packed: Mapping[str, Mapping[str, Any]]) -> Masks:
         flat = ((bits.unsqueeze(1) >> shifts) & 1).reshape(-1)[:numel].bool()
         out[name] = flat.view(shape)
     return out
-
-
-def masks_for(model: nn.Module, masks: Mapping[str, Tensor]) -> dict[str, nn.Parameter]:
-    """The parameters of ``model`` that ``masks`` names, checked for shape."""
-    params = {n: p for n, p in model.named_parameters() if n in masks}
-    check_masks(params, masks)
-    return params
 
 
 def shuffle_masks(masks: Mapping[str, Tensor], seed: int = 0) -> Masks:

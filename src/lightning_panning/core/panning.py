@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from lightning_panning.core.batch import ClassificationLoss, LossFn, balanced_batch, batch_inputs, move_to_device
+from lightning_panning.core.batch import ClassificationLoss, Data, LossFn, batch_inputs, scoring_batch
 from lightning_panning.core.fusion import (
     NORMALIZATIONS,
     FixedWeights,
@@ -38,11 +39,22 @@ from lightning_panning.core.schedules import (
 )
 from lightning_panning.core.scorers import GraSP, Scorer, ScoringContext, SynFlow, check_scores, get_scorer
 
-__all__ = ["METHODS", "Panning", "PanningSession", "PruningResult", "RoundRecord", "make_pruner", "prune"]
+__all__ = [
+    "METHODS",
+    "Panning",
+    "PanningSession",
+    "PruningResult",
+    "RoundRecord",
+    "make_pruner",
+    "plain",
+    "prune",
+    "register_method",
+]
 
 log = logging.getLogger(__name__)
 
-Data = DataLoader | Dataset | tuple | list | Tensor | Mapping | None
+#: ``round_weights(session) -> {scorer: p_k}`` for the session's next round, or ``None`` for the pruner's schedule.
+RoundWeights = Callable[["PanningSession"], Mapping[str, float] | None]
 
 
 @dataclass
@@ -127,36 +139,8 @@ def _resolve_weights(
         return StageTable(weights, **STAGE_RULES[stage_rule])
     raise TypeError(
         f"`weights` must be None (Table 3), a {{scorer: weight}} mapping, a table of (bound, weights) rows, or a "
-        f"WeightSchedule; got {type(weights).__name__}."
+        f"WeightSchedule; got {weights!r}."
     )
-
-
-def prepare_batch(
-    data: Data, loss_fn: LossFn, per_class: int, seed: int, device: torch.device, num_classes: int | None = None
-) -> Any:
-    """Turn what the user gave into the scoring batch on ``device``.
-
-    A DataLoader/Dataset becomes a class-balanced batch when the loss needs labels (the default classification
-    loss), else its first batch; a batch (tensor, tuple, dict) is used as is; ``None`` stays ``None``.
-    """
-    if data is None:
-        return None
-    if isinstance(data, (DataLoader, Dataset)):
-        if getattr(loss_fn, "needs_labels", False):
-            batch: Any = balanced_batch(data, per_class=per_class, num_classes=num_classes, seed=seed)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=100)
-                batch = next(iter(loader))
-    elif isinstance(data, (Tensor, tuple, list, Mapping)):
-        batch = data
-    else:
-        raise TypeError(
-            f"`data` must be a DataLoader, a Dataset, a batch (tensor, (x, y) tuple or dict) or None, got "
-            f"{type(data).__name__}."
-        )
-    return move_to_device(batch, device)
 
 
 class PanningSession:
@@ -206,7 +190,7 @@ class PanningSession:
         self.round = 0
         self.history: list[RoundRecord] = []
         self._ctx: ScoringContext | None = None
-        self._unmasked: ScoringContext | None = None
+        self._shared: dict[str, Any] = {}  # mask-independent results (the unmasked SNIP/GraSP pass), every round
         self.seconds = 0.0
         pruner.weight_schedule.reset()
 
@@ -231,15 +215,8 @@ class PanningSession:
                 example_input=self.example_input,
                 train_mode=p.train_mode,
                 seed=p.seed + self.round,
+                shared=self._shared,
             )
-            if not p.masked_data_scores:
-                # the authors' variant: SNIP/GraSP of the unmasked network, identical every round — compute once
-                if self._unmasked is None:
-                    self._unmasked = self._ctx
-                else:
-                    u = self._unmasked
-                    self._ctx._grad, self._ctx._hvp = u._grad, u._hvp
-                    self._ctx.loss, self._ctx.grad_norm = u.loss, u.grad_norm
         return self._ctx
 
     def step(self, weights: Mapping[str, float] | None = None) -> RoundRecord:
@@ -271,9 +248,7 @@ class PanningSession:
             if weight <= 0.0:
                 continue
             # finiteness is checked through the normalisation's own reductions (one pass fewer per metric)
-            finite_check = p.normalization == "none"
-            saliency = check_scores(scorer.label, scorer.saliency(ctx), self.params, finite=finite_check)
-            keep_scores = {n: scorer.keep_score(s) for n, s in saliency.items()}
+            saliency, keep_scores = scorer.scores(ctx, check_finite=p.normalization == "none")
             try:
                 normalized = normalize(keep_scores, saliency, p.normalization)
             except NonFiniteScores:
@@ -368,6 +343,10 @@ class Panning:
         reinit_linear: score a copy whose prunable ``nn.Linear`` weights are re-drawn with Xavier-normal from
             ``seed`` (the authors' one-shot SNIP/GraSP, inherited from the GraSP code); the model is not modified.
 
+    Every setting is declared and validated here, once; the Lightning callbacks and the RL environment take a
+    ``Panning`` (or a method name and these options) whole. :meth:`replace` copies it with some settings changed and
+    :meth:`settings` gives them as plain values (for logs and for checking a resumed run).
+
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
@@ -403,6 +382,7 @@ class Panning:
         keep_rule: KeepRule = "exact",
         reinit_linear: bool = False,
     ) -> None:
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`rounds` must be a positive integer, got {rounds!r}.")
         if normalization not in NORMALIZATIONS:
@@ -427,23 +407,35 @@ class Panning:
                     "`weights` explicitly."
                 )
             self.weight_schedule = FixedWeights({next(iter(self.scorers)): 1.0})
+        _check_weight_names(self.weight_schedule, self.scorers)
         self.rounds = rounds
         self.schedule_fn = get_schedule(schedule)
         self.normalization: Normalization = normalization
-        self.resurrect = resurrect
-        self.masked_data_scores = masked_data_scores
+        self.resurrect = _check_bool("resurrect", resurrect)
+        self.masked_data_scores = _check_bool("masked_data_scores", masked_data_scores)
+        if loss_fn is not None and not callable(loss_fn):
+            raise ValueError(f"`loss_fn` must be None or a callable loss_fn(model, batch) -> scalar, got {loss_fn!r}.")
+        self.temperature = ClassificationLoss(temperature).temperature  # validated even when loss_fn is given
         self.loss_fn: LossFn = loss_fn if loss_fn is not None else ClassificationLoss(temperature)
-        self.train_mode = train_mode
-        self.per_class = per_class
-        self.num_classes = num_classes
-        self.seed = seed
-        self.progress = progress
-        self.track_effective = track_effective
-        self.include, self.exclude, self.predicate = include, exclude, predicate
+        self.train_mode = _check_bool("train_mode", train_mode)
+        self.per_class = _check_int("per_class", per_class, 1)
+        self.num_classes = None if num_classes is None else _check_int("num_classes", num_classes, 1)
+        self.seed = _check_int("seed", seed, 0)
+        self.progress = _check_bool("progress", progress)
+        self.track_effective = _check_bool("track_effective", track_effective)
+        self.include, self.exclude = _check_patterns("include", include), _check_patterns("exclude", exclude)
+        if predicate is not None and not callable(predicate):
+            raise ValueError(
+                f"`predicate` must be None or a callable (name, module, param) -> bool, got {predicate!r}."
+            )
+        self.predicate = predicate
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`name` must be a non-empty string, got {name!r}.")
         self.name = name
         self.stage_rule = stage_rule
         self.keep_rule: KeepRule = keep_rule
         self.reinit_linear = reinit_linear
+        self._arguments = arguments
 
     def scoring_weights(self, model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, Tensor]:
         """The prunable weights the scorers see, ``{name: tensor W_n}``.
@@ -473,13 +465,83 @@ class Panning:
 
     @property
     def needs_data(self) -> bool:
-        """Whether any scorer needs a data batch."""
+        """Whether any scorer needs a data batch (each scorer declares it, see :attr:`Scorer.needs_data`)."""
         return any(s.needs_data for s in self.scorers.values())
 
-    def start(self, model: nn.Module, data: Data, target: float, example_input: Tensor | None = None) -> PanningSession:
-        """Validate inputs, build the scoring batch and return a session positioned before round 1."""
+    def replace(self, **changes: Any) -> Panning:
+        """A new pruner with the same settings except ``changes`` (validated like the constructor's).
+
+        Example:
+            >>> Panning(rounds=10).replace(seed=3).rounds
+            10
+        """
+        return type(self)(**{**self._arguments, **changes})
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting as plain values (scorers, weights, schedule and loss as resolved), e.g. for logs.
+
+        Example:
+            >>> Panning(["snip"], rounds=2).settings()["weights"]
+            {'type': 'FixedWeights', 'weights': {'snip': 1.0}}
+        """
+        out = {k: plain(v) for k, v in self._arguments.items()}
+        out.update(
+            scorers=[plain(s) for s in self.scorers.values()],
+            weights=plain(self.weight_schedule),
+            schedule=plain(self.schedule_fn),
+            loss_fn=plain(self.loss_fn),
+        )
+        return out
+
+    def parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        """The prunable parameters of ``model`` under this pruner's ``include``/``exclude``/``predicate``.
+
+        Raises:
+            ValueError: if nothing is prunable.
+        """
+        return prunable_parameters(model, self.include, self.exclude, self.predicate)
+
+    def scoring_batch(
+        self,
+        data: Data,
+        device: torch.device | str | None = None,
+        generator: np.random.Generator | None = None,
+        require_labels: bool | None = None,
+    ) -> Any:
+        """The scoring batch of ``data`` with this pruner's ``per_class``, ``num_classes`` and ``seed``.
+
+        See :func:`~lightning_panning.core.batch.scoring_batch` for the rule; ``D^b`` is built only when a scorer
+        needs data (else the first batch gives the input shape). ``require_labels`` defaults to whether the loss
+        needs labels.
+        """
+        needs_labels = self.needs_data and bool(getattr(self.loss_fn, "needs_labels", False))
+        if require_labels is not None:
+            needs_labels = require_labels
+        return scoring_batch(
+            data, self.per_class, self.num_classes, self.seed, balanced=self.needs_data, require_labels=needs_labels,
+            generator=generator, device=device,
+        )
+
+    def start(
+        self,
+        model: nn.Module,
+        data: Data,
+        target: float,
+        example_input: Tensor | None = None,
+        *,
+        generator: np.random.Generator | None = None,
+    ) -> PanningSession:
+        """Validate inputs, build the scoring batch and return a session positioned before round 1.
+
+        Args:
+            model: the network (not modified).
+            data: what :meth:`scoring_batch` accepts.
+            target: final sparsity in (0, 1).
+            example_input: a tensor ``(B, ...)`` giving the input shape for data-free scorers.
+            generator: the RNG for drawing from a :class:`~lightning_panning.core.batch.SamplePool`.
+        """
         target = validate_target(target)
-        params = prunable_parameters(model, self.include, self.exclude, self.predicate)
+        params = self.parameters(model)
         device = next(iter(params.values())).device
         if data is None and self.needs_data:
             needing = [s.label for s in self.scorers.values() if s.needs_data]
@@ -487,7 +549,7 @@ class Panning:
                 f"Scorers {needing} need data, but `data` is None. Pass a DataLoader, Dataset or (x, y) batch, or use "
                 "a data-free method ('synflow', 'magnitude', 'random')."
             )
-        batch = prepare_batch(data, self.loss_fn, self.per_class, self.seed, device, self.num_classes)
+        batch = self.scoring_batch(data, device, generator)
         if example_input is not None:
             example_input = example_input.to(device)
         return PanningSession(self, model, params, batch, target, example_input)
@@ -501,6 +563,7 @@ class Panning:
         example_input: Tensor | None = None,
         on_round: Callable[[RoundRecord, PanningSession], None] | None = None,
         progress: Any = None,
+        round_weights: RoundWeights | None = None,
     ) -> PruningResult:
         """Run all rounds and return the masks with the per-round history.
 
@@ -510,17 +573,19 @@ class Panning:
             target: final sparsity in (0, 1).
             example_input: a tensor ``(B, ...)`` giving the input shape for data-free scorers.
             on_round: called after every round with its record and the session.
-            progress: ``None`` (a tqdm bar when ``self.progress``), ``False``, or a tqdm-like object to update.
+            progress: ``None`` (a tqdm bar when ``self.progress``), ``True``/``False``, or a tqdm-like object to
+                update.
+            round_weights: ``round_weights(session)`` gives the next round's ``{scorer: p_k}`` (e.g. an agent's
+                action), or ``None`` to use the weight schedule.
         """
         session = self.start(model, data, target, example_input)
         bar = progress
-        own_bar = False
-        if bar is None and self.progress:
-            bar = tqdm(total=len(session.schedule), desc=f"{self.name} → {target:g}", unit="round", leave=False)
-            own_bar = True
+        own_bar = bar is True or (bar is None and self.progress)
+        if own_bar:
+            bar = tqdm(total=len(session.schedule), desc=f"{self.name} → {target:g}", unit="round")
         try:
             while not session.done:
-                record = session.step()
+                record = session.step(round_weights(session) if round_weights is not None else None)
                 if bar:
                     bar.update(1)
                     bar.set_postfix(sparsity=f"{record.sparsity:.4f}", refresh=False)
@@ -541,8 +606,64 @@ class Panning:
         )
         return result
 
+    def __repr__(self) -> str:
+        return f"Panning(name={self.name!r}, scorers={list(self.scorers)}, rounds={self.rounds})"
 
-#: Method name → keyword arguments of :class:`Panning`; ``"rounds": 1`` marks one-shot methods.
+
+def _check_int(argument: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{argument}` must be an integer ≥ {minimum}, got {value!r}.")
+    return value
+
+
+def _check_bool(argument: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{argument}` must be True or False, got {value!r}.")
+    return value
+
+
+def _check_patterns(argument: str, value: Any) -> str | list[str] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f"`{argument}` must be None, a glob pattern (str) or a list of glob patterns, got {value!r}.")
+
+
+def _check_weight_names(schedule: WeightSchedule, scorers: Mapping[str, Scorer]) -> None:
+    """Weights given as a mapping or a table may only name the pruner's scorers."""
+    tables = [schedule.weights] if isinstance(schedule, FixedWeights) else []
+    if isinstance(schedule, StageTable):
+        tables = [row for _, row in schedule.table]
+    unknown = sorted({k for table in tables for k in table} - set(scorers))
+    if unknown:
+        raise ValueError(f"`weights` names scorers {unknown} that this pruner does not use; allowed: {list(scorers)}.")
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain, comparable data (JSON types): callables by qualified name, objects by type and fields.
+
+    Example:
+        >>> plain({"w": FixedWeights({"snip": 1}), "f": len, "x": (1, "a")})
+        {'w': {'type': 'FixedWeights', 'weights': {'snip': 1.0}}, 'f': 'builtins.len', 'x': [1, 'a']}
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, depth + 1) for v in value]
+    if inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value) or inspect.ismethod(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    fields = vars(value) if hasattr(value, "__dict__") and not isinstance(value, (Tensor, nn.Module)) else {}
+    out: dict[str, Any] = {"type": type(value).__qualname__}
+    if depth < 4:
+        out.update({k: plain(v, depth + 1) for k, v in fields.items() if not k.startswith("_")})
+    return out
+
+
+#: Method name → keyword arguments of :class:`Panning`; ``"rounds": 1`` marks one-shot methods. Add entries with
+#: :func:`register_method`.
 METHODS: dict[str, dict[str, Any]] = {
     "panning": {"scorers": ("synflow", "snip", "grasp")},
     "synflow": {"scorers": ("synflow",), "resurrect": False},  # iterative SynFlow (Tanaka et al. 2020)
@@ -587,17 +708,48 @@ METHODS: dict[str, dict[str, Any]] = {
 METHODS["force"] = METHODS["iterative_snip"]
 
 
+def register_method(name: str, *, overwrite: bool = False, **panning_kwargs: Any) -> None:
+    """Add a named method to :data:`METHODS`: a preset of :class:`Panning` arguments.
+
+    The preset is validated by building a :class:`Panning` from it once. The name then works everywhere a method
+    name does: :func:`prune`, :func:`make_pruner`, ``PanningCallback(method=...)`` and YAML configs.
+
+    Args:
+        name: the method name.
+        overwrite: replace an existing method of that name (else that is an error).
+        **panning_kwargs: :class:`Panning` arguments; ``rounds=1`` marks a one-shot method.
+
+    Example:
+        >>> register_method("snip_grasp_fixed", scorers=("snip", "grasp"), weights={"snip": 0.5, "grasp": 0.5})
+        >>> make_pruner("snip_grasp_fixed", rounds=20).rounds
+        20
+        >>> del METHODS["snip_grasp_fixed"]
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string, got {name!r}.")
+    if name in METHODS and not overwrite:
+        raise ValueError(f"A method named {name!r} is already registered; pass `overwrite=True` to replace it.")
+    if "name" in panning_kwargs:
+        raise ValueError("`name` is set from the method name; leave it out of the preset.")
+    Panning(**panning_kwargs, name=name)  # every setting is validated now, not at first use
+    METHODS[name] = dict(panning_kwargs)
+
+
 def make_pruner(method: str = "panning", rounds: int = 100, **kwargs: Any) -> Panning:
     """A :class:`Panning` configured as ``method`` (see :data:`METHODS`); ``rounds`` is ignored by one-shot methods.
 
-    Keyword arguments override the method's settings; a ``None`` value keeps the method's own (so an adapter can
-    pass "not set" through, e.g. ``normalization=None`` keeps ``panning_authors``' ``"authors"``).
+    Args:
+        method: a key of :data:`METHODS`.
+        rounds: ``T`` of iterative methods.
+        **kwargs: any other :class:`Panning` argument; it overrides the method's preset, except that ``None`` keeps
+            the method's own setting (so an adapter can pass "not set" through, e.g. ``normalization=None`` keeps
+            ``panning_authors``' ``"authors"``).
 
     Example:
         >>> make_pruner("snip").rounds, make_pruner("synflow", rounds=20).resurrect
         (1, False)
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown `method` {method!r}; allowed: {sorted(METHODS)}.")
     config: dict[str, Any] = {"rounds": rounds, **METHODS[method], "name": method}
     for key, value in kwargs.items():

@@ -7,7 +7,7 @@ By default the ``weight`` of every ``Conv1d/2d/3d`` and ``Linear`` module anywhe
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
@@ -97,7 +97,3 @@ def prunable_parameters(
         )
     return selected
 
-
-def total_size(params: Mapping[str, nn.Parameter]) -> int:
-    """Number of scalar weights in ``params`` (``m`` in METHOD §1)."""
-    return sum(p.numel() for p in params.values())

@@ -13,14 +13,19 @@ A new metric is one subclass::
 
         def saliency(self, ctx):
             return {n: ctx.grad[n] for n in ctx.weights}
+
+A scorer declares what it needs: ``requires`` names the shared computations it reads, and ``needs_data`` (inferred
+from ``requires``, or set explicitly by a scorer that makes its own pass over ``ctx.batch``) whether it needs the
+scoring batch. Its own expensive intermediate results can be shared through :meth:`ScoringContext.cached`.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +41,22 @@ __all__ = [
     "Magnitude",
     "Random",
     "Scorer",
+    "ScorerOutput",
     "ScoringContext",
     "SynFlow",
     "get_scorer",
     "register_scorer",
 ]
+
+
+@dataclass
+class Gradients:
+    """One gradient pass over the scoring batch: loss, ``gᵀg``, ``g`` and (when asked) ``Hg``, keyed by name."""
+
+    loss: float
+    grad_norm: float
+    grad: dict[str, Tensor]
+    hvp: dict[str, Tensor] | None
 
 
 class ScoringContext:
@@ -60,6 +76,9 @@ class ScoringContext:
             batch's input.
         train_mode: run the data-driven scorers with the model in train mode (batch statistics, as the authors).
         seed: seed for dropout and the Random scorer.
+        shared: a store for results that do not depend on the mask (with ``masked_data_scores=False``: the loss,
+            gradient and Hessian-gradient product of the unmasked network). Contexts given the same store compute
+            them once; a :class:`~lightning_panning.core.panning.PanningSession` passes one store to all its rounds.
     """
 
     def __init__(
@@ -76,6 +95,7 @@ class ScoringContext:
         example_input: Tensor | None = None,
         train_mode: bool = True,
         seed: int = 0,
+        shared: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.params = dict(params)
@@ -89,11 +109,8 @@ class ScoringContext:
         self.train_mode = train_mode
         self.seed = seed
         self.device = next(iter(self.params.values())).device
-        self._grad: dict[str, Tensor] | None = None
-        self._hvp: dict[str, Tensor] | None = None
-        self._synflow: dict[str, Tensor] | None = None
-        self.loss: float | None = None
-        self.grad_norm: float | None = None
+        self._cache: dict[str, Any] = {}
+        self._shared: MutableMapping[str, Any] = shared if shared is not None else {}
         with torch.no_grad():
             self.masked: dict[str, Tensor] = {
                 n: (p.detach() * self.masks[n] if self.masks is not None else p.detach()) for n, p in params.items()
@@ -102,6 +119,23 @@ class ScoringContext:
         self.weights: dict[str, Tensor] = {n: p.detach() for n, p in params.items()} if resurrect else self.masked
 
     # -- shared computations -------------------------------------------------------------------------------------
+    def cached(self, key: str, compute: Callable[[], Any], *, mask_independent: bool = False) -> Any:
+        """``compute()`` once per context (once per ``shared`` store when ``mask_independent``), then its result.
+
+        The seam through which scorers share work: SNIP and GraSP read one gradient pass, and a custom scorer can
+        cache its own intermediate results the same way (``ctx.cached("my_jacobian", lambda: ...)``).
+
+        Args:
+            key: the result's name (``"gradients"`` and ``"synflow"`` are used by the built-in scorers).
+            compute: builds the result.
+            mask_independent: the result does not depend on the mask, so contexts of later rounds sharing this
+                context's ``shared`` store reuse it.
+        """
+        store = self._shared if mask_independent else self._cache
+        if key not in store:
+            store[key] = compute()
+        return store[key]
+
     def _buffers(self) -> dict[str, Tensor]:
         return {n: b.clone() for n, b in self.model.named_buffers()}
 
@@ -118,11 +152,12 @@ class ScoringContext:
                 "none. Give labelled (x, y) data or a `loss_fn(model, batch)` that needs no labels."
             )
 
-    def _compute_grad(self) -> None:
+    def _compute_gradients(self) -> Gradients:
         self.require_labels("snip/grasp")
         source = self.masked if self.masked_data_scores else {n: p.detach() for n, p in self.params.items()}
         leaves = {n: t.detach().requires_grad_(True) for n, t in source.items()}
         names = list(leaves)
+        hvp: dict[str, Tensor] | None = None
         with preserved_modes(self.model, self.train_mode), seeded(self.seed, self.device), torch.enable_grad():
             loss = call_with(self.model, {**self._buffers(), **leaves}, self.loss_fn, self.batch)
             if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
@@ -131,36 +166,60 @@ class ScoringContext:
                 loss, [leaves[n] for n in names], create_graph=self.needs_hvp, allow_unused=True
             )
             grads = tuple(torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads, strict=False))
-            self.loss = float(loss.detach())
-            self.grad_norm = float(sum((g.detach().double() ** 2).sum() for g in grads))
             if self.needs_hvp:
                 # z = g(θ)ᵀ stop_grad(g)  ⇒  ∂z/∂θ = H g   (GraSP; one double backward, graph freed right after)
                 z = sum((g * g.detach()).sum() for g in grads if g.requires_grad)
                 hvps: tuple[Tensor | None, ...] = tuple(None for _ in names)
                 if isinstance(z, Tensor) and z.requires_grad:
                     hvps = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)
-                self._hvp = {
+                hvp = {
                     n: torch.zeros_like(leaves[n]) if h is None else h.detach()
                     for n, h in zip(names, hvps, strict=True)
                 }
-        self._grad = {n: g.detach() for n, g in zip(names, grads, strict=False)}
+        return Gradients(
+            loss=float(loss.detach()),
+            grad_norm=float(sum((g.detach().double() ** 2).sum() for g in grads)),
+            grad={n: g.detach() for n, g in zip(names, grads, strict=False)},
+            hvp=hvp,
+        )
+
+    def _gradients(self, hvp: bool = False) -> Gradients:
+        """The (cached) gradient pass; recomputed once with the Hessian-gradient product if that is asked later."""
+        if hvp:
+            self.needs_hvp = True
+        store = self._cache if self.masked_data_scores else self._shared  # unmasked: the same every round
+        found = store.get("gradients")
+        if not isinstance(found, Gradients) or (hvp and found.hvp is None):
+            found = store["gradients"] = self._compute_gradients()
+        return found
+
+    def _computed_gradients(self) -> Gradients | None:
+        found = (self._cache if self.masked_data_scores else self._shared).get("gradients")
+        return found if isinstance(found, Gradients) else None
+
+    @property
+    def loss(self) -> float | None:
+        """The scoring loss of the network the data scorers saw, or ``None`` if no data scorer has run."""
+        found = self._computed_gradients()
+        return None if found is None else found.loss
+
+    @property
+    def grad_norm(self) -> float | None:
+        """``gᵀg`` of that loss, or ``None`` if no data scorer has run."""
+        found = self._computed_gradients()
+        return None if found is None else found.grad_norm
 
     @property
     def grad(self) -> dict[str, Tensor]:
         """``∂L/∂θ`` at the (masked) network, ``{name: tensor of shape W_n}``."""
-        if self._grad is None:
-            self._compute_grad()
-        assert self._grad is not None
-        return self._grad
+        return self._gradients().grad
 
     @property
     def hvp(self) -> dict[str, Tensor]:
         """The Hessian-gradient product ``H g`` (``= ½ ∂(gᵀg)/∂θ``), ``{name: tensor of shape W_n}``."""
-        if self._hvp is None:
-            self.needs_hvp = True
-            self._compute_grad()
-        assert self._hvp is not None
-        return self._hvp
+        found = self._gradients(hvp=True).hvp
+        assert found is not None
+        return found
 
     def input_like(self) -> Tensor:
         """An all-ones input ``(1, ...)`` shaped like one sample of the batch (for SynFlow-style passes)."""
@@ -188,11 +247,14 @@ class ScoringContext:
 
         ``θ`` is :attr:`weights`; the pass is float32 or float64 (see :func:`path_saliency`).
         """
-        if self._synflow is None:
+
+        def compute() -> dict[str, Tensor]:
             shape = tuple(self.input_like().shape[1:])
             multipliers = {n: w.abs() for n, w in self.weights.items()}
-            self._synflow = path_saliency(self.model, self.params, self.masked, multipliers, shape, abs_rest=True)
-        return self._synflow
+            return path_saliency(self.model, self.params, self.masked, multipliers, shape, abs_rest=True)
+
+        result: dict[str, Tensor] = self.cached("synflow", compute)
+        return result
 
 
 #: Float32 is used for a SynFlow-style pass when its path sum ``R`` lies in this band, else float64 (exact either
@@ -272,6 +334,17 @@ def path_saliency(
     raise AssertionError("unreachable")
 
 
+#: The shared computations that read the scoring batch.
+DATA_COMPUTATIONS = frozenset({"grad", "hvp"})
+
+
+class ScorerOutput(NamedTuple):
+    """What :meth:`Scorer.scores` returns: ``{name: tensor W_n}`` each."""
+
+    saliency: dict[str, Tensor]
+    keep: dict[str, Tensor]
+
+
 class Scorer(ABC):
     """Base class of all scorers: turns a :class:`ScoringContext` into one keep-score per prunable weight.
 
@@ -283,11 +356,14 @@ class Scorer(ABC):
     name: ClassVar[str] = ""
     #: Which shared computations the scorer uses: subset of ``{"grad", "hvp", "synflow"}``.
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the scorer needs the scoring batch. Inferred from :attr:`requires` (``"grad"``/``"hvp"``) unless a
+    #: subclass sets it, e.g. a scorer that makes its own pass over ``ctx.batch``.
+    needs_data: ClassVar[bool] = False
 
-    @property
-    def needs_data(self) -> bool:
-        """Whether the scorer needs a data batch."""
-        return bool(self.requires & {"grad", "hvp"})
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "needs_data" not in cls.__dict__:
+            cls.needs_data = bool(cls.requires & DATA_COMPUTATIONS)
 
     @abstractmethod
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
@@ -297,9 +373,20 @@ class Scorer(ABC):
         """Map a signed saliency tensor to a keep-score tensor of the same shape (larger = keep)."""
         return saliency.abs()
 
+    def scores(self, ctx: ScoringContext, check_finite: bool = True) -> ScorerOutput:
+        """The validated signed saliency and the keep-scores (what the Panning loop calls every round).
+
+        Args:
+            ctx: the round's scoring context.
+            check_finite: also check that every saliency is finite (the loop leaves it to the normalisation when
+                that already reduces over the scores).
+        """
+        saliency = check_scores(self.label, self.saliency(ctx), ctx.params, finite=check_finite)
+        return ScorerOutput(saliency, {n: self.keep_score(s) for n, s in saliency.items()})
+
     def __call__(self, ctx: ScoringContext) -> dict[str, Tensor]:
         """Keep-scores ``{name: tensor W_n}``, checked to be finite."""
-        return {n: self.keep_score(s) for n, s in check_scores(self.label, self.saliency(ctx), ctx.params).items()}
+        return self.scores(ctx).keep
 
     @property
     def label(self) -> str:
