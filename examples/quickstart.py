@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
     dense_acc, dense_s = train([], args.epochs, args.seed)
-    pruner = PanningCallback(target=args.target, rounds=args.rounds, seed=args.seed, verbose=False)
+    pruner = PanningCallback(target=args.target, options={"rounds": args.rounds, "seed": args.seed}, verbose=False)
     sparse_acc, sparse_s = train([pruner], args.epochs, args.seed)
 
     s = pruner.summary

@@ -289,13 +289,13 @@ def test_panning_authors_through_the_callback(tmp_path: Path, monkeypatch: pytes
     seen: list[Any] = []
     original = PanningCallback.compute_masks
 
-    def spy(self: PanningCallback, pl_module: Any, scoring_batch: Any, *args: Any) -> Any:
+    def spy(self: PanningCallback, trainer: Any, pl_module: Any, pruner: Any, scoring_batch: Any, *args: Any) -> Any:
         seen.append((copy.deepcopy(pl_module.net), scoring_batch))
-        return original(self, pl_module, scoring_batch, *args)
+        return original(self, trainer, pl_module, pruner, scoring_batch, *args)
 
     monkeypatch.setattr(PanningCallback, "compute_masks", spy)
-    cb = PanningCallback(target=0.995, method="panning_authors", rounds=4, verbose=False, log_figure=False)
-    assert cb.normalization == "authors" and cb.masked_data_scores is False  # resolved from the method
+    cb = PanningCallback(target=0.995, method="panning_authors", options={"rounds": 4}, verbose=False, log_figure=False)
+    assert cb.pruner.normalization == "authors" and cb.pruner.masked_data_scores is False  # from the method
     assert cb.hparams()["normalization"] == "authors"
     x, y = batch()
     trainer = pl.Trainer(
@@ -307,21 +307,22 @@ def test_panning_authors_through_the_callback(tmp_path: Path, monkeypatch: pytes
     net, scoring_batch = seen[0]
     expected = make_pruner("panning_authors", rounds=4, progress=False).prune(net, scoring_batch, 0.995).masks
     assert cb.masks is not None and all(torch.equal(cb.masks[f"net.{n}"].cpu(), expected[n]) for n in expected)
-    assert PanningCallback(method="panning_authors", normalization="rms").normalization == "rms"
+    assert PanningCallback(method="panning_authors", options={"normalization": "rms"}).pruner.normalization == "rms"
 
 
 def test_panning_authors_through_the_cli(tmp_path: Path) -> None:
     text = yaml.safe_load((ROOT / "examples" / "lenet5_digits.yaml").read_text())
     for cb in text["trainer"]["callbacks"]:
         if "Panning" in cb["class_path"]:
-            cb["init_args"].update({"method": "panning_authors", "rounds": 3, "verbose": False})
+            cb["init_args"].update({"method": "panning_authors", "verbose": False})
+            cb["init_args"]["options"]["rounds"] = 3
     config = tmp_path / "authors.yaml"
     config.write_text(yaml.safe_dump(text))
     cli = cli_main(
         ["fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path)]
     )
     pruner = next(c for c in cli.trainer.callbacks if isinstance(c, PanningCallback))
-    assert pruner.method == "panning_authors" and pruner.normalization == "authors"
+    assert pruner.method == "panning_authors" and pruner.pruner.normalization == "authors"
     assert pruner.result is not None and len({r.loss for r in pruner.result.history}) == 1
     total = sum(m.numel() for m in pruner.masks.values())  # type: ignore[union-attr]
     assert pruner.summary["kept_weights"] >= authors_keep_count(total, (1 - 0.98) ** 1.0)

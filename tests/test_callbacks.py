@@ -141,10 +141,15 @@ def trainer(tmp_path: Path | None = None, **kwargs: Any) -> pl.Trainer:
     return pl.Trainer(**defaults)
 
 
+#: PanningCallback's own arguments; every other keyword of `callback()` is a Panning option.
+CALLBACK_ARGUMENTS = ("target", "method", "loss", "shuffle_masks", "dataloader", "log_figure", "verbose")
+
+
 def callback(**kwargs: Any) -> PanningCallback:
-    defaults: dict[str, Any] = {"target": 0.9, "rounds": 4, "per_class": 4, "verbose": False, "log_figure": False}
-    defaults.update(kwargs)
-    return PanningCallback(**defaults)
+    options = {"rounds": 4, "per_class": 4, **{k: v for k, v in kwargs.items() if k not in CALLBACK_ARGUMENTS}}
+    own = {"target": 0.9, "verbose": False, "log_figure": False}
+    own.update({k: v for k, v in kwargs.items() if k in CALLBACK_ARGUMENTS})
+    return PanningCallback(**own, options=options)
 
 
 def assert_masked(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
@@ -207,13 +212,30 @@ class TinyNetSeeded(TinyNet):
         super().__init__()
 
 
+def spy_batches(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The scoring batches PanningCallback.compute_masks receives, in order."""
+    seen: list[Any] = []
+    original = PanningCallback.compute_masks
+
+    def spy(self: PanningCallback, trainer: Any, pl_module: Any, pruner: Any, batch: Any, *args: Any) -> Any:
+        seen.append(batch)
+        return original(self, trainer, pl_module, pruner, batch, *args)
+
+    monkeypatch.setattr(PanningCallback, "compute_masks", spy)
+    return seen
+
+
+def constant_dataset(value: float, n: int = 48, classes: int = 4) -> TensorDataset:
+    return TensorDataset(torch.full((n, 1, 8, 8), value), torch.arange(n) % classes)
+
+
 @pytest.mark.parametrize("source", ["datamodule", "fit_dataloaders", "module_hook", "callback_dataloader"])
-def test_data_sources(tmp_path: Path, source: str) -> None:
-    data = xy_dataset()
-    if source == "callback_dataloader":
-        cb = callback(dataloader=DataLoader(xy_dataset(seed=3), batch_size=8))
-    else:
-        cb = callback()
+def test_data_sources(tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = spy_batches(monkeypatch)
+    data = constant_dataset(1.0)
+    cb = callback(dataloader=DataLoader(constant_dataset(3.0), batch_size=8)) if source == "callback_dataloader" else (
+        callback()
+    )
     model = TinyNetSeeded() if source != "module_hook" else TinyNetSeeded.with_data(data)
     t = trainer(tmp_path, callbacks=[cb], max_steps=1)
     if source == "datamodule":
@@ -223,6 +245,25 @@ def test_data_sources(tmp_path: Path, source: str) -> None:
     else:
         t.fit(model)
     assert cb.masks is not None and "ClassificationLoss" in cb.summary["loss"]
+    x = seen[0][0]
+    if source == "datamodule":
+        assert x.std() > 0.5  # the datamodule's random images, not the constant ones
+    else:  # the callback's `dataloader=` wins over the data fit receives
+        assert bool((x == (3.0 if source == "callback_dataloader" else 1.0)).all())
+
+
+def test_fit_dataloaders_found_without_lightning_internals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If Lightning moves the internal that holds fit's dataloaders, pruning waits for on_train_start."""
+    import lightning_panning.callbacks.data as data_module
+
+    monkeypatch.setattr(data_module, "fit_train_source", lambda trainer: None)
+    seen = spy_batches(monkeypatch)
+    cb = callback()
+    checker = StepChecker(cb)
+    trainer(tmp_path, callbacks=[cb, checker], max_steps=2).fit(
+        TinyNet(), DataLoader(constant_dataset(2.0), batch_size=16)
+    )
+    assert checker.checked == 2 and bool((seen[0][0] == 2.0).all())
 
 
 def _with_data(data: Dataset) -> TinyNet:
@@ -234,14 +275,7 @@ TinyNetSeeded.with_data = staticmethod(_with_data)  # type: ignore[attr-defined]
 
 
 def test_class_balanced_batch_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[Any] = []
-    original = PanningCallback.compute_masks
-
-    def spy(self: PanningCallback, pl_module: Any, batch: Any, *args: Any) -> Any:
-        seen.append(batch)
-        return original(self, pl_module, batch, *args)
-
-    monkeypatch.setattr(PanningCallback, "compute_masks", spy)
+    seen = spy_batches(monkeypatch)
     cb = callback(per_class=3)
     trainer(tmp_path, callbacks=[cb], max_steps=1).fit(TinyNet(), DataLoader(xy_dataset(), batch_size=16, shuffle=True))
     x, y = seen[0]
@@ -252,12 +286,19 @@ def test_class_balanced_batch_is_used(tmp_path: Path, monkeypatch: pytest.Monkey
 # 2. any LightningModule
 
 
+class CallsBeforeTraining(pl.Callback):
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.calls = pl_module.calls
+
+
 def test_training_step_dict_loss_module(tmp_path: Path) -> None:
     cb = callback(target=0.8)
+    counter = CallsBeforeTraining()
     model = DictLossModule()
-    trainer(tmp_path, callbacks=[cb], max_steps=2).fit(model, DataLoader(DictBatches(), batch_size=8))
-    assert isinstance(TrainingStepLoss(), object) and "TrainingStepLoss" in cb.summary["loss"]
-    assert model.calls > 2  # scored through training_step (4 rounds) and trained 2 steps
+    trainer(tmp_path, callbacks=[cb, counter], max_steps=2).fit(model, DataLoader(DictBatches(), batch_size=8))
+    assert cb.summary["loss"] == "TrainingStepLoss()"
+    assert counter.calls == 4  # scored through training_step: one shared SNIP/GraSP pass in each of the 4 rounds
+    assert model.calls == 4 + 2  # and trained 2 steps
     assert cb.masks is not None and cb.summary["kept_weights"] == int((6 * 12 + 12 * 2) * 0.2 + 1e-6)
     assert_masked(model, cb.masks)
     assert model.log.__func__ is pl.LightningModule.log  # type: ignore[attr-defined]  # logging restored
@@ -425,6 +466,58 @@ def test_resume_with_other_shapes_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# engine settings reach the callbacks
+
+
+def test_options_reach_scorers_train_mode_resurrect_and_predicate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    original = PanningCallback.compute_masks
+
+    def spy(self: PanningCallback, trainer: Any, pl_module: Any, pruner: Any, *args: Any) -> Any:
+        seen.append(pruner)
+        return original(self, trainer, pl_module, pruner, *args)
+
+    monkeypatch.setattr(PanningCallback, "compute_masks", spy)
+    cb = callback(
+        scorers=["snip", "grasp"], weights={"snip": 0.5, "grasp": 0.5}, train_mode=False, resurrect=False,
+        predicate=lambda name, module, param: isinstance(module, nn.Linear) and name.endswith("weight"),
+    )
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(TinyNet(), DataLoader(xy_dataset(), batch_size=16))
+    pruner = seen[0]
+    assert list(pruner.scorers) == ["snip", "grasp"] and pruner.train_mode is False and pruner.resurrect is False
+    assert set(cb.masks) == {"net.4.weight", "net.6.weight"}  # type: ignore[arg-type]  # the predicate's choice
+    assert cb.summary["round_weights"][0] == {"snip": 0.5, "grasp": 0.5}
+
+
+def test_new_scorer_is_one_small_subclass_inside_the_callback(tmp_path: Path) -> None:
+    """A scorer that makes its own pass over the batch declares `needs_data` and gets the scoring batch."""
+    from lightning_panning.core import METHODS, Scorer, ScoringContext, register_method, register_scorer
+    from lightning_panning.core.scorers import SCORERS
+
+    batches: list[Any] = []
+
+    @register_scorer("test_input_activity")
+    class InputActivity(Scorer):
+        needs_data = True
+
+        def saliency(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
+            batches.append(ctx.batch)
+            return {n: w * ctx.batch[0].abs().mean() for n, w in ctx.weights.items()}
+
+    try:
+        register_method("test_activity", scorers=("test_input_activity",), rounds=2)
+        cb = PanningCallback(0.9, "test_activity", verbose=False, log_figure=False)
+        trainer(tmp_path, callbacks=[cb], max_steps=1).fit(TinyNet(), DataLoader(xy_dataset(), batch_size=16))
+        assert len(batches) == 2 and all(b is not None and b[0].shape == (40, 1, 8, 8) for b in batches)
+        assert cb.summary["kept_weights"] == int(sum(m.numel() for m in cb.masks.values()) * 0.1 + 1e-6)  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="already registered"):
+            register_method("test_activity", scorers=("snip",))
+    finally:
+        SCORERS.pop("test_input_activity")
+        METHODS.pop("test_activity", None)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # 7. observability
 
 
@@ -492,27 +585,33 @@ def test_progress_bar_follows_the_trainer(
         ({"target": 1.0}, r"`target`.*\(0, 1\).*1\.0"),
         ({"target": 0.0}, r"`target`.*0\.0"),
         ({"target": "0.9"}, r"`target`.*'0\.9'"),
-        ({"method": "prune_it"}, r"`method`.*'panning'.*'prune_it'"),
-        ({"rounds": 0}, r"`rounds`.*≥ 1.*0"),
-        ({"rounds": 2.5}, r"`rounds`.*2\.5"),
-        ({"per_class": 0}, r"`per_class`.*0"),
-        ({"num_classes": 0}, r"`num_classes`.*0"),
-        ({"normalization": "l2"}, r"`normalization`.*'rms'.*'l2'"),
-        ({"schedule": "cosine"}, r"`schedule`.*'exponential'.*'cosine'"),
-        ({"temperature": 0}, r"`temperature`.*> 0.*0"),
+        ({"method": "prune_it"}, r"`method` must be one of \[.*'panning'.*got 'prune_it'"),
         ({"loss": "mse"}, r"`loss`.*'auto'.*'mse'"),
-        ({"seed": -1}, r"`seed`.*-1"),
-        ({"include": 3}, r"`include`.*3"),
-        ({"exclude": [1]}, r"`exclude`.*\[1\]"),
-        ({"masked_data_scores": "yes"}, r"`masked_data_scores`.*'yes'"),
         ({"shuffle_masks": 1}, r"`shuffle_masks`.*1"),
         ({"dataloader": [1, 2]}, r"`dataloader`.*DataLoader.*\[1, 2\]"),
         ({"log_figure": None}, r"`log_figure`.*None"),
         ({"verbose": "no"}, r"`verbose`.*'no'"),
-        ({"weights": {"magnitude": 1.0}}, r"`weights`.*\['magnitude'\].*allowed"),
-        ({"weights": {"snip": -1.0}}, r"weights.*-1\.0"),
-        ({"weights": [[0.5, {"snip": 1.0}]]}, r"weights.*1\.0"),
-        ({"weights": "table3"}, r"`weights`.*'table3'"),
+        ({"options": [("rounds", 2)]}, r"`options` must be None or a dict"),
+        ({"options": {"roundz": 2}}, r"`options` has unknown keys \['roundz'\]; allowed: \[.*'rounds'"),
+        ({"options": {"loss_fn": len}}, r"`options` may not set \['loss_fn'\].*`loss=`"),
+        ({"options": {"rounds": 0}}, r"`options`.*`rounds`.*0"),
+        ({"options": {"rounds": 2.5}}, r"`options`.*`rounds`.*2\.5"),
+        ({"options": {"per_class": 0}}, r"`per_class`.*≥ 1.*0"),
+        ({"options": {"num_classes": 0}}, r"`num_classes`.*0"),
+        ({"options": {"normalization": "l2"}}, r"`normalization` 'l2'; allowed: \['rms'"),
+        ({"options": {"schedule": "cosine"}}, r"`schedule` 'cosine'; allowed: \['exponential'"),
+        ({"options": {"temperature": 0}}, r"`temperature`.*> 0.*0"),
+        ({"options": {"seed": -1}}, r"`seed`.*-1"),
+        ({"options": {"include": 3}}, r"`include`.*3"),
+        ({"options": {"exclude": [1]}}, r"`exclude`.*\[1\]"),
+        ({"options": {"masked_data_scores": "yes"}}, r"`masked_data_scores`.*'yes'"),
+        ({"options": {"train_mode": 1}}, r"`train_mode`.*1"),
+        ({"options": {"predicate": "net.*"}}, r"`predicate`.*'net\.\*'"),
+        ({"options": {"scorers": ["snip", "nope"]}}, r"Unknown scorer 'nope'"),
+        ({"options": {"weights": {"magnitude": 1.0}}}, r"`weights` names scorers \['magnitude'\].*allowed"),
+        ({"options": {"weights": {"snip": -1.0}}}, r"weights.*-1\.0"),
+        ({"options": {"weights": [[0.5, {"snip": 1.0}]]}}, r"table.*1\.0"),
+        ({"options": {"weights": "table3"}}, r"`weights`.*'table3'"),
     ],
 )
 def test_invalid_arguments_fail_in_init(kwargs: dict[str, Any], pattern: str) -> None:
@@ -546,7 +645,7 @@ def test_training_step_loss_with_manual_optimization_fails(tmp_path: Path) -> No
 
 def test_empty_training_data_fails_before_training(tmp_path: Path) -> None:
     empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
-    with pytest.raises(ValueError, match="training data given for pruning is empty"):
+    with pytest.raises(ValueError, match="data given for the scoring batch is empty"):
         trainer(tmp_path, callbacks=[callback()], max_steps=1).fit(TinyNet(), DataLoader(empty, batch_size=8))
 
 
@@ -584,9 +683,12 @@ def test_serialisable_by_jsonargparse() -> None:
                 "init_args": {
                     "target": 0.95,
                     "method": "panning",
-                    "rounds": 7,
-                    "weights": [[0.9, {"synflow": 0.5, "snip": 0.5}], [1.0, {"grasp": 1.0}]],
-                    "include": ["net.*"],
+                    "options": {
+                        "rounds": 7,
+                        "weights": [[0.9, {"synflow": 0.5, "snip": 0.5}], [1.0, {"grasp": 1.0}]],
+                        "include": ["net.*"],
+                        "train_mode": False,
+                    },
                     "loss": "training_step",
                 },
             }
@@ -594,7 +696,7 @@ def test_serialisable_by_jsonargparse() -> None:
     )
     dumped = parser.dump(cfg)
     assert "weights" in dumped and "0.95" in dumped
-    cb = parser.instantiate_classes(cfg).callback
-    assert isinstance(cb, PanningCallback) and cb.rounds == 7 and cb.weights == [
-        (0.9, {"synflow": 0.5, "snip": 0.5}), (1.0, {"grasp": 1.0})
-    ]
+    cb = parser.instantiate(cfg).callback
+    assert isinstance(cb, PanningCallback) and cb.pruner.rounds == 7 and cb.pruner.train_mode is False
+    assert cb.pruner.weight_schedule.table == [(0.9, {"synflow": 0.5, "snip": 0.5}), (1.0, {"grasp": 1.0})]
+    assert cb.pruner.include == ["net.*"] and cb.loss == "training_step"

@@ -46,7 +46,7 @@ def small_config(config: Path, tmp_path: Path, data_dir: Path | None) -> Path:
     text = yaml.safe_load(config.read_text())
     for cb in text["trainer"]["callbacks"]:
         if "Panning" in cb["class_path"]:
-            cb["init_args"]["rounds"] = 3
+            cb["init_args"].setdefault("options", {})["rounds"] = 3
             cb["init_args"]["verbose"] = False
     if data_dir is not None:
         text["data"]["init_args"]["data_dir"] = str(data_dir)

@@ -64,7 +64,7 @@ def fit(callback: RLPanningCallback, tmp_path: Path, **kwargs: Any) -> TinyVGG:
 
 
 def test_shipped_policy_prunes_unseen_vgg_to_target(tmp_path):
-    cb = RLPanningCallback(target=0.95, rounds=8, per_class=4, verbose=False)
+    cb = RLPanningCallback(target=0.95, options={"rounds": 8, "per_class": 4}, verbose=False)
     model = fit(cb, tmp_path, logger=[CSVLogger(tmp_path), TensorBoardLogger(tmp_path)])
     total = sum(m.numel() for m in cb.masks.values())
     assert sum(int(m.sum()) for m in cb.masks.values()) == keep_count(total, 0.95)
@@ -87,22 +87,22 @@ def test_deterministic_and_policy_object(tmp_path):
             assert deterministic and obs.shape == (7,) and obs.dtype == np.float32
             return np.array([1.0, -1.0, 0.0], dtype=np.float32), None
 
-    cb = RLPanningCallback(target=0.9, policy=Constant(), rounds=3, per_class=4, verbose=False, log_figure=False)
+    cb = RLPanningCallback(target=0.9, policy=Constant(), options={"rounds": 3, "per_class": 4}, verbose=False, log_figure=False)
     fit(cb, tmp_path)
     assert [s["p_synflow"] for s in cb.rl_steps] == [1.0, 1.0, 1.0]
     assert [s["p_snip"] for s in cb.rl_steps] == [0.0, 0.0, 0.0]
-    a = RLPanningCallback(target=0.9, rounds=4, per_class=4, verbose=False, log_figure=False)
-    b = RLPanningCallback(target=0.9, rounds=4, per_class=4, verbose=False, log_figure=False)
+    a = RLPanningCallback(target=0.9, options={"rounds": 4, "per_class": 4}, verbose=False, log_figure=False)
+    b = RLPanningCallback(target=0.9, options={"rounds": 4, "per_class": 4}, verbose=False, log_figure=False)
     fit(a, tmp_path / "a")
     fit(b, tmp_path / "b")
     assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
 
 
 def test_resume_restores_masks_without_pruning_again(tmp_path):
-    cb = RLPanningCallback(target=0.9, rounds=3, per_class=4, verbose=False, log_figure=False)
+    cb = RLPanningCallback(target=0.9, options={"rounds": 3, "per_class": 4}, verbose=False, log_figure=False)
     fit(cb, tmp_path, enable_checkpointing=True, max_steps=1)
     ckpt = next(Path(tmp_path).rglob("*.ckpt"))
-    resumed = RLPanningCallback(target=0.9, rounds=3, per_class=4, verbose=False, log_figure=False)
+    resumed = RLPanningCallback(target=0.9, options={"rounds": 3, "per_class": 4}, verbose=False, log_figure=False)
     model = TinyVGG()
     pl.Trainer(callbacks=[resumed], max_steps=2, logger=False, enable_progress_bar=False,
                enable_model_summary=False, default_root_dir=tmp_path).fit(model, ckpt_path=ckpt)

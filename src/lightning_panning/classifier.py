@@ -14,6 +14,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_panning._lightning_private import cli_given_hparams
+
 __all__ = ["ImageClassifier", "infer_num_classes"]
 
 #: Top-5 accuracy is tracked from this many classes on.
@@ -49,16 +51,6 @@ def infer_num_classes(backbone: nn.Module) -> int:
         f"Cannot infer `num_classes` from a {type(backbone).__name__} (no `num_classes` attribute and no nn.Linear "
         "head); pass `num_classes` to ImageClassifier."
     )
-
-
-def _given_hparams() -> dict[str, Any] | None:
-    """The config LightningCLI passes to ``save_hyperparameters`` while it instantiates a module, if any."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # pragma: no cover - private API of Lightning
-        return None
-    given = _given_hyperparameters.get()
-    return given if isinstance(given, dict) else None
 
 
 class ImageClassifier(LightningModule):
@@ -124,7 +116,7 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"`nesterov=True` needs a positive `momentum`, got momentum={momentum!r}.")
         # Under LightningCLI the hyperparameters are the (plain, YAML-able) config, backbone included: keep it so
         # `load_from_checkpoint(path)` can rebuild the model. Outside it they are live objects: leave them out.
-        given = _given_hparams()
+        given = cli_given_hparams()
         self.save_hyperparameters(ignore=[] if given is not None else ["backbone", "optimizer", "lr_scheduler"])
         self.backbone = backbone
         self.num_classes = num_classes

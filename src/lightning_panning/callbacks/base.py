@@ -1,35 +1,24 @@
-"""What every prune-before-training callback shares: validation, data, loss, DDP, enforcement, state and logging."""
+"""What every prune-before-training callback shares: the Lightning side of pruning (data, loss, DDP, state, logs)."""
 
 from __future__ import annotations
 
 import inspect
-import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from abc import ABC
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 from typing_extensions import override
 
+from lightning_panning.callbacks.data import example_input, find_train_data
 from lightning_panning.callbacks.enforce import MaskEnforcer
+from lightning_panning.callbacks.loss import LOSSES, TrainingStepLoss, muted_logging, resolve_loss
 from lightning_panning.callbacks.reporting import build_summary, log_summary
-from lightning_panning.core.batch import (
-    ClassificationLoss,
-    LossFn,
-    balanced_batch,
-    batch_inputs,
-    batch_labels,
-    move_to_device,
-)
-from lightning_panning.core.functional import preserved_modes
-from lightning_panning.core.fusion import NORMALIZATIONS
+from lightning_panning.core.batch import LossFn
 from lightning_panning.core.masks import (
     EffectiveSparsity,
     Masks,
@@ -38,186 +27,96 @@ from lightning_panning.core.masks import (
     shuffle_masks,
     unpack_masks,
 )
-from lightning_panning.core.panning import Panning, PanningSession, PruningResult, RoundRecord
-from lightning_panning.core.params import prunable_parameters
-from lightning_panning.core.schedules import SCHEDULES, validate_target
+from lightning_panning.core.panning import Panning, PanningSession, PruningResult, RoundRecord, plain
+from lightning_panning.core.schedules import validate_target
 
-__all__ = ["LOSSES", "BasePruningCallback", "TrainingStepLoss", "muted_logging"]
+__all__ = ["LOSSES", "BasePruningCallback", "TrainingStepLoss", "muted_logging", "pruner_from_options"]
 
-#: Names accepted by the ``loss`` argument (besides a callable ``loss_fn(model, batch)``).
-LOSSES: tuple[str, ...] = ("auto", "classification", "training_step")
-
-
-def _fail(argument: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"`{argument}` must be {allowed}, got {value!r}.")
+#: ``Panning`` arguments that a callback sets itself: the method name, the progress bar (``verbose``) and the loss.
+RESERVED_OPTIONS = ("name", "progress", "loss_fn")
+#: Settings that do not change the masks (left out of the resume check).
+_NOT_MASK_SETTINGS = ("progress", "track_effective")
 
 
-def _check_int(argument: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(argument, value, f"an integer ≥ {minimum}")
-    return value
+def pruner_from_options(options: Mapping[str, Any] | None, build: Callable[..., Panning]) -> Panning:
+    """``build(**options)``, with ``options`` checked as a dict of :class:`Panning` arguments (errors name it).
 
-
-def _check_bool(argument: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(argument, value, "True or False")
-    return value
-
-
-def _check_patterns(argument: str, value: Any) -> str | list[str] | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise _fail(argument, value, "None, a glob pattern (str) or a list of glob patterns")
-
-
-def _loss_from_output(output: Any) -> Tensor:
-    """The loss in what ``training_step`` returned: a scalar tensor, or a mapping's ``"loss"`` entry."""
-    loss = output.get("loss") if isinstance(output, Mapping) else output
-    if not isinstance(loss, Tensor) or loss.ndim != 0 or not loss.is_floating_point():
-        raise TypeError(
-            "Scoring with loss='training_step' needs `training_step` to return a scalar loss tensor or a dict with "
-            f"a 'loss' entry, got {type(output).__name__}. Pass `loss=` a callable `loss_fn(model, batch)` instead."
-        )
-    return loss
-
-
-class TrainingStepLoss:
-    """``loss_fn(model, batch)`` that calls the LightningModule's own ``training_step(batch, 0)``.
-
-    Used by the scorers inside :func:`torch.func.functional_call`, so ``training_step`` sees the masked weights.
-    The module's ``log``/``log_dict`` must be muted meanwhile (:func:`muted_logging`).
+    Args:
+        options: ``Panning`` arguments, e.g. ``{"rounds": 20, "weights": {"snip": 1.0}}``.
+        build: a callable returning a :class:`Panning` from keyword arguments.
     """
-
-    needs_labels = False
-
-    def __call__(self, model: nn.Module, batch: Any) -> Tensor:
-        """Loss of ``model.training_step`` on ``batch`` (a scalar tensor)."""
-        step: Callable[..., Any] = getattr(model, "training_step")  # noqa: B009 - typed access to a module method
-        params = inspect.signature(step).parameters
-        takes_index = "batch_idx" in params or any(p.kind is p.VAR_POSITIONAL for p in params.values())
-        return _loss_from_output(step(batch, 0) if takes_index else step(batch))
-
-    def __repr__(self) -> str:
-        return "TrainingStepLoss()"
-
-
-@contextmanager
-def muted_logging(module: nn.Module) -> Iterator[None]:
-    """Make ``module.log`` and ``module.log_dict`` no-ops (Lightning forbids them outside its loops); restored after."""
-    saved: dict[str, Any] = {name: module.__dict__[name] for name in ("log", "log_dict") if name in module.__dict__}
-
-    def noop(*args: Any, **kwargs: Any) -> None:
-        return None
-
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"`options` must be None or a dict of lightning_panning.Panning arguments, got {options!r}.")
+    reserved = sorted(set(options) & set(RESERVED_OPTIONS))
+    if reserved:
+        raise ValueError(
+            f"`options` may not set {reserved}: the callback sets `name` from the method, the progress bar from "
+            "`verbose` and the loss from `loss=`."
+        )
+    allowed = set(inspect.signature(Panning).parameters)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"`options` has unknown keys {unknown}; allowed: {sorted(allowed - set(RESERVED_OPTIONS))} (the "
+            "arguments of lightning_panning.Panning)."
+        )
     try:
-        module.__dict__["log"] = noop
-        module.__dict__["log_dict"] = noop
-        yield
-    finally:
-        for name in ("log", "log_dict"):
-            module.__dict__.pop(name, None)
-        module.__dict__.update(saved)
-
-
-def _first_loader(source: Any) -> Any:
-    """One DataLoader/Dataset out of what a ``train_dataloader()`` may return (a loader or a collection of them)."""
-    if isinstance(source, Mapping) and source:
-        return _first_loader(next(iter(source.values())))
-    if isinstance(source, (list, tuple)) and source and isinstance(source[0], (DataLoader, Dataset, Mapping, list)):
-        return _first_loader(source[0])
-    iterables = getattr(source, "iterables", None)  # CombinedLoader
-    if iterables is not None and iterables is not source:
-        return _first_loader(iterables)
-    return source
-
-
-def _is_xy(batch: Any) -> bool:
-    return isinstance(batch, (tuple, list)) and len(batch) == 2 and batch_labels(batch) is not None
+        return build(**options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"Invalid `options`: {err}") from None
 
 
 class BasePruningCallback(Callback, ABC):
     """Prune a LightningModule once before training and keep it sparse through training, checkpoints and resume.
 
-    The base class does everything but deciding the masks:
+    The engine and every one of its settings is the :class:`~lightning_panning.core.Panning` given to the
+    constructor; this class adds only what is Lightning's:
 
     1. **When.** In :meth:`on_fit_start`: after the checkpoint's weights and this callback's state are restored and
        after the strategy has moved the module to its device, wrapped it (DDP) and created the optimizers, before
        the first optimizer step. Strategies that restore checkpoints only after setup (DeepSpeed, FSDP) are handled
        in :meth:`on_train_start` instead, so that a resumed run never prunes again.
-    2. **Data.** The callback's ``dataloader`` if given, else ``trainer.datamodule.train_dataloader()``, else the
-       source ``fit`` received (module hook or dataloaders). The train dataloader is not attached yet in
-       ``on_fit_start``, so it is obtained from that source directly. ``(x, y)`` batches with integer labels become a
-       class-balanced batch of ``per_class`` samples per class (seeded); other batches are used as they come (first
-       batch). Data-free scorers take only the input shape (or ``example_input_array``).
-    3. **Loss.** :meth:`resolve_loss`: ``"classification"`` (cross-entropy, logits ÷ ``temperature``),
-       ``"training_step"`` (the module's own loss; its ``self.log`` calls are muted), a callable
-       ``loss_fn(model, batch)``, or ``"auto"``: classification when batches are ``(x, y)`` with integer labels and
-       ``forward`` returns logits ``(B, C)`` with ``C`` above every label, else the ``training_step`` loss.
-    4. **DDP.** Every rank runs the same deterministic pruning (same seed and data; DDP has already broadcast rank
-       0's initial weights), which keeps collective ops inside the model (SyncBatchNorm) matched across ranks; then
-       rank 0's packed masks are broadcast with ``trainer.strategy.broadcast`` and used everywhere, so all ranks hold
-       bit-identical masks even where floating-point non-determinism could break a tie differently.
-    5. **Sparse training.** :class:`~lightning_panning.callbacks.enforce.MaskEnforcer`: masks applied once, then
-       re-applied by a post-step hook on each of the Trainer's optimizers (one fused multiply, no forward hooks, no
-       ``weight_orig``/``weight_mask``), so checkpoints load into the plain model with ``strict=True``.
-    6. **State.** :meth:`state_dict` holds packed masks (1 bit per weight) and the summary; after a restore the
-       masks are re-installed, not recomputed. :attr:`state_key` includes :meth:`_state_key_fields`.
+    2. **Data.** The callback's ``dataloader`` if given, else the datamodule's, else the ``train_dataloaders`` given
+       to ``fit``, else the module's ``train_dataloader()`` hook. The pruner builds the scoring batch from it
+       (:func:`~lightning_panning.core.batch.scoring_batch`: class-balanced when labelled, seeded). Data-free scorers
+       take only the input shape (or ``example_input_array``).
+    3. **Loss.** :func:`~lightning_panning.callbacks.loss.resolve_loss`: ``"classification"``, ``"training_step"``
+       (the module's own loss; its ``self.log`` calls are muted), a callable ``loss_fn(model, batch)``, or
+       ``"auto"``.
+    4. **DDP.** Every rank runs the same deterministic pruning; rank 0's packed masks are then broadcast with
+       ``trainer.strategy.broadcast``, so all ranks hold bit-identical masks.
+    5. **Sparse training.** :class:`~lightning_panning.callbacks.enforce.MaskEnforcer` re-zeroes the pruned weights
+       after every optimizer step (no forward hooks), so checkpoints load into the plain model with ``strict=True``.
+    6. **State.** :meth:`state_dict` holds the packed masks (1 bit per weight) and the summary. Resuming
+       re-installs the masks and never prunes again.
     7. **Observability.** A rank-zero tqdm bar over the rounds (off with ``verbose=False`` or
-       ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger
-       (:func:`~lightning_panning.callbacks.reporting.log_summary`).
+       ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger.
 
-    **Subclassing (the seam for other pruners, e.g. RLPanning).** Implement :meth:`build_pruner` (a configured
-    :class:`~lightning_panning.core.Panning`), and either
-
-    * override :meth:`round_weights` to supply each round's metric weights ``{scorer: p_k}`` from the live
-      :class:`~lightning_panning.core.PanningSession` (its ``history`` holds the losses, gradient norms and
-      effective sparsities of earlier rounds; return ``None`` to use the pruner's own schedule), or
-    * override :meth:`compute_masks` entirely to return any :class:`~lightning_panning.core.PruningResult`.
-
-    :meth:`on_round` is called after every round and :meth:`extra_summary` adds entries to the summary (e.g. the
-    agent's name). Extra constructor arguments belong in :meth:`hparams` and, if they change the masks,
-    :meth:`_state_key_fields`.
+    **Subclassing.** Pass the configured pruner to ``__init__``, then override :meth:`round_weights` (each round's
+    ``{scorer: p_k}`` from the live session), or :meth:`compute_masks` entirely; :meth:`on_round` is called after
+    every round and :meth:`extra_summary` adds entries to the summary. Settings that change the masks belong in
+    :meth:`settings`.
 
     Args:
         target: final sparsity in (0, 1).
-        rounds: number of pruning rounds ``T`` (one-shot methods ignore it).
-        normalization: metric normalisation (one of :data:`~lightning_panning.core.fusion.NORMALIZATIONS`), or
-            ``None`` for the method's own.
-        schedule: sparsity schedule over the rounds: ``"exponential"`` or ``"linear"``.
-        per_class: samples per class of the class-balanced scoring batch.
-        num_classes: classes of the scoring batch (inferred when ``None``).
-        temperature: logit divisor of the classification loss.
+        pruner: the engine, with all its settings.
         loss: ``"auto"``, ``"classification"``, ``"training_step"`` or a callable ``loss_fn(model, batch) -> scalar``.
-        seed: seed of the scoring batch, dropout and random scorers; same seed → same masks.
-        include: glob pattern(s) of parameter names to prune (default: every conv/linear ``weight``).
-        exclude: glob pattern(s) of parameter names to leave dense.
-        masked_data_scores: SNIP/GraSP at the masked network (Algorithm 1) or at the unmasked one (authors' code);
-            ``None`` for the method's own.
-        shuffle_masks: shuffle the kept positions within each layer after pruning (layer-wise sanity check).
         dataloader: data for scoring (a DataLoader or Dataset) instead of the one ``fit`` receives.
+        shuffle_masks: shuffle the kept positions within each layer after pruning (layer-wise sanity check).
         log_figure: log the per-layer density figure.
         verbose: show the progress bar and an info line.
     """
 
     def __init__(
         self,
-        target: float = 0.98,
-        rounds: int = 100,
+        target: float,
+        pruner: Panning,
         *,
-        normalization: str | None = "rms",
-        schedule: str = "exponential",
-        per_class: int = 10,
-        num_classes: int | None = None,
-        temperature: float = 200.0,
-        loss: str | Callable[[nn.Module, Any], Tensor] = "auto",
-        seed: int = 0,
-        include: str | list[str] | None = None,
-        exclude: str | list[str] | None = None,
-        masked_data_scores: bool | None = True,
-        shuffle_masks: bool = False,
+        loss: str | LossFn = "auto",
         dataloader: DataLoader | Dataset | None = None,
+        shuffle_masks: bool = False,
         log_figure: bool = True,
         verbose: bool = True,
     ) -> None:
@@ -226,38 +125,22 @@ class BasePruningCallback(Callback, ABC):
             self.target = validate_target(target)
         except TypeError as err:
             raise ValueError(str(err)) from None
-        self.rounds = _check_int("rounds", rounds, 1)
-        if normalization is not None and normalization not in NORMALIZATIONS:
-            raise _fail("normalization", normalization, f"None or one of {list(NORMALIZATIONS)}")
-        self.normalization = normalization
-        if schedule not in SCHEDULES:
-            raise _fail("schedule", schedule, f"one of {sorted(SCHEDULES)}")
-        self.schedule = schedule
-        self.per_class = _check_int("per_class", per_class, 1)
-        self.num_classes = None if num_classes is None else _check_int("num_classes", num_classes, 1)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or not math.isfinite(temperature)
-            or temperature <= 0
-        ):
-            raise _fail("temperature", temperature, "a finite number > 0")
-        self.temperature = float(temperature)
+        if not isinstance(pruner, Panning):
+            raise ValueError(f"`pruner` must be a lightning_panning.Panning, got {type(pruner).__name__}.")
+        self.pruner = pruner
         if not (callable(loss) or loss in LOSSES):
-            raise _fail("loss", loss, f"one of {list(LOSSES)} or a callable loss_fn(model, batch) -> scalar tensor")
+            raise ValueError(
+                f"`loss` must be one of {list(LOSSES)} or a callable loss_fn(model, batch) -> scalar tensor, got "
+                f"{loss!r}."
+            )
         self.loss = loss
-        self.seed = _check_int("seed", seed, 0)
-        self.include = _check_patterns("include", include)
-        self.exclude = _check_patterns("exclude", exclude)
-        self.masked_data_scores = (
-            None if masked_data_scores is None else _check_bool("masked_data_scores", masked_data_scores)
-        )
-        self.shuffle_masks = _check_bool("shuffle_masks", shuffle_masks)
         if dataloader is not None and not isinstance(dataloader, (DataLoader, Dataset)):
-            raise _fail("dataloader", dataloader, "None, a torch DataLoader or a Dataset")
+            raise ValueError(f"`dataloader` must be None, a torch DataLoader or a Dataset, got {dataloader!r}.")
         self.dataloader = dataloader
-        self.log_figure = _check_bool("log_figure", log_figure)
-        self.verbose = _check_bool("verbose", verbose)
+        for name, value in (("shuffle_masks", shuffle_masks), ("log_figure", log_figure), ("verbose", verbose)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+        self.shuffle_masks, self.log_figure, self.verbose = shuffle_masks, log_figure, verbose
 
         self.result: PruningResult | None = None
         self.summary: dict[str, Any] = {}
@@ -267,15 +150,11 @@ class BasePruningCallback(Callback, ABC):
 
     # -- the seam for subclasses ----------------------------------------------------------------------------------
     @property
-    @abstractmethod
     def method(self) -> str:
         """Method name (logs, summary, state key)."""
+        return self.pruner.name
 
-    @abstractmethod
-    def build_pruner(self, loss_fn: LossFn, progress: bool) -> Panning:
-        """A configured :class:`~lightning_panning.core.Panning` scoring with ``loss_fn``."""
-
-    def round_weights(self, session: PanningSession) -> dict[str, float] | None:
+    def round_weights(self, session: PanningSession) -> Mapping[str, float] | None:
         """Metric weights ``{scorer: p_k}`` for the session's next round; ``None`` uses the pruner's schedule."""
         return None
 
@@ -286,56 +165,39 @@ class BasePruningCallback(Callback, ABC):
         """Entries added to :attr:`summary` (plain values)."""
         return {}
 
+    def settings(self) -> dict[str, Any]:
+        """Everything that decides the masks, as plain values (saved with them and compared on resume)."""
+        pruner = {k: v for k, v in self.pruner.settings().items() if k not in _NOT_MASK_SETTINGS}
+        return {"target": self.target, "method": self.method, **pruner, "loss": plain(self.loss),
+                "shuffle_masks": self.shuffle_masks}
+
     def hparams(self) -> dict[str, Any]:
         """The callback's configuration as plain values (logged with ``log_hyperparams``)."""
-        return {
-            "target": self.target,
-            "method": self.method,
-            "rounds": self.rounds,
-            "normalization": self.normalization,
-            "schedule": self.schedule,
-            "per_class": self.per_class,
-            "num_classes": self.num_classes,
-            "temperature": self.temperature,
-            "loss": self.loss if isinstance(self.loss, str) else repr(self.loss),
-            "seed": self.seed,
-            "include": self.include,
-            "exclude": self.exclude,
-            "masked_data_scores": self.masked_data_scores,
-            "shuffle_masks": self.shuffle_masks,
-        }
+        return self.settings()
 
     def _state_key_fields(self) -> dict[str, Any]:
         return {"target": self.target, "method": self.method}
 
     def compute_masks(
-        self, pl_module: pl.LightningModule, batch: Any, loss_fn: LossFn, example_input: Tensor | None, progress: bool
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
+        example_input: Tensor | None,
     ) -> PruningResult:
-        """Run the pruning and return its result (the default steps a session, asking :meth:`round_weights`).
+        """Run the pruning and return its result (the default runs ``pruner``, asking :meth:`round_weights`).
 
         Args:
+            trainer: the trainer.
             pl_module: the module, on the Trainer's device; it must not be modified.
-            batch: the scoring batch on that device, or ``None`` for data-free scorers.
-            loss_fn: the resolved ``loss_fn(model, batch)``.
+            pruner: :attr:`pruner` with the resolved loss.
+            batch: the scoring batch on that device (or ``None`` without data).
             example_input: an input tensor ``(B, ...)`` for the input shape, if known.
-            progress: whether to show a progress bar (already ``False`` off rank zero).
         """
-        pruner = self.build_pruner(loss_fn, progress=False)
-        session = pruner.start(pl_module, batch, self.target, example_input=example_input)
-        bar = None
-        if progress:
-            bar = tqdm(total=len(session.schedule), desc=f"{self.method} → {self.target:g}", unit="round")
-        try:
-            while not session.done:
-                record = session.step(self.round_weights(session))
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(sparsity=f"{record.sparsity:.4f}", refresh=False)
-                self.on_round(record, session)
-        finally:
-            if bar is not None:
-                bar.close()
-        return session.result()
+        return pruner.prune(
+            pl_module, batch, self.target, example_input=example_input, on_round=self.on_round,
+            progress=self._show_progress(trainer), round_weights=self.round_weights,
+        )
+
+    def _show_progress(self, trainer: pl.Trainer) -> bool:
+        return self.verbose and trainer.is_global_zero and trainer.progress_bar_callback is not None
 
     # -- public state ---------------------------------------------------------------------------------------------
     @property
@@ -371,12 +233,12 @@ class BasePruningCallback(Callback, ABC):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.ckpt_path is not None and trainer.strategy.restore_checkpoint_after_setup and self._masks is None:
             return  # this callback's state is restored after on_fit_start: decide in on_train_start
-        self._setup(trainer, pl_module)
+        self._setup(trainer, pl_module, may_defer=True)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._enforcer is None:
-            self._setup(trainer, pl_module)
+            self._setup(trainer, pl_module, may_defer=False)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -391,79 +253,65 @@ class BasePruningCallback(Callback, ABC):
             self._enforcer = None
 
     # -- orchestration --------------------------------------------------------------------------------------------
-    def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> None:
         if self._masks is None:
-            self._prune(trainer, pl_module)
-        else:
-            self._check_restored(pl_module)
-            if self._restored:
-                rank_zero_info(f"{type(self).__name__}: masks restored from the checkpoint; not pruning again.")
+            if not self._prune(trainer, pl_module, may_defer):
+                return  # no data found before the fit loop attaches it: on_train_start prunes
+        elif self._restored:
+            rank_zero_info(f"{type(self).__name__}: masks restored from the checkpoint; not pruning again.")
         assert self._masks is not None
+        try:
+            self._enforcer = MaskEnforcer(pl_module, self._masks)
+        except ValueError as err:
+            raise ValueError(
+                f"{type(self).__name__}: the pruning masks do not fit {type(pl_module).__name__}: {err} Resume with "
+                "the model the checkpoint was made from."
+            ) from None
         self._masks = {n: m.to(pl_module.get_parameter(n).device) for n, m in self._masks.items()}
-        self._enforcer = MaskEnforcer(pl_module, self._masks)
         self._enforcer.apply()
         self._enforcer.attach(trainer.optimizers)
 
-    def _check_restored(self, pl_module: pl.LightningModule) -> None:
-        assert self._masks is not None
-        params = dict(pl_module.named_parameters())
-        for name, mask in self._masks.items():
-            if name not in params:
-                raise ValueError(
-                    f"The restored pruning masks name layer {name!r}, which {type(pl_module).__name__} does not have. "
-                    "Resume with the model the checkpoint was made from."
-                )
-            if tuple(mask.shape) != tuple(params[name].shape):
-                raise ValueError(
-                    f"The restored pruning mask of layer {name!r} has shape {tuple(mask.shape)}, but the model's "
-                    f"parameter has shape {tuple(params[name].shape)}. Resume with the model the checkpoint was "
-                    "made from."
-                )
-
-    def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        params = prunable_parameters(pl_module, self.include, self.exclude)  # clear error if nothing is prunable
+    def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> bool:
+        params = self.pruner.parameters(pl_module)  # nothing prunable, meta device: clear errors before any work
         device = next(iter(params.values())).device
-        probe = self.build_pruner(ClassificationLoss(self.temperature), progress=False)
-        loader = self._resolve_data(trainer, pl_module)
-        first = self._first_batch(loader) if loader is not None else None
-        example_input = self._example_input(pl_module, first)
-        batch: Any = None
-        loss_fn: LossFn = ClassificationLoss(self.temperature)
-        if probe.needs_data:
-            if loader is None:
-                raise ValueError(
-                    f"Method {self.method!r} scores with data, but no training data was found: give `fit` a "
-                    "datamodule or train dataloader, or pass `dataloader=` to the callback, or choose a data-free "
-                    "method ('synflow', 'magnitude', 'random')."
-                )
-            loss_fn = self.resolve_loss(pl_module, first)
-            if _is_xy(first):
-                batch = balanced_batch(loader, self.per_class, self.num_classes, self.seed)
-            else:
-                batch = first
-            batch = _to_device(batch, device)
-        if example_input is not None:
-            example_input = example_input.to(device)
-        show = self.verbose and trainer.is_global_zero and trainer.progress_bar_callback is not None
+        data = self.dataloader if self.dataloader is not None else find_train_data(trainer)
+        if data is None and self.pruner.needs_data:
+            if may_defer:
+                return False  # on_train_start looks again, in the public `trainer.train_dataloader`
+            raise ValueError(
+                f"Method {self.method!r} scores with data, but no training data was found: give `fit` a "
+                "datamodule or train dataloader, or pass `dataloader=` to the callback, or choose a data-free "
+                "method ('synflow', 'magnitude', 'random')."
+            )
+        batch = self.pruner.scoring_batch(data, device, require_labels=False)
+        loss_fn = self.resolve_loss(pl_module, batch) if self.pruner.needs_data else None
+        pruner = self.pruner if loss_fn is None else self.pruner.replace(loss_fn=loss_fn)
+        example = example_input(batch, pl_module)
+        example = None if example is None else example.to(device)
         with muted_logging(pl_module):
-            result = self.compute_masks(pl_module, batch, loss_fn, example_input, show)
-        masks = result.masks
-        if self.shuffle_masks:
-            masks = shuffle_masks(masks, seed=self.seed)
+            result = self.compute_masks(trainer, pl_module, pruner, batch, example)
+        masks = shuffle_masks(result.masks, seed=self.pruner.seed) if self.shuffle_masks else result.masks
         # every rank computed the same; rank 0's masks are the ones used everywhere (bit-identical by construction)
-        payload: dict[str, Any] = {"masks": pack_masks(masks), "history": [r.to_dict() for r in result.history],
-                   "seconds": result.seconds}
-        payload = trainer.strategy.broadcast(payload, src=0)
+        payload: dict[str, Any] = trainer.strategy.broadcast(
+            {"masks": pack_masks(masks), "history": [r.to_dict() for r in result.history], "seconds": result.seconds},
+            src=0,
+        )
         masks = {n: m.to(device) for n, m in unpack_masks(payload["masks"]).items()}
-        result = PruningResult(
+        self.result = PruningResult(
             masks=masks, target=result.target, method=result.method,
             history=[RoundRecord(**r) for r in payload["history"]], seconds=float(payload["seconds"]),
         )
-        self.result = result
         self._masks = masks
-        effective = self._effective(pl_module, masks, example_input)
-        extra = {"shuffled": self.shuffle_masks, "loss": repr(loss_fn) if batch is not None else None}
-        self.summary = build_summary(result, masks, effective, {**extra, **self.extra_summary()})
+        self._report(trainer, pl_module, example, loss_fn)
+        return True
+
+    def _report(
+        self, trainer: pl.Trainer, pl_module: nn.Module, example: Tensor | None, loss_fn: LossFn | None
+    ) -> None:
+        assert self.result is not None and self._masks is not None
+        effective = self._effective(pl_module, self._masks, example)
+        extra = {"shuffled": self.shuffle_masks, "loss": repr(loss_fn) if loss_fn is not None else None}
+        self.summary = build_summary(self.result, self._masks, effective, {**extra, **self.extra_summary()})
         files = log_summary(trainer, self.summary, self.hparams(), figure=self.log_figure)
         if files:
             self.summary["figure_files"] = files
@@ -473,100 +321,22 @@ class BasePruningCallback(Callback, ABC):
             rank_zero_info(
                 f"{type(self).__name__}: {self.method} pruned {total - kept}/{total} weights "
                 f"(nominal sparsity {self.summary['nominal_sparsity']:.6f}, "
-                f"effective {'n/a' if eff is None else f'{eff:.6f}'}) in {result.seconds:.2f}s."
+                f"effective {'n/a' if eff is None else f'{eff:.6f}'}) in {self.result.seconds:.2f}s."
             )
 
-    def _effective(self, pl_module: nn.Module, masks: Masks, example_input: Tensor | None) -> EffectiveSparsity | None:
-        if example_input is None or not example_input.is_floating_point():
+    def _effective(self, pl_module: nn.Module, masks: Masks, example: Tensor | None) -> EffectiveSparsity | None:
+        if example is None or not example.is_floating_point():
             rank_zero_warn(
                 f"{type(self).__name__}: effective sparsity needs a floating-point example input (from the data or "
                 "the module's `example_input_array`); it is not reported."
             )
             return None
         try:
-            return effective_sparsity(pl_module, masks, example_input)
+            return effective_sparsity(pl_module, masks, example)
         except (RuntimeError, TypeError, ValueError) as err:
             rank_zero_warn(f"{type(self).__name__}: effective sparsity could not be computed ({err}); not reported.")
             return None
 
-    def _resolve_data(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
-        if self.dataloader is not None:
-            return self.dataloader
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None:
-            return _first_loader(datamodule.train_dataloader())
-        source = getattr(trainer.fit_loop, "_data_source", None)
-        if source is not None and source.is_defined():
-            return _first_loader(source.dataloader())
-        return None
-
-    def _first_batch(self, loader: Any) -> Any:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            if isinstance(loader, Dataset) and not isinstance(loader, DataLoader):
-                loader = DataLoader(loader, batch_size=max(self.per_class, 2))
-            try:
-                return next(iter(loader))
-            except StopIteration:
-                raise ValueError("The training data given for pruning is empty.") from None
-
-    @staticmethod
-    def _example_input(pl_module: pl.LightningModule, first: Any) -> Tensor | None:
-        if first is not None:
-            try:
-                x = batch_inputs(first)
-            except TypeError:
-                x = None
-            if isinstance(x, Tensor):
-                return x
-        example = getattr(pl_module, "example_input_array", None)
-        return example if isinstance(example, Tensor) else None
-
     def resolve_loss(self, pl_module: pl.LightningModule, batch: Any) -> LossFn:
-        """The ``loss_fn(model, batch)`` that ``loss`` stands for, checked against a sample batch.
-
-        Raises:
-            ValueError: ``loss="classification"`` on data without integer labels; ``"training_step"`` (or
-                ``"auto"`` falling back to it) with manual optimization, whose ``training_step`` steps optimizers.
-        """
-        if callable(self.loss):
-            return self.loss
-        if self.loss == "classification":
-            if batch_labels(batch) is None:
-                raise ValueError(
-                    "loss='classification' needs (x, y) batches with integer labels y of shape (B,), but the training "
-                    f"data gives {type(batch).__name__} batches without them. Use loss='training_step', a callable "
-                    "loss, or a data-free method ('synflow', 'magnitude', 'random')."
-                )
-            return ClassificationLoss(self.temperature)
-        if self.loss == "auto" and _is_xy(batch) and self._returns_logits(pl_module, batch):
-            return ClassificationLoss(self.temperature)
-        if not pl_module.automatic_optimization:
-            raise ValueError(
-                f"loss={self.loss!r} would score with `training_step`, but {type(pl_module).__name__} uses manual "
-                "optimization (its training_step steps the optimizers). Pass `loss=` a callable "
-                "`loss_fn(model, batch)`, or give (x, y) data with a logits-returning forward."
-            )
-        return TrainingStepLoss()
-
-    @staticmethod
-    def _returns_logits(pl_module: pl.LightningModule, batch: Any) -> bool:
-        x, y = batch_inputs(batch), batch_labels(batch)
-        assert y is not None
-        device = next(pl_module.parameters()).device
-        try:
-            with torch.no_grad(), preserved_modes(pl_module, False), muted_logging(pl_module):
-                out = pl_module(_to_device(x, device))
-        except Exception:
-            return False
-        return (
-            isinstance(out, Tensor)
-            and out.ndim == 2
-            and out.shape[0] == y.shape[0]
-            and out.is_floating_point()
-            and out.shape[1] > int(y.max())
-        )
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    return move_to_device(batch, device)
+        """The ``loss_fn(model, batch)`` that ``loss`` stands for (see :func:`.loss.resolve_loss`)."""
+        return resolve_loss(self.loss, pl_module, batch, self.pruner.temperature)

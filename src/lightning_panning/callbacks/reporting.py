@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import numpy as np
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 from lightning_panning.core.masks import EffectiveSparsity, Masks
 from lightning_panning.core.panning import PruningResult
+from lightning_panning.plotting import agg_figure, figure_to_array
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURE_FILE", "SUMMARY_FILE", "build_summary", "density_figure", "log_summary"]
+__all__ = ["FIGURE_FILE", "SUMMARY_FILE", "build_summary", "density_figure", "log_summary", "send_to_loggers"]
 
 SUMMARY_FILE = "pruning_summary.json"
 FIGURE_FILE = "pruning_layer_density.png"
@@ -70,14 +71,10 @@ def build_summary(
 
 def density_figure(summary: Mapping[str, Any]) -> Figure:
     """Horizontal bar chart of per-layer density (kept fraction, and effective fraction when known), Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     layers = list(summary["layer_density"])
     density = [summary["layer_density"][n] for n in layers]
     effective = summary.get("layer_effective_density") or {}
-    fig = Figure(figsize=(7.0, 1.2 + 0.28 * len(layers)), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(7.0, 1.2 + 0.28 * len(layers))
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(layers))
     height = 0.4 if effective else 0.8
@@ -99,14 +96,6 @@ def density_figure(summary: Mapping[str, Any]) -> Figure:
     )
     fig.tight_layout()
     return fig
-
-
-def _figure_to_array(fig: Figure) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB rendering of ``fig``."""
-    canvas = fig.canvas
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
-    return np.ascontiguousarray(rgba[..., :3])
 
 
 def flat_metrics(summary: Mapping[str, Any], prefix: str = "pruning") -> dict[str, float]:
@@ -138,12 +127,63 @@ def _round_metrics(summary: Mapping[str, Any], prefix: str) -> list[tuple[int, d
     return rows
 
 
-def _log_dir(logger: Logger) -> str | None:
-    path = getattr(logger, "log_dir", None)
-    return path if isinstance(path, str) else None
-
-
 @rank_zero_only
+def send_to_loggers(
+    trainer: pl.Trainer,
+    rows: Sequence[tuple[int, Mapping[str, float]]],
+    *,
+    hparams: Mapping[str, Any] | None = None,
+    figure: Figure | None = None,
+    image_key: str = "",
+    figure_file: str = "",
+    caption: str = "",
+    json_files: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Deliver a report to every logger of ``trainer`` (rank zero only), through Lightning's logger API.
+
+    Args:
+        trainer: the trainer whose ``loggers`` receive it.
+        rows: ``(step, {metric: value})`` pairs for ``log_metrics``.
+        hparams: logged with ``log_hyperparams`` when given.
+        figure: sent as the image ``image_key`` to TensorBoard (``add_image``) and W&B (``log_image``), and saved as
+            ``figure_file`` in the ``log_dir`` of every logger that has one.
+        image_key: the image's name.
+        figure_file: the PNG file name.
+        caption: the W&B caption.
+        json_files: ``{file name: JSON-serialisable value}`` written to each ``log_dir``.
+
+    Returns:
+        ``{logger class name: PNG path}`` of the figures written.
+    """
+    image = figure_to_array(figure) if figure is not None else None
+    written: dict[str, str] = {}
+    for logger in trainer.loggers:
+        if hparams is not None:
+            logger.log_hyperparams(dict(hparams))
+        for step, row in rows:
+            logger.log_metrics(dict(row), step=step)
+        if image is not None:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(image_key, image, global_step=0, dataformats="HWC")
+            elif isinstance(logger, WandbLogger):
+                logger.log_image(key=image_key, images=[image], caption=[caption])
+        directory = getattr(logger, "log_dir", None)
+        if isinstance(directory, str):
+            try:
+                os.makedirs(directory, exist_ok=True)
+                for name, value in (json_files or {}).items():
+                    with open(os.path.join(directory, name), "w") as f:
+                        json.dump(value, f, indent=2)
+                if figure is not None:
+                    path = os.path.join(directory, figure_file)
+                    figure.savefig(path)
+                    written[type(logger).__name__] = path
+            except OSError as err:
+                rank_zero_warn(f"Could not write {figure_file or 'the report'} to {directory!r}: {err}")
+        logger.save()
+    return written
+
+
 def log_summary(
     trainer: pl.Trainer,
     summary: Mapping[str, Any],
@@ -161,37 +201,17 @@ def log_summary(
     Returns:
         ``{logger class name: file path}`` of the PNG files written (for the callback's summary).
     """
-    if not trainer.loggers:
+    if not trainer.loggers or not trainer.is_global_zero:
         return {}
-    metrics = flat_metrics(summary, prefix)
-    rounds = _round_metrics(summary, prefix)
-    image: np.ndarray | None = None
-    fig: Figure | None = None
-    if figure:
-        fig = density_figure(summary)
-        image = _figure_to_array(fig)
-    written: dict[str, str] = {}
-    for logger in trainer.loggers:
-        logger.log_hyperparams({prefix: dict(hparams)})
-        logger.log_metrics(metrics, step=0)
-        for step, row in rounds:
-            logger.log_metrics(row, step=step)
-        if image is not None:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(f"{prefix}/layer_density", image, global_step=0, dataformats="HWC")
-            elif isinstance(logger, WandbLogger):
-                logger.log_image(key=f"{prefix}/layer_density", images=[image], caption=["per-layer density"])
-        directory = _log_dir(logger)
-        if directory is not None:
-            try:
-                os.makedirs(directory, exist_ok=True)
-                with open(os.path.join(directory, SUMMARY_FILE), "w") as f:
-                    json.dump(summary, f, indent=2)
-                if fig is not None:
-                    path = os.path.join(directory, FIGURE_FILE)
-                    fig.savefig(path)
-                    written[type(logger).__name__] = path
-            except OSError as err:
-                rank_zero_warn(f"Could not write the pruning summary to {directory!r}: {err}")
-        logger.save()
-    return written
+    rows = [(0, flat_metrics(summary, prefix)), *_round_metrics(summary, prefix)]
+    written: dict[str, str] | None = send_to_loggers(
+        trainer,
+        rows,
+        hparams={prefix: dict(hparams)},
+        figure=density_figure(summary) if figure else None,
+        image_key=f"{prefix}/layer_density",
+        figure_file=FIGURE_FILE,
+        caption="per-layer density",
+        json_files={SUMMARY_FILE: summary},
+    )
+    return written or {}

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
-from torch import Tensor, nn
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from lightning_panning.callbacks.base import BasePruningCallback
+from lightning_panning.callbacks.base import BasePruningCallback, pruner_from_options
+from lightning_panning.callbacks.reporting import send_to_loggers
 from lightning_panning.core.batch import LossFn
 from lightning_panning.core.panning import Panning, PruningResult
+from lightning_panning.core.scorers import get_scorer
 from lightning_panning.rl.agent import DEFAULT_POLICY, Policy, default_policy_path, load_policy, rl_prune
-from lightning_panning.rl.figures import figure_to_array, rl_rounds_figure
+from lightning_panning.rl.figures import rl_rounds_figure
 
-__all__ = ["RL_FIGURE_FILE", "RLPanningCallback", "log_rl_rounds"]
+__all__ = ["RL_FIGURE_FILE", "RL_SCORERS", "RLPanningCallback", "log_rl_rounds"]
 
 RL_FIGURE_FILE = "rlpanning_rounds.png"
-SCORERS = ("synflow", "snip", "grasp")
+#: The metrics whose weights the shipped agent chooses, in its action order.
+RL_SCORERS = ("synflow", "snip", "grasp")
 
 
 @rank_zero_only
@@ -39,31 +41,22 @@ def log_rl_rounds(
     Returns:
         ``{logger class name: PNG path}`` of the figures written.
     """
-    if not trainer.loggers:
+    if not trainer.loggers or not steps:
         return {}
-    keys = [k for k in (steps[0] if steps else {}) if isinstance(steps[0][k], (int, float)) and k != "round"]
-    fig = rl_rounds_figure(steps, title) if figure and steps else None
-    image = figure_to_array(fig) if fig is not None else None
-    written: dict[str, str] = {}
-    for logger in trainer.loggers:
-        for s in steps:
-            logger.log_metrics({f"{prefix}/round/{k}": float(s[k]) for k in keys}, step=int(s["round"]))
-        if image is not None:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(f"{prefix}/rounds", image, global_step=0, dataformats="HWC")
-            elif isinstance(logger, WandbLogger):
-                logger.log_image(key=f"{prefix}/rounds", images=[image], caption=[title])
-        directory = getattr(logger, "log_dir", None)
-        if fig is not None and isinstance(directory, str):
-            try:
-                os.makedirs(directory, exist_ok=True)
-                path = os.path.join(directory, RL_FIGURE_FILE)
-                fig.savefig(path)
-                written[type(logger).__name__] = path
-            except OSError as err:
-                rank_zero_warn(f"Could not write the RLPanning figure to {directory!r}: {err}")
-        logger.save()
-    return written
+    keys = [k for k in steps[0] if isinstance(steps[0][k], (int, float)) and k != "round"]
+    rows = [(int(s["round"]), {f"{prefix}/round/{k}": float(s[k]) for k in keys}) for s in steps]
+    written: dict[str, str] | None = send_to_loggers(
+        trainer, rows, figure=rl_rounds_figure(steps, title) if figure else None, image_key=f"{prefix}/rounds",
+        figure_file=RL_FIGURE_FILE, caption=title,
+    )
+    return written or {}
+
+
+def _rl_pruner(**options: Any) -> Panning:
+    """SynFlow + SNIP + GraSP (or ``options["scorers"]``); the agent gives the weights, equal ones pass the check."""
+    scorers = options.pop("scorers", RL_SCORERS)
+    equal = {get_scorer(s).label: 1.0 for s in scorers} if not isinstance(scorers, str) else None
+    return Panning(scorers, **{"weights": equal, **options, "name": "rlpanning", "progress": False})
 
 
 class RLPanningCallback(BasePruningCallback):
@@ -87,27 +80,21 @@ class RLPanningCallback(BasePruningCallback):
         target: final sparsity in (0, 1).
         policy: ``"default"`` (shipped), a path to a TD3 zip saved by ``python -m lightning_panning.rl.train``, or
             an object with SB3's ``predict(obs, deterministic=True)`` (e.g. a ``TD3`` model).
-        rounds: ``T`` (the shipped agent was trained with 100).
-        normalization: normalisation of the metric scores (``"rms"``, as in training).
-        per_class: samples per class of the scoring batch.
-        num_classes: classes of the scoring batch (inferred when ``None``).
-        temperature: logit divisor of the classification loss.
-        loss: ``"auto"``, ``"classification"``, ``"training_step"`` or a callable ``loss_fn(model, batch)``.
-        seed: seed of the batch and of dropout while scoring.
-        include: glob pattern(s) of parameter names to prune.
-        exclude: glob pattern(s) of parameter names to keep dense.
-        masked_data_scores: SNIP/GraSP at the masked network (default) or at the unmasked one.
+        options: :class:`~lightning_panning.core.Panning` arguments, e.g. ``{"rounds": 100, "per_class": 10,
+            "seed": 0}`` (the shipped agent was trained with 100 rounds, ``"rms"`` score normalisation and the
+            exponential schedule; ``scorers`` must match the policy's action order).
         alpha: ``α`` of the logged reward.
         grad_term_scale: factor on the logged reward's gradient-norm term.
+        loss: ``"auto"``, ``"classification"``, ``"training_step"`` or a callable ``loss_fn(model, batch)``.
         dataloader: scoring data instead of the training data ``fit`` receives.
         log_figure: log the per-layer density figure and the Figure-4-like rounds figure.
         verbose: progress bar and an info line on rank zero.
 
     Raises:
-        ValueError: at construction, for an invalid argument or a policy that cannot be found.
+        ValueError: at construction, for an invalid argument or option, or a policy that cannot be found.
 
     Example:
-        >>> cb = RLPanningCallback(target=0.9, rounds=10, verbose=False)
+        >>> cb = RLPanningCallback(target=0.9, options={"rounds": 10}, verbose=False)
         >>> cb.method, cb.state_key
         ('rlpanning', "RLPanningCallback{'target': 0.9, 'method': 'rlpanning', 'policy': 'default'}")
     """
@@ -116,27 +103,18 @@ class RLPanningCallback(BasePruningCallback):
         self,
         target: float = 0.98,
         policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
-        rounds: int = 100,
+        options: dict[str, Any] | None = None,
         *,
-        normalization: str = "rms",
-        per_class: int = 10,
-        num_classes: int | None = None,
-        temperature: float = 200.0,
-        loss: str | Callable[[nn.Module, Any], Tensor] = "auto",
-        seed: int = 0,
-        include: str | list[str] | None = None,
-        exclude: str | list[str] | None = None,
-        masked_data_scores: bool = True,
         alpha: float = 100.0,
         grad_term_scale: float = 1.0,
+        loss: str | LossFn = "auto",
         dataloader: DataLoader | Dataset | None = None,
         log_figure: bool = True,
         verbose: bool = True,
     ) -> None:
+        self.options = dict(options or {})
         super().__init__(
-            target, rounds, normalization=normalization, schedule="exponential", per_class=per_class,
-            num_classes=num_classes, temperature=temperature, loss=loss, seed=seed, include=include,
-            exclude=exclude, masked_data_scores=masked_data_scores, shuffle_masks=False, dataloader=dataloader,
+            target, pruner_from_options(options, _rl_pruner), loss=loss, dataloader=dataloader,
             log_figure=log_figure, verbose=verbose,
         )
         self.policy = policy
@@ -171,37 +149,26 @@ class RLPanningCallback(BasePruningCallback):
             f"{type(policy).__name__}."
         )
 
-    @property
-    def method(self) -> str:
-        """``"rlpanning"``."""
-        return "rlpanning"
-
     def _state_key_fields(self) -> dict[str, Any]:
         return {"target": self.target, "method": self.method, "policy": self.policy_name}
 
+    def settings(self) -> dict[str, Any]:
+        """The base settings and the policy."""
+        return {**super().settings(), "policy": self.policy_name}
+
     def hparams(self) -> dict[str, Any]:
         """Configuration as plain values, with the policy, ``α`` and the gradient-term scale."""
-        return {**super().hparams(), "policy": self.policy_name, "alpha": self.alpha,
-                "grad_term_scale": self.grad_term_scale}
-
-    def build_pruner(self, loss_fn: LossFn, progress: bool) -> Panning:
-        """SynFlow + SNIP + GraSP with this callback's settings (weights come from the agent each round)."""
-        return Panning(
-            SCORERS, weights={s: 1.0 for s in SCORERS}, rounds=self.rounds, schedule="exponential",
-            normalization=self.normalization or "rms",  # type: ignore[arg-type]
-            masked_data_scores=self.masked_data_scores is not False, loss_fn=loss_fn, temperature=self.temperature,
-            per_class=self.per_class, num_classes=self.num_classes, seed=self.seed, progress=False,
-            include=self.include, exclude=self.exclude, name=self.method,
-        )
+        return {**super().hparams(), "alpha": self.alpha, "grad_term_scale": self.grad_term_scale}
 
     def compute_masks(
-        self, pl_module: pl.LightningModule, batch: Any, loss_fn: LossFn, example_input: Tensor | None, progress: bool
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
+        example_input: Tensor | None,
     ) -> PruningResult:
         """Run Panning with the agent's weights each round and log the per-round trace (see the class docstring)."""
         if self._agent is None:
             self._agent = load_policy(self.policy)
-        pruner = self.build_pruner(loss_fn, progress=False)
-        bar = tqdm(total=self.rounds, desc=f"rlpanning → {self.target:g}", unit="round") if progress else None
+        progress = self._show_progress(trainer)
+        bar = tqdm(total=pruner.rounds, desc=f"rlpanning → {self.target:g}", unit="round") if progress else None
 
         def on_step(summary: dict[str, Any], _step: Any) -> None:
             if bar is not None:
@@ -218,10 +185,8 @@ class RLPanningCallback(BasePruningCallback):
             if bar is not None:
                 bar.close()
         self.rl_steps = result.steps
-        trainer = getattr(pl_module, "_trainer", None)
-        if trainer is not None:
-            log_rl_rounds(trainer, result.steps, f"RLPanning ({self.policy_name}) → {self.target:g}",
-                          figure=self.log_figure)
+        log_rl_rounds(trainer, result.steps, f"RLPanning ({self.policy_name}) → {self.target:g}",
+                      figure=self.log_figure)
         return PruningResult(masks=result.masks, target=result.target, method=self.method, history=result.history,
                              seconds=result.seconds)
 
@@ -230,6 +195,6 @@ class RLPanningCallback(BasePruningCallback):
         return {
             "policy": self.policy_name,
             "rl_total_reward": float(sum(s["reward"] for s in self.rl_steps)),
-            "rl_actions": [[float(s[f"a{i + 1}"]) for i in range(len(SCORERS))] for s in self.rl_steps],
+            "rl_actions": [[float(s[f"a{i + 1}"]) for i in range(len(self.pruner.scorers))] for s in self.rl_steps],
             "rl_rewards": [float(s["reward"]) for s in self.rl_steps],
         }

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lightning_panning.plotting import agg_figure, figure_to_array
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -24,11 +26,7 @@ def rl_rounds_figure(steps: Sequence[Mapping[str, Any]], title: str = "") -> Fig
     Returns:
         A matplotlib ``Figure`` on an Agg canvas (no display needed).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.0, 5.0), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(7.0, 5.0)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1.0]})
     rounds = np.array([s["round"] for s in steps])
     first: Mapping[str, Any] = steps[0] if steps else {}
@@ -55,11 +53,3 @@ def rl_rounds_figure(steps: Sequence[Mapping[str, Any]], title: str = "") -> Fig
     bottom.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB rendering of ``fig``."""
-    canvas = fig.canvas
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
-    return np.ascontiguousarray(rgba[..., :3])

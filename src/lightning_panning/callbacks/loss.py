@@ -1,0 +1,124 @@
+"""Finding the scoring loss of a LightningModule: the classification loss, its own ``training_step``, or the user's."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_inputs, batch_labels, move_to_device
+from lightning_panning.core.functional import preserved_modes
+
+__all__ = ["LOSSES", "TrainingStepLoss", "muted_logging", "resolve_loss"]
+
+#: Names accepted by the callbacks' ``loss`` argument (besides a callable ``loss_fn(model, batch)``).
+LOSSES: tuple[str, ...] = ("auto", "classification", "training_step")
+
+
+def _loss_from_output(output: Any) -> Tensor:
+    """The loss in what ``training_step`` returned: a scalar tensor, or a mapping's ``"loss"`` entry."""
+    loss = output.get("loss") if isinstance(output, Mapping) else output
+    if not isinstance(loss, Tensor) or loss.ndim != 0 or not loss.is_floating_point():
+        raise TypeError(
+            "Scoring with loss='training_step' needs `training_step` to return a scalar loss tensor or a dict with "
+            f"a 'loss' entry, got {type(output).__name__}. Pass `loss=` a callable `loss_fn(model, batch)` instead."
+        )
+    return loss
+
+
+class TrainingStepLoss:
+    """``loss_fn(model, batch)`` that calls the LightningModule's own ``training_step(batch, 0)``.
+
+    Used by the scorers inside :func:`torch.func.functional_call`, so ``training_step`` sees the masked weights.
+    The module's ``log``/``log_dict`` must be muted meanwhile (:func:`muted_logging`).
+    """
+
+    needs_labels = False
+
+    def __call__(self, model: nn.Module, batch: Any) -> Tensor:
+        """Loss of ``model.training_step`` on ``batch`` (a scalar tensor)."""
+        step: Callable[..., Any] = getattr(model, "training_step")  # noqa: B009 - typed access to a module method
+        params = inspect.signature(step).parameters
+        takes_index = "batch_idx" in params or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+        return _loss_from_output(step(batch, 0) if takes_index else step(batch))
+
+    def __repr__(self) -> str:
+        return "TrainingStepLoss()"
+
+
+@contextmanager
+def muted_logging(module: nn.Module) -> Iterator[None]:
+    """Make ``module.log`` and ``module.log_dict`` no-ops (Lightning forbids them outside its loops); restored after."""
+    saved: dict[str, Any] = {name: module.__dict__[name] for name in ("log", "log_dict") if name in module.__dict__}
+
+    def noop(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    try:
+        module.__dict__["log"] = noop
+        module.__dict__["log_dict"] = noop
+        yield
+    finally:
+        for name in ("log", "log_dict"):
+            module.__dict__.pop(name, None)
+        module.__dict__.update(saved)
+
+
+def _is_xy(batch: Any) -> bool:
+    return isinstance(batch, (tuple, list)) and len(batch) == 2 and batch_labels(batch) is not None
+
+
+def _returns_logits(pl_module: pl.LightningModule, batch: Any) -> bool:
+    """Whether ``forward`` maps the batch's inputs to logits ``(B, C)`` with ``C`` above every label."""
+    x, y = batch_inputs(batch), batch_labels(batch)
+    assert y is not None
+    device = next(pl_module.parameters()).device
+    try:
+        with torch.no_grad(), preserved_modes(pl_module, False), muted_logging(pl_module):
+            out = pl_module(move_to_device(x, device))
+    except Exception:
+        return False
+    return (
+        isinstance(out, Tensor)
+        and out.ndim == 2
+        and out.shape[0] == y.shape[0]
+        and out.is_floating_point()
+        and out.shape[1] > int(y.max())
+    )
+
+
+def resolve_loss(loss: str | LossFn, pl_module: pl.LightningModule, batch: Any, temperature: float) -> LossFn:
+    """The ``loss_fn(model, batch)`` that ``loss`` stands for, checked against the scoring batch.
+
+    ``"classification"``: cross-entropy with logits ÷ ``temperature``; ``"training_step"``: the module's own loss;
+    a callable: itself; ``"auto"``: classification when the batch is ``(x, y)`` with integer labels and ``forward``
+    returns logits ``(B, C)`` with ``C`` above every label, else the ``training_step`` loss.
+
+    Raises:
+        ValueError: ``loss="classification"`` on data without integer labels; ``"training_step"`` (or ``"auto"``
+            falling back to it) with manual optimization, whose ``training_step`` steps optimizers.
+    """
+    if callable(loss):
+        return loss
+    if loss == "classification":
+        if batch_labels(batch) is None:
+            raise ValueError(
+                "loss='classification' needs (x, y) batches with integer labels y of shape (B,), but the training "
+                f"data gives {type(batch).__name__} batches without them. Use loss='training_step', a callable "
+                "loss, or a data-free method ('synflow', 'magnitude', 'random')."
+            )
+        return ClassificationLoss(temperature)
+    if loss == "auto" and _is_xy(batch) and _returns_logits(pl_module, batch):
+        return ClassificationLoss(temperature)
+    if not pl_module.automatic_optimization:
+        raise ValueError(
+            f"loss={loss!r} would score with `training_step`, but {type(pl_module).__name__} uses manual "
+            "optimization (its training_step steps the optimizers). Pass `loss=` a callable "
+            "`loss_fn(model, batch)`, or give (x, y) data with a logits-returning forward."
+        )
+    return TrainingStepLoss()
