@@ -11,15 +11,18 @@ from torchvision import datasets, transforms
 
 from lightning_panning.data.base import TorchvisionDataModule
 
-__all__ = ["FashionMNISTDataModule", "MNISTDataModule"]
+__all__ = ["MNIST_MEAN", "MNIST_STD", "FashionMNISTDataModule", "MNISTDataModule"]
+
+#: Mean and standard deviation of the MNIST training images (pixel values in [0, 1]).
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 class _MNISTFamilyDataModule(TorchvisionDataModule):
     """Shared code of the MNIST-format DataModules (torchvision layout ``<data_dir>/<Name>/raw/*-ubyte``)."""
 
     dataset_cls: ClassVar[type[datasets.MNIST]] = datasets.MNIST
-    mean: ClassVar[tuple[float, ...]] = (0.1307,)
-    std: ClassVar[tuple[float, ...]] = (0.3081,)
+    mean: ClassVar[tuple[float, ...]] = (MNIST_MEAN,)
+    std: ClassVar[tuple[float, ...]] = (MNIST_STD,)
     num_classes = 10
     dims = (1, 28, 28)
 

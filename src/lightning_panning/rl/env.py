@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -21,19 +20,18 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from lightning_panning.core.batch import SamplePool
 from lightning_panning.core.panning import Panning, PanningSession
-from lightning_panning.core.params import prunable_parameters
 from lightning_panning.core.schedules import keep_count, validate_target
 from lightning_panning.rl.episode import Episode
 from lightning_panning.rl.state import OBSERVATION_NAMES, LossNormalizer, NormalizationMode
 
-__all__ = ["ENV_ID", "MNIST_MEAN", "MNIST_STD", "PanningEnv", "curriculum_target", "load_mnist"]
+__all__ = ["ENV_ID", "PanningEnv", "curriculum_target", "load_mnist"]
 
 log = logging.getLogger(__name__)
 
 #: The id under which :mod:`lightning_panning.rl` registers :class:`PanningEnv` with Gymnasium.
 ENV_ID = "lightning_panning/Panning-v0"
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 def curriculum_target(
@@ -77,7 +75,9 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, train: bool = Tru
     """
     from torchvision import datasets
 
-    root = Path(data_dir if data_dir is not None else os.environ.get("LIGHTNING_PANNING_DATA", "./data"))
+    from lightning_panning.data.base import resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
     try:
         mnist = datasets.MNIST(str(root), train=train, download=False)
     except RuntimeError as err:
@@ -90,56 +90,9 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, train: bool = Tru
 
 
 def _normalize_mnist(x: Tensor) -> Tensor:
+    from lightning_panning.data.mnist import MNIST_MEAN, MNIST_STD
+
     return (x.float().div_(255.0).sub_(MNIST_MEAN)).div_(MNIST_STD)
-
-
-class _SamplePool:
-    """Labelled samples indexed by class, from which class-balanced batches are drawn with an ``np.random`` RNG."""
-
-    def __init__(self, data: Dataset | tuple[Tensor, Tensor], transform: Callable[[Tensor], Tensor] | None = None):
-        self.transform = transform
-        self.dataset: Dataset | None = None
-        self.x: Tensor | None = None
-        if isinstance(data, (tuple, list)):
-            if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
-                raise TypeError("`data` as a tuple must be (inputs (N, ...), labels (N,)) tensors.")
-            self.x, labels = data[0], data[1]
-        elif isinstance(data, Dataset):
-            self.dataset = data
-            targets = getattr(data, "targets", None)
-            if targets is None:
-                targets = [int(data[i][1]) for i in range(len(data))]  # type: ignore[arg-type]
-            labels = torch.as_tensor(targets)
-        else:
-            raise TypeError(
-                f"`data` must be a Dataset of (x, y) samples, an (inputs, labels) tuple of tensors, or None (MNIST), "
-                f"got {type(data).__name__}."
-            )
-        y = labels.detach().cpu().long().reshape(-1)
-        if self.x is not None and self.x.shape[0] != y.shape[0]:
-            raise ValueError(f"`data` has {self.x.shape[0]} inputs but {y.shape[0]} labels.")
-        y_np = y.numpy()
-        self.classes = np.unique(y_np)
-        self.by_class = [np.flatnonzero(y_np == c) for c in self.classes]
-        self.labels = y
-
-    def check(self, per_class: int) -> None:
-        short = {int(c): len(i) for c, i in zip(self.classes, self.by_class, strict=False) if len(i) < per_class}
-        if short:
-            raise ValueError(f"Classes {short} have fewer than per_class={per_class} samples; lower `per_class`.")
-
-    def sample(self, rng: np.random.Generator, per_class: int) -> tuple[Tensor, Tensor]:
-        """A class-balanced batch ``(x (k·l, ...), y (k·l,))``, ordered by class."""
-        index = np.concatenate([idx[rng.choice(len(idx), size=per_class, replace=False)] for idx in self.by_class])
-        index_t = torch.from_numpy(index)
-        if self.x is not None:
-            x = self.x[index_t]
-        else:
-            assert self.dataset is not None
-            x = torch.stack([torch.as_tensor(self.dataset[int(i)][0]) for i in index])
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.labels[index_t]
 
 
 class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -245,7 +198,7 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         if data is None:
             data = load_mnist(data_dir)
             transform = _normalize_mnist
-        self.pool = _SamplePool(data, transform)
+        self.pool = SamplePool(data, transform)
         self.pool.check(per_class)
         self.rounds = rounds
         self.per_class = per_class
@@ -294,10 +247,8 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
     def start_session(self, options: dict[str, Any] | None = None) -> PanningSession:
         """Draw a network, a batch and a target from ``np_random`` and start a Panning session (used by reset)."""
         model = self._new_model()
-        batch = self.pool.sample(self.np_random, self.per_class)
-        batch = (batch[0].to(self.device), batch[1].to(self.device))
-        total = sum(p.numel() for p in prunable_parameters(model, self.pruner.include, self.pruner.exclude,
-                                                           self.pruner.predicate).values())
+        batch = self.pruner.scoring_batch(self.pool, self.device, generator=self.np_random)
+        total = sum(p.numel() for p in self.pruner.parameters(model).values())
         target = self._draw_target(total, options)
         self.model = model
         return self.pruner.start(model, batch, target)
