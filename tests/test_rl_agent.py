@@ -107,6 +107,10 @@ def test_rl_prune_exact_keep_count_with_any_policy():
     assert sum(int(m.sum()) for m in result.masks.values()) == 19  # floor(192 * 0.1 + 1e-6)
     assert len(result.steps) == 5 and {"a1", "a2", "a3", "reward", "remaining"} <= set(result.steps[0])
     assert result.steps[0]["p_snip"] == pytest.approx(0.5)  # Table 3's first row, via a = 2p - 1
+    from lightning_panning import Panning
+
+    with pytest.raises(ValueError, match=r"ready `pruner` and Panning arguments \['rounds'\], which it would ignore"):
+        rl_prune(net, batch, target=0.9, policy=FixedActionPolicy(0.9, 5), pruner=Panning(rounds=5), rounds=3)
 
 
 def test_load_policy_errors(tmp_path):

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from lightning_panning.core.masks import Masks
 from lightning_panning.core.panning import Data, Panning, RoundRecord
+from lightning_panning.core.scorers import get_scorer
 from lightning_panning.rl.episode import Episode, EpisodeStep
 from lightning_panning.rl.state import LossNormalizer, NormalizationMode
 
@@ -210,13 +211,9 @@ def rl_prune(
     target: float,
     policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
     *,
-    rounds: int = 100,
-    per_class: int = 10,
-    seed: int = 0,
     alpha: float = 100.0,
     grad_term_scale: float = 1.0,
     normalization: NormalizationMode = "relative",
-    scorers: Sequence[str] = ("synflow", "snip", "grasp"),
     example_input: Tensor | None = None,
     deterministic: bool = True,
     on_step: Callable[[dict[str, Any], EpisodeStep], None] | None = None,
@@ -234,19 +231,18 @@ def rl_prune(
             batch.
         target: final sparsity in (0, 1).
         policy: ``"default"`` (shipped), a TD3 zip path, or an SB3 model.
-        rounds: ``T``.
-        per_class: ``k`` of the balanced batch.
-        seed: seed of the batch and of dropout during scoring.
         alpha: ``α`` of the reward (for logs only; it does not change the masks).
         grad_term_scale: factor on the gradient-norm reward term (logs only).
         normalization: the losses' ``N(·)`` (must match the policy's training; default ``"relative"``).
-        scorers: the metrics, in the policy's action order.
         example_input: input shape for SynFlow / effective sparsity when ``data`` has none.
         deterministic: deterministic actions (inference).
         on_step: called after each round with the step's summary (see :func:`step_summary`) and the raw step.
-        pruner: a ready :class:`Panning` (then ``rounds``, ``per_class``, ``seed``, ``scorers`` and
-            ``panning_kwargs`` are ignored).
-        **panning_kwargs: other :class:`Panning` arguments, e.g. ``loss_fn``, ``include``, ``exclude``.
+        pruner: a ready :class:`Panning`; give either it or ``panning_kwargs``, not both.
+        **panning_kwargs: :class:`Panning` arguments: ``rounds`` (``T``, default 100), ``per_class``, ``seed``,
+            ``scorers`` (in the policy's action order; default SynFlow, SNIP, GraSP), ``loss_fn``, ``include``, ...
+
+    Raises:
+        ValueError: for ``pruner`` together with ``panning_kwargs`` (they would be ignored).
 
     Example:
         >>> import torch
@@ -260,9 +256,16 @@ def rl_prune(
         (19, 5)
     """
     start = time.perf_counter()
+    if pruner is not None and panning_kwargs:
+        raise ValueError(
+            f"rl_prune got a ready `pruner` and Panning arguments {sorted(panning_kwargs)}, which it would ignore; "
+            "set them on the pruner (`pruner.replace(...)`) or pass no pruner."
+        )
     agent = load_policy(policy)
     if pruner is None:
-        pruner = Panning(scorers, rounds=rounds, per_class=per_class, seed=seed, progress=False, **panning_kwargs)
+        scorers = panning_kwargs.pop("scorers", ("synflow", "snip", "grasp"))
+        equal = {get_scorer(s).label: 1.0 for s in scorers}  # the policy sets every round's weights
+        pruner = Panning(scorers, **{"weights": equal, "progress": False, **panning_kwargs})
     session = pruner.start(model, data, target, example_input)
     episode = Episode(session, alpha, grad_term_scale, LossNormalizer(normalization), stop_when_dead=False)
     names = list(pruner.scorers)
