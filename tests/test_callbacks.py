@@ -317,6 +317,33 @@ def test_user_loss_fn(tmp_path: Path) -> None:
     assert calls and cb.masks is not None
 
 
+class IndexNamedI(DictLossModule):
+    """``training_step(batch, i)``: Lightning passes the index by position, whatever its name."""
+
+    def training_step(self, batch: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+        assert isinstance(i, int)
+        return super().training_step(batch, i)
+
+
+class NoIndex(DictLossModule):
+    def training_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return super().training_step(batch, 0)
+
+
+class VarArgs(DictLossModule):
+    def training_step(self, *args: Any) -> dict[str, torch.Tensor]:
+        assert len(args) == 2
+        return super().training_step(*args)
+
+
+@pytest.mark.parametrize("module_cls", [IndexNamedI, NoIndex, VarArgs], ids=["named-i", "no-index", "varargs"])
+def test_training_step_with_any_signature(tmp_path: Path, module_cls: type[DictLossModule]) -> None:
+    cb = callback(target=0.8)
+    model = module_cls()
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(model, DataLoader(DictBatches(), batch_size=8))
+    assert cb.summary["loss"] == "TrainingStepLoss()" and model.calls == 4 + 1
+
+
 def test_auto_loss_resolution() -> None:
     cb = callback()
     batch = next(iter(DataLoader(xy_dataset(), batch_size=8)))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 from torch import Tensor, nn
 
 from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_inputs, batch_labels, move_to_device
@@ -32,10 +32,12 @@ def _loss_from_output(output: Any) -> Tensor:
 
 
 class TrainingStepLoss:
-    """``loss_fn(model, batch)`` that calls the LightningModule's own ``training_step(batch, 0)``.
+    """``loss_fn(model, batch)`` that calls the LightningModule's own ``training_step`` on the batch.
 
-    Used by the scorers inside :func:`torch.func.functional_call`, so ``training_step`` sees the masked weights.
-    The module's ``log``/``log_dict`` must be muted meanwhile (:func:`muted_logging`).
+    The batch index is passed by position, as Lightning does, whenever ``training_step`` takes a second argument
+    (whatever its name) or ``*args``. Used by the scorers inside :func:`torch.func.functional_call`, so
+    ``training_step`` sees the masked weights; the module's ``log``/``log_dict`` must be muted meanwhile
+    (:func:`muted_logging`).
     """
 
     needs_labels = False
@@ -43,8 +45,8 @@ class TrainingStepLoss:
     def __call__(self, model: nn.Module, batch: Any) -> Tensor:
         """Loss of ``model.training_step`` on ``batch`` (a scalar tensor)."""
         step: Callable[..., Any] = getattr(model, "training_step")  # noqa: B009 - typed access to a module method
-        params = inspect.signature(step).parameters
-        takes_index = "batch_idx" in params or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+        # Lightning's own rule (`_TrainingEpochLoop._build_kwargs`): the index goes second, by position
+        takes_index = is_param_in_hook_signature(step, "batch_idx", min_args=2)
         return _loss_from_output(step(batch, 0) if takes_index else step(batch))
 
     def __repr__(self) -> str:
