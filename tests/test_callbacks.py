@@ -492,6 +492,40 @@ def test_resume_with_other_shapes_is_a_clear_error(tmp_path: Path) -> None:
         trainer(tmp_path, callbacks=[cb2], max_steps=1).fit(TinyNet(), DataLoader(xy_dataset(), batch_size=16))
 
 
+def no_pruning(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("pruned again on resume")
+
+
+@pytest.mark.parametrize(
+    ("changed", "pattern"),
+    [
+        ({"target": 0.95}, r"`target` is 0\.9 in the checkpoint but 0\.95 here"),
+        ({"method": "snip"}, r"`method` is 'panning' in the checkpoint but 'snip' here"),
+        ({"rounds": 5}, r"`rounds` is 4 in the checkpoint but 5 here"),
+        ({"shuffle_masks": True}, r"`shuffle_masks` is False in the checkpoint but True here"),
+    ],
+    ids=["target", "method", "rounds", "shuffle"],
+)
+def test_resume_with_changed_settings_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: dict[str, Any], pattern: str
+) -> None:
+    cb = callback()
+    t = trainer(tmp_path, callbacks=[cb], max_steps=1)
+    t.fit(TinyNetSeeded(), DataLoader(xy_dataset(), batch_size=16))
+    t.save_checkpoint(tmp_path / "pruned.ckpt")
+    monkeypatch.setattr(PanningCallback, "compute_masks", no_pruning)
+    model = TinyNet()
+    with pytest.raises(ValueError, match=pattern + r".*never prunes again"):
+        trainer(tmp_path, callbacks=[callback(**changed)], max_steps=2).fit(
+            model, DataLoader(xy_dataset(), batch_size=16), ckpt_path=tmp_path / "pruned.ckpt"
+        )
+    unchanged = callback(verbose=True)  # settings that do not change the masks may differ
+    trainer(tmp_path, callbacks=[unchanged], max_steps=2).fit(
+        model, DataLoader(xy_dataset(), batch_size=16), ckpt_path=tmp_path / "pruned.ckpt"
+    )
+    assert unchanged.masks is not None and all(torch.equal(cb.masks[n], unchanged.masks[n]) for n in cb.masks)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # engine settings reach the callbacks
 

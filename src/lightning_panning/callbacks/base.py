@@ -89,8 +89,9 @@ class BasePruningCallback(Callback, ABC):
        ``trainer.strategy.broadcast``, so all ranks hold bit-identical masks.
     5. **Sparse training.** :class:`~lightning_panning.callbacks.enforce.MaskEnforcer` re-zeroes the pruned weights
        after every optimizer step (no forward hooks), so checkpoints load into the plain model with ``strict=True``.
-    6. **State.** :meth:`state_dict` holds the packed masks (1 bit per weight) and the summary. Resuming
-       re-installs the masks and never prunes again.
+    6. **State.** :meth:`state_dict` holds the packed masks (1 bit per weight), the summary and the settings that
+       made them. Resuming re-installs the masks and never prunes again; resuming with settings that would make
+       other masks is an error that names them.
     7. **Observability.** A rank-zero tqdm bar over the rounds (off with ``verbose=False`` or
        ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger.
 
@@ -145,6 +146,7 @@ class BasePruningCallback(Callback, ABC):
         self.result: PruningResult | None = None
         self.summary: dict[str, Any] = {}
         self._masks: Masks | None = None
+        self._made_with: dict[str, Any] | None = None  # the settings that made the masks
         self._restored = False
         self._enforcer: MaskEnforcer | None = None
 
@@ -214,19 +216,55 @@ class BasePruningCallback(Callback, ABC):
     def state_dict(self) -> dict[str, Any]:
         if self._masks is None:
             return {}
-        return {"version": 1, "masks": pack_masks(self._masks), "summary": dict(self.summary)}
+        return {"version": 2, "masks": pack_masks(self._masks), "summary": dict(self.summary),
+                "settings": self._made_with}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         packed = state_dict.get("masks")
         if not packed:
             return
+        self._refuse_other_settings(state_dict.get("settings"))
         self._masks = unpack_masks(packed)
         self.summary = dict(state_dict.get("summary", {}))
+        self._made_with = state_dict.get("settings")
         self._restored = True
         if self._enforcer is not None:  # restored after setup (DeepSpeed/FSDP): re-install the restored masks
             self._enforcer.detach()
             self._enforcer = None
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        states = checkpoint.get("callbacks") or {}
+        if self.state_key in states:
+            return  # load_state_dict gets it
+        for key, state in states.items():  # masks saved under another key: made with another target/method/policy
+            if isinstance(state, Mapping) and state.get("masks") and "summary" in state:
+                self._refuse_other_settings(state.get("settings"), key)
+
+    def _refuse_other_settings(self, saved: Mapping[str, Any] | None, key: str | None = None) -> None:
+        """Raise if the checkpoint's masks were made with settings other than this callback's (naming them).
+
+        Args:
+            saved: the settings saved with the masks (``None`` in checkpoints from before they were saved).
+            key: the state key the masks were saved under, when it is not this callback's.
+        """
+        current = self.settings()
+        changed = [
+            f"`{k}` is {saved[k]!r} in the checkpoint but {current[k]!r} here"
+            for k in current
+            if saved is not None and k in saved and saved[k] != current[k]
+        ]
+        if key is not None and not changed:
+            changed = [f"they were saved as {key!r}, this callback is {self.state_key!r}"]
+        if changed:
+            raise ValueError(
+                f"{type(self).__name__}: the checkpoint's pruning masks were made with other settings: "
+                f"{'; '.join(changed)}. A resumed run never prunes again: resume with the checkpoint's settings, or "
+                "start a new `fit` without `ckpt_path` to prune anew."
+            )
 
     # -- hooks ----------------------------------------------------------------------------------------------------
     @override
@@ -301,7 +339,7 @@ class BasePruningCallback(Callback, ABC):
             masks=masks, target=result.target, method=result.method,
             history=[RoundRecord(**r) for r in payload["history"]], seconds=float(payload["seconds"]),
         )
-        self._masks = masks
+        self._masks, self._made_with = masks, self.settings()
         self._report(trainer, pl_module, example, loss_fn)
         return True
 
