@@ -526,6 +526,22 @@ def test_resume_with_changed_settings_is_refused(
     assert unchanged.masks is not None and all(torch.equal(cb.masks[n], unchanged.masks[n]) for n in cb.masks)
 
 
+def test_reused_callback_prunes_the_new_model(tmp_path: Path) -> None:
+    cb = callback(method="magnitude")
+    first, second = TinyNetSeeded(), TinyNet()
+    with torch.no_grad():  # a different model of the same shapes: magnitude keeps other weights
+        second.net[6].weight.copy_(torch.arange(64.0).view(4, 16))
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(first, DataLoader(xy_dataset(), batch_size=16))
+    first_masks = {n: m.clone() for n, m in cb.masks.items()}  # type: ignore[union-attr]
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(second, DataLoader(xy_dataset(), batch_size=16))
+    assert cb.masks is not None and not torch.equal(cb.masks["net.6.weight"], first_masks["net.6.weight"])
+    assert torch.equal(cb.masks["net.6.weight"][:, -1], torch.ones(4, dtype=torch.bool))  # its largest weights
+    assert_masked(second, cb.masks)
+    kept = {n: m.clone() for n, m in cb.masks.items()}
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(second, DataLoader(xy_dataset(), batch_size=16))
+    assert all(torch.equal(kept[n], cb.masks[n]) for n in kept)  # the same model continues with its masks
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # engine settings reach the callbacks
 

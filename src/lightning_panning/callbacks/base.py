@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from abc import ABC
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -91,7 +92,8 @@ class BasePruningCallback(Callback, ABC):
        after every optimizer step (no forward hooks), so checkpoints load into the plain model with ``strict=True``.
     6. **State.** :meth:`state_dict` holds the packed masks (1 bit per weight), the summary and the settings that
        made them. Resuming re-installs the masks and never prunes again; resuming with settings that would make
-       other masks is an error that names them.
+       other masks is an error that names them. A callback reused for another ``fit`` prunes the new model (and
+       keeps its masks when it is the same model, continuing its training).
     7. **Observability.** A rank-zero tqdm bar over the rounds (off with ``verbose=False`` or
        ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger.
 
@@ -149,6 +151,7 @@ class BasePruningCallback(Callback, ABC):
         self._made_with: dict[str, Any] | None = None  # the settings that made the masks
         self._restored = False
         self._enforcer: MaskEnforcer | None = None
+        self._pruned: weakref.ref[nn.Module] | None = None
 
     # -- the seam for subclasses ----------------------------------------------------------------------------------
     @property
@@ -200,6 +203,11 @@ class BasePruningCallback(Callback, ABC):
 
     def _show_progress(self, trainer: pl.Trainer) -> bool:
         return self.verbose and trainer.is_global_zero and trainer.progress_bar_callback is not None
+
+    def _reset(self) -> None:
+        """Forget a previous ``fit``'s masks and results."""
+        self.result, self.summary = None, {}
+        self._masks, self._made_with, self._restored, self._pruned = None, None, False, None
 
     # -- public state ---------------------------------------------------------------------------------------------
     @property
@@ -268,6 +276,11 @@ class BasePruningCallback(Callback, ABC):
 
     # -- hooks ----------------------------------------------------------------------------------------------------
     @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self._pruned is not None and self._pruned() is not pl_module:
+            self._reset()  # reused for another model: prune that one (a checkpoint restored after this may fill it)
+
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.ckpt_path is not None and trainer.strategy.restore_checkpoint_after_setup and self._masks is None:
             return  # this callback's state is restored after on_fit_start: decide in on_train_start
@@ -308,6 +321,7 @@ class BasePruningCallback(Callback, ABC):
         self._masks = {n: m.to(pl_module.get_parameter(n).device) for n, m in self._masks.items()}
         self._enforcer.apply()
         self._enforcer.attach(trainer.optimizers)
+        self._pruned = weakref.ref(pl_module)
 
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> bool:
         params = self.pruner.parameters(pl_module)  # nothing prunable, meta device: clear errors before any work

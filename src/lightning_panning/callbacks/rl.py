@@ -160,6 +160,10 @@ class RLPanningCallback(BasePruningCallback):
         """Configuration as plain values, with the policy, ``α`` and the gradient-term scale."""
         return {**super().hparams(), "alpha": self.alpha, "grad_term_scale": self.grad_term_scale}
 
+    def _reset(self) -> None:
+        super()._reset()
+        self.rl_steps = []
+
     def compute_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
         example_input: Tensor | None,
