@@ -594,6 +594,13 @@ def test_new_scorer_is_one_small_subclass_inside_the_callback(tmp_path: Path) ->
         METHODS.pop("test_activity", None)
 
 
+def test_meta_device_model_gets_our_error() -> None:
+    with torch.device("meta"):
+        model = TinyNet()
+    with pytest.raises(ValueError, match=r"TinyNet has parameters on the meta device \(net\.0\.weight.*to_empty"):
+        callback().pruner.parameters(model)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 7. observability
 

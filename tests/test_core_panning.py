@@ -182,6 +182,13 @@ def test_scoring_batch_rule() -> None:
     assert custom_loss.scoring_batch(labelled)[1].tolist() == [0, 0, 1, 1, 2, 2]  # same rule as the callback's
 
 
+def test_meta_device_model_is_a_clear_error() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(12, 4))
+    with pytest.raises(ValueError, match=r"Sequential has parameters on the meta device \(0\.weight\).*to_empty"):
+        prune(model, batch(), 0.9, rounds=2, progress=False)
+
+
 def test_register_method_and_replace_and_settings() -> None:
     from lightning_panning import register_method
 

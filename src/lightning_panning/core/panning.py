@@ -497,9 +497,17 @@ class Panning:
         """The prunable parameters of ``model`` under this pruner's ``include``/``exclude``/``predicate``.
 
         Raises:
-            ValueError: if nothing is prunable.
+            ValueError: if nothing is prunable, or if they are on the ``meta`` device (no values to score).
         """
-        return prunable_parameters(model, self.include, self.exclude, self.predicate)
+        params = prunable_parameters(model, self.include, self.exclude, self.predicate)
+        meta = [n for n, p in params.items() if p.is_meta]
+        if meta:
+            raise ValueError(
+                f"{type(model).__name__} has parameters on the meta device ({', '.join(meta[:3])}"
+                f"{', ...' if len(meta) > 3 else ''}): they hold no values to score. Materialise the model first "
+                "(e.g. `model.to_empty(device='cpu')` and initialise its weights), then prune it."
+            )
+        return params
 
     def scoring_batch(
         self,
