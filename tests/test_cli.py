@@ -73,6 +73,20 @@ def test_main_runs_fit_on_the_offline_config(tmp_path: Path) -> None:
     assert main([*args, "--trainer.default_root_dir", str(tmp_path)]) == 0
 
 
+def test_plain_lightning_fit_no_args_warning_and_one_log_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    config = small_config(ROOT / "examples" / "lenet5_digits.yaml", tmp_path, None)
+    argv = ["lightning", "fit", "--config", str(config), "--trainer.max_steps", "1", "--trainer.max_epochs", "1",
+            "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert main() == 0  # exactly what the console script runs
+    assert not [w for w in recwarn if "args parameter" in str(w.message)]
+    logs = tmp_path / "lightning_logs"
+    assert (logs / "version_0" / "metrics.csv").is_file() and (logs / "version_0" / "pruning_summary.json").is_file()
+    assert not (logs / "lightning_logs").exists()
+
+
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
     config = small_config(ROOT / "examples" / "vgg19_cifar10.yaml", tmp_path, tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):

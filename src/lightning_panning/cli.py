@@ -7,24 +7,23 @@ Installed as two console scripts, ``lightning`` and ``lightning-panning``::
     lightning-panning train-agent --total-steps 200000 --out runs/agent
 
 Any LightningModule and LightningDataModule can be given by ``class_path``; the pruning callbacks are configured
-under ``trainer.callbacks``. Logging defaults to a CSV logger under ``lightning_logs/``; Weights & Biases is one
-line of config (``trainer.logger: {class_path: lightning.pytorch.loggers.WandbLogger, init_args: {project: x}}``).
+under ``trainer.callbacks``. Logging defaults to a CSV logger in Lightning's own layout,
+``<default_root_dir>/lightning_logs/version_N/``; Weights & Biases is one line of config
+(``trainer.logger: {class_path: lightning.pytorch.loggers.WandbLogger, init_args: {project: x}}``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 
 __all__ = ["PanningCLI", "cli_main", "main"]
-
-#: Trainer defaults that differ from Lightning's: CSV logging (no TensorBoard dependency needed at read time).
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "lightning_logs"}},
-}
 
 _EXTRA_COMMANDS = {"train-agent": "train (or resume) the RLPanning TD3 agent; see `train-agent --help`"}
 
@@ -35,14 +34,29 @@ class PanningCLI(LightningCLI):
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
-        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_kwargs", {"description": "lightning-panning: prune before training, then train."})
         super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer; where the config leaves Lightning's default logger, a CSV logger in the same directory.
+
+        Lightning's default is a TensorBoard logger in ``<default_root_dir>/lightning_logs/version_N``; a CSV logger
+        there needs no TensorBoard to read. Any logger the config names (or ``logger: false``) is kept as it is.
+        """
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True) and "logger" not in kwargs:
+            kwargs["logger"] = CSVLogger(save_dir=config.get("default_root_dir") or os.getcwd())
+        return super().instantiate_trainer(**kwargs)
+
 
 def cli_main(args: Sequence[str] | None = None, run: bool = True) -> PanningCLI:
-    """Build (and by default run) the CLI; returns it so tests can inspect the trainer, model and callbacks."""
+    """Build (and by default run) the CLI; returns it so tests can inspect the trainer, model and callbacks.
+
+    Args:
+        args: the arguments without the program name; ``None`` reads ``sys.argv`` (as a console script does).
+        run: run the subcommand.
+    """
     return PanningCLI(args=args, run=run)
 
 
@@ -63,7 +77,8 @@ def main(args: Sequence[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         extra = "\n".join(f"  {name:<12} {text}" for name, text in _EXTRA_COMMANDS.items())
         sys.stdout.write(f"Extra subcommands of lightning-panning:\n{extra}\n\n")
-    cli_main(argv)
+    # from the console script, LightningCLI reads sys.argv itself (passing it as `args` too makes it warn)
+    cli_main(None if args is None else argv)
     return 0
 
 
