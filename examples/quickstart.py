@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| {'effective sparsity':<24} | {0.0:>10.4f} | {s['effective_sparsity']:>10.4f} |")
     print(f"| {'pruning seconds':<24} | {'-':>10} | {s['pruning_seconds']:>10.2f} |")
     print(f"| {'fit seconds (w/ pruning)':<24} | {dense_s:>10.1f} | {sparse_s:>10.1f} |")
-    print("\nPer-layer density after pruning:")
+    print("\nPer-layer density after pruning:\n")
+    width = max(len("layer"), *(len(layer) for layer in s["layer_density"]))
+    print(f"| {'layer':<{width}} | {'density':>8} | {'dead units':>10} |")
+    print(f"|{'-' * (width + 2)}|{'-' * 10}|{'-' * 12}|")
     for layer, density in s["layer_density"].items():
         dead, units = s["dead_units"][layer]
-        print(f"  {layer:<16} {density:8.4f}   dead units {dead}/{units}")
+        print(f"| {layer:<{width}} | {density:>8.4f} | {f'{dead}/{units}':>10} |")
 
 
 if __name__ == "__main__":
