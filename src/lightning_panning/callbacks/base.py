@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
@@ -18,16 +19,14 @@ from typing_extensions import override
 from lightning_panning.callbacks.data import example_input, find_train_data
 from lightning_panning.callbacks.enforce import MaskEnforcer
 from lightning_panning.callbacks.loss import LOSSES, TrainingStepLoss, muted_logging, resolve_loss
-from lightning_panning.callbacks.reporting import build_summary, log_summary
-from lightning_panning.core.batch import LossFn
-from lightning_panning.core.masks import (
-    EffectiveSparsity,
-    Masks,
-    effective_sparsity,
-    pack_masks,
-    shuffle_masks,
-    unpack_masks,
+from lightning_panning.callbacks.reporting import (
+    build_summary,
+    log_summary,
+    measure_effective_sparsity,
+    summary_line,
 )
+from lightning_panning.core.batch import LossFn
+from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks
 from lightning_panning.core.panning import Panning, PanningSession, PruningResult, RoundRecord, plain
 from lightning_panning.core.schedules import validate_target
 
@@ -67,6 +66,20 @@ def pruner_from_options(options: Mapping[str, Any] | None, build: Callable[..., 
         return build(**options)
     except (TypeError, ValueError) as err:
         raise ValueError(f"Invalid `options`: {err}") from None
+
+
+def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device) -> PruningResult:
+    """Rank 0's result on every rank (each computed the same; this makes the masks bit-identical by construction)."""
+    payload: dict[str, Any] = trainer.strategy.broadcast(
+        {"masks": pack_masks(result.masks), "history": [r.to_dict() for r in result.history],
+         "seconds": result.seconds},
+        src=0,
+    )
+    return PruningResult(
+        masks={n: m.to(device) for n, m in unpack_masks(payload["masks"]).items()}, target=result.target,
+        method=result.method, history=[RoundRecord(**r) for r in payload["history"]],
+        seconds=float(payload["seconds"]),
+    )
 
 
 class BasePruningCallback(Callback, ABC):
@@ -342,18 +355,10 @@ class BasePruningCallback(Callback, ABC):
         example = None if example is None else example.to(device)
         with muted_logging(pl_module):
             result = self.compute_masks(trainer, pl_module, pruner, batch, example)
-        masks = shuffle_masks(result.masks, seed=self.pruner.seed) if self.shuffle_masks else result.masks
-        # every rank computed the same; rank 0's masks are the ones used everywhere (bit-identical by construction)
-        payload: dict[str, Any] = trainer.strategy.broadcast(
-            {"masks": pack_masks(masks), "history": [r.to_dict() for r in result.history], "seconds": result.seconds},
-            src=0,
-        )
-        masks = {n: m.to(device) for n, m in unpack_masks(payload["masks"]).items()}
-        self.result = PruningResult(
-            masks=masks, target=result.target, method=result.method,
-            history=[RoundRecord(**r) for r in payload["history"]], seconds=float(payload["seconds"]),
-        )
-        self._masks, self._made_with = masks, self.settings()
+        if self.shuffle_masks:
+            result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
+        self.result = _broadcast(trainer, result, device)
+        self._masks, self._made_with = self.result.masks, self.settings()
         self._report(trainer, pl_module, example, loss_fn)
         return True
 
@@ -361,33 +366,14 @@ class BasePruningCallback(Callback, ABC):
         self, trainer: pl.Trainer, pl_module: nn.Module, example: Tensor | None, loss_fn: LossFn | None
     ) -> None:
         assert self.result is not None and self._masks is not None
-        effective = self._effective(pl_module, self._masks, example)
+        effective = measure_effective_sparsity(pl_module, self._masks, example, type(self).__name__)
         extra = {"shuffled": self.shuffle_masks, "loss": repr(loss_fn) if loss_fn is not None else None}
         self.summary = build_summary(self.result, self._masks, effective, {**extra, **self.extra_summary()})
         files = log_summary(trainer, self.summary, self.hparams(), figure=self.log_figure)
         if files:
             self.summary["figure_files"] = files
         if self.verbose:
-            eff = self.summary["effective_sparsity"]
-            total, kept = self.summary["total_weights"], self.summary["kept_weights"]
-            rank_zero_info(
-                f"{type(self).__name__}: {self.method} pruned {total - kept}/{total} weights "
-                f"(nominal sparsity {self.summary['nominal_sparsity']:.6f}, "
-                f"effective {'n/a' if eff is None else f'{eff:.6f}'}) in {self.result.seconds:.2f}s."
-            )
-
-    def _effective(self, pl_module: nn.Module, masks: Masks, example: Tensor | None) -> EffectiveSparsity | None:
-        if example is None or not example.is_floating_point():
-            rank_zero_warn(
-                f"{type(self).__name__}: effective sparsity needs a floating-point example input (from the data or "
-                "the module's `example_input_array`); it is not reported."
-            )
-            return None
-        try:
-            return effective_sparsity(pl_module, masks, example)
-        except (RuntimeError, TypeError, ValueError) as err:
-            rank_zero_warn(f"{type(self).__name__}: effective sparsity could not be computed ({err}); not reported.")
-            return None
+            rank_zero_info(f"{type(self).__name__}: {summary_line(self.summary)}")
 
     def resolve_loss(self, pl_module: pl.LightningModule, batch: Any) -> LossFn:
         """The ``loss_fn(model, batch)`` that ``loss`` stands for (see :func:`.loss.resolve_loss`)."""

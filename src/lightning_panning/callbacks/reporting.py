@@ -16,15 +16,25 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from torch import Tensor, nn
 
-from lightning_panning.core.masks import EffectiveSparsity, Masks
+from lightning_panning.core.masks import EffectiveSparsity, Masks, effective_sparsity
 from lightning_panning.core.panning import PruningResult
 from lightning_panning.plotting import agg_figure, figure_to_array
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURE_FILE", "SUMMARY_FILE", "build_summary", "density_figure", "log_summary", "send_to_loggers"]
+__all__ = [
+    "FIGURE_FILE",
+    "SUMMARY_FILE",
+    "build_summary",
+    "density_figure",
+    "log_summary",
+    "measure_effective_sparsity",
+    "send_to_loggers",
+    "summary_line",
+]
 
 SUMMARY_FILE = "pruning_summary.json"
 FIGURE_FILE = "pruning_layer_density.png"
@@ -67,6 +77,47 @@ def build_summary(
     if extra:
         summary.update(extra)
     return summary
+
+
+def measure_effective_sparsity(
+    model: nn.Module, masks: Masks, example_input: Tensor | None, who: str
+) -> EffectiveSparsity | None:
+    """Effective sparsity of ``masks`` on ``model`` for the summary, or ``None`` with a warning saying why not.
+
+    Args:
+        model: the network.
+        masks: ``{name: bool tensor W_n}``.
+        example_input: a floating-point input ``(B, ...)`` giving the input shape.
+        who: the name that starts the warning (the callback's class).
+    """
+    if example_input is None or not example_input.is_floating_point():
+        rank_zero_warn(
+            f"{who}: effective sparsity needs a floating-point example input (from the data or the module's "
+            "`example_input_array`); it is not reported."
+        )
+        return None
+    try:
+        return effective_sparsity(model, masks, example_input)
+    except (RuntimeError, TypeError, ValueError) as err:
+        rank_zero_warn(f"{who}: effective sparsity could not be computed ({err}); not reported.")
+        return None
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """One line for the log: what was pruned, nominal and effective sparsity, time.
+
+    Example:
+        >>> summary_line({"method": "snip", "total_weights": 100, "kept_weights": 10, "nominal_sparsity": 0.9,
+        ...               "effective_sparsity": None, "pruning_seconds": 0.5})
+        'snip pruned 90/100 weights (nominal sparsity 0.900000, effective n/a) in 0.50s.'
+    """
+    eff = summary["effective_sparsity"]
+    total, kept = summary["total_weights"], summary["kept_weights"]
+    return (
+        f"{summary['method']} pruned {total - kept}/{total} weights (nominal sparsity "
+        f"{summary['nominal_sparsity']:.6f}, effective {'n/a' if eff is None else f'{eff:.6f}'}) in "
+        f"{summary['pruning_seconds']:.2f}s."
+    )
 
 
 def density_figure(summary: Mapping[str, Any]) -> Figure:
