@@ -43,7 +43,7 @@ def test_prune_on_cuda_matches_cpu_keep_count_and_mostly_the_masks() -> None:
 
 def test_callback_prunes_on_the_trainer_gpu_and_keeps_weights_zero(tmp_path) -> None:
     model = ImageClassifier(small_cnn(), num_classes=10, lr=0.05)
-    pruner = PanningCallback(target=0.9, rounds=5, verbose=False)
+    pruner = PanningCallback(target=0.9, options={"rounds": 5}, verbose=False)
     trainer = pl.Trainer(
         accelerator="gpu", devices=1, max_epochs=1, callbacks=[pruner], logger=False,
         enable_checkpointing=False, default_root_dir=tmp_path, precision="bf16-mixed",
