@@ -585,7 +585,7 @@ def fit(tmp_path: Path, *callbacks: pl.Callback, steps: int = 6, **kwargs: Any) 
 
 
 def pruner() -> PanningCallback:
-    return PanningCallback(target=0.97, rounds=3, method="synflow", verbose=False, log_figure=False)
+    return PanningCallback(target=0.97, method="synflow", options={"rounds": 3}, verbose=False, log_figure=False)
 
 
 def test_callback_exports_the_compacted_model_next_to_the_checkpoints(tmp_path: Path) -> None:
