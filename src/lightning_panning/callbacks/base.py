@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
@@ -28,6 +28,7 @@ from lightning_panning.callbacks.reporting import (
 from lightning_panning.core.batch import LossFn
 from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks
 from lightning_panning.core.panning import Panning, PanningSession, PruningResult, RoundRecord, plain
+from lightning_panning.core.params import selection_report
 from lightning_panning.core.schedules import validate_target
 
 __all__ = ["LOSSES", "BasePruningCallback", "TrainingStepLoss", "muted_logging", "pruner_from_options"]
@@ -198,7 +199,7 @@ class BasePruningCallback(Callback, ABC):
 
     def compute_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
-        example_input: Tensor | None,
+        example_input: Any,
     ) -> PruningResult:
         """Run the pruning and return its result (the default runs ``pruner``, asking :meth:`round_weights`).
 
@@ -207,7 +208,7 @@ class BasePruningCallback(Callback, ABC):
             pl_module: the module, on the Trainer's device; it must not be modified.
             pruner: :attr:`pruner` with the resolved loss.
             batch: the scoring batch on that device (or ``None`` without data).
-            example_input: an input tensor ``(B, ...)`` for the input shape, if known.
+            example_input: the call of ``forward`` (a ModelInput) the data-free scorers copy, if known.
         """
         return pruner.prune(
             pl_module, batch, self.target, example_input=example_input, on_round=self.on_round,
@@ -362,18 +363,21 @@ class BasePruningCallback(Callback, ABC):
         self._report(trainer, pl_module, example, loss_fn)
         return True
 
-    def _report(
-        self, trainer: pl.Trainer, pl_module: nn.Module, example: Tensor | None, loss_fn: LossFn | None
-    ) -> None:
+    def _report(self, trainer: pl.Trainer, pl_module: nn.Module, example: Any, loss_fn: LossFn | None) -> None:
         assert self.result is not None and self._masks is not None
         effective = measure_effective_sparsity(pl_module, self._masks, example, type(self).__name__)
-        extra = {"shuffled": self.shuffle_masks, "loss": repr(loss_fn) if loss_fn is not None else None}
+        selection = selection_report(pl_module, self.pruner.parameters(pl_module), self.pruner.exclude)
+        extra = {
+            "shuffled": self.shuffle_masks,
+            "loss": repr(loss_fn) if loss_fn is not None else None,
+            "left_dense": dict(selection.dense),
+        }
         self.summary = build_summary(self.result, self._masks, effective, {**extra, **self.extra_summary()})
         files = log_summary(trainer, self.summary, self.hparams(), figure=self.log_figure)
         if files:
             self.summary["figure_files"] = files
         if self.verbose:
-            rank_zero_info(f"{type(self).__name__}: {summary_line(self.summary)}")
+            rank_zero_info(f"{type(self).__name__}: {summary_line(self.summary)} {selection.line}.")
 
     def resolve_loss(self, pl_module: pl.LightningModule, batch: Any) -> LossFn:
         """The ``loss_fn(model, batch)`` that ``loss`` stands for (see :func:`.loss.resolve_loss`)."""

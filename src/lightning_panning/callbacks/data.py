@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_panning._lightning_private import fit_train_source
-from lightning_panning.core.batch import batch_inputs
+from lightning_panning.core.inputs import ModelInput, model_input
 
 __all__ = ["example_input", "find_train_data"]
 
@@ -45,14 +45,23 @@ def find_train_data(trainer: pl.Trainer) -> Any | None:
     return None if source is None else _first_loader(source)
 
 
-def example_input(batch: Any, pl_module: pl.LightningModule) -> Tensor | None:
-    """The input tensor ``(B, ...)`` of the scoring batch, else the module's ``example_input_array``, else ``None``."""
+def example_input(batch: Any, pl_module: pl.LightningModule) -> ModelInput | None:
+    """The call of ``forward`` that the data-free scorers copy: from the scoring batch, else ``example_input_array``.
+
+    The batch is matched to ``forward``'s signature (:func:`~lightning_panning.core.inputs.model_input`: a dict's
+    keyword arguments, a tuple's positional inputs); ``example_input_array`` follows Lightning's convention (a tuple
+    is positional arguments, a dict keyword arguments). ``None`` when neither gives one.
+    """
     if batch is not None:
         try:
-            x = batch_inputs(batch)
-        except TypeError:
-            x = None
-        if isinstance(x, Tensor):
-            return x
+            return model_input(pl_module, batch)
+        except (TypeError, ValueError):
+            pass
     example = getattr(pl_module, "example_input_array", None)
-    return example if isinstance(example, Tensor) else None
+    if isinstance(example, Tensor):
+        return ModelInput((example,))
+    if isinstance(example, tuple):
+        return ModelInput(example)
+    if isinstance(example, Mapping):
+        return ModelInput(kwargs=dict(example))
+    return None

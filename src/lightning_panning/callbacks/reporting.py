@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
-from torch import Tensor, nn
+from torch import nn
 
 from lightning_panning.core.masks import EffectiveSparsity, Masks, effective_sparsity
 from lightning_panning.core.panning import PruningResult
@@ -80,19 +80,20 @@ def build_summary(
 
 
 def measure_effective_sparsity(
-    model: nn.Module, masks: Masks, example_input: Tensor | None, who: str
+    model: nn.Module, masks: Masks, example_input: Any, who: str
 ) -> EffectiveSparsity | None:
     """Effective sparsity of ``masks`` on ``model`` for the summary, or ``None`` with a warning saying why not.
 
     Args:
         model: the network.
         masks: ``{name: bool tensor W_n}``.
-        example_input: a floating-point input ``(B, ...)`` giving the input shape.
+        example_input: the call of ``forward`` to copy (a ModelInput, a tensor ``(B, ...)`` or a batch); token ids
+            work (:mod:`~lightning_panning.core.probe`).
         who: the name that starts the warning (the callback's class).
     """
-    if example_input is None or not example_input.is_floating_point():
+    if example_input is None:
         rank_zero_warn(
-            f"{who}: effective sparsity needs a floating-point example input (from the data or the module's "
+            f"{who}: effective sparsity needs an example input (from the data or the module's "
             "`example_input_array`); it is not reported."
         )
         return None

@@ -9,7 +9,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -166,7 +165,7 @@ class RLPanningCallback(BasePruningCallback):
 
     def compute_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
-        example_input: Tensor | None,
+        example_input: Any,
     ) -> PruningResult:
         """Run Panning with the agent's weights each round and log the per-round trace (see the class docstring)."""
         if self._agent is None:

@@ -2,6 +2,7 @@
 
 from lightning_panning.core.batch import ClassificationLoss, LossFn, SamplePool, balanced_batch, scoring_batch
 from lightning_panning.core.fusion import TABLE3, FixedWeights, StageTable, WeightSchedule, fuse, normalize
+from lightning_panning.core.inputs import ModelInput, model_input
 from lightning_panning.core.masks import (
     EffectiveSparsity,
     Masks,
@@ -25,7 +26,7 @@ from lightning_panning.core.panning import (
     prune,
     register_method,
 )
-from lightning_panning.core.params import prunable_parameters
+from lightning_panning.core.params import DefaultRule, SelectionReport, prunable_parameters, selection_report
 from lightning_panning.core.schedules import SCHEDULES, exponential, keep_count, linear
 from lightning_panning.core.scorers import (
     SCORERS,
@@ -48,6 +49,7 @@ __all__ = [
     "SNIP",
     "TABLE3",
     "ClassificationLoss",
+    "DefaultRule",
     "EffectiveSparsity",
     "FixedWeights",
     "GraSP",
@@ -55,6 +57,7 @@ __all__ = [
     "LossFn",
     "Magnitude",
     "Masks",
+    "ModelInput",
     "Panning",
     "PanningSession",
     "PruningResult",
@@ -63,6 +66,7 @@ __all__ = [
     "SamplePool",
     "Scorer",
     "ScoringContext",
+    "SelectionReport",
     "StageTable",
     "SynFlow",
     "WeightSchedule",
@@ -77,6 +81,7 @@ __all__ = [
     "keep_count",
     "linear",
     "make_pruner",
+    "model_input",
     "normalize",
     "pack_masks",
     "prunable_parameters",
@@ -85,6 +90,7 @@ __all__ = [
     "register_scorer",
     "scoring_batch",
     "select_top_k",
+    "selection_report",
     "shuffle_masks",
     "unpack_masks",
     "zero_pruned_",

@@ -102,7 +102,11 @@ class ClassificationLoss:
         self.temperature = float(temperature)
 
     def __call__(self, model: nn.Module, batch: Any) -> Tensor:
-        """Loss of ``model`` on ``batch``: inputs ``(B, ...)``, labels ``(B,)`` int64 → scalar."""
+        """Loss of ``model`` on ``batch``: inputs ``(B, ...)``, labels ``(B,)`` int64 → scalar.
+
+        The model is called with the batch's inputs as :func:`~lightning_panning.core.inputs.model_input` finds them
+        (a dict's keyword arguments without the labels, for example), and an output's ``logits`` entry is used.
+        """
         labels = batch_labels(batch)
         if labels is None:
             raise ValueError(
@@ -110,7 +114,9 @@ class ClassificationLoss:
                 "batch with y of shape (B,) and an integer dtype). Pass a `loss_fn(model, batch)` for unlabelled "
                 "data, or use a data-free method such as 'synflow', 'magnitude' or 'random'."
             )
-        output = model(batch_inputs(batch))
+        from lightning_panning.core.inputs import model_input, output_logits  # inputs imports this module
+
+        output = output_logits(model_input(model, batch)(model))
         if not isinstance(output, Tensor):
             raise TypeError(
                 f"The classification loss expects the model to return a logits tensor (B, classes), got "

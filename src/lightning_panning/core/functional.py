@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-__all__ = ["call_with", "output_sum", "preserved_modes", "seeded"]
+__all__ = ["call_with", "output_sum", "preserved_modes", "seeded", "twice_differentiable_attention"]
 
 
 class _Closure(nn.Module):
@@ -57,6 +57,26 @@ def preserved_modes(model: nn.Module, training: bool | None = None) -> Iterator[
 
 
 @contextmanager
+def twice_differentiable_attention(enabled: bool = True) -> Iterator[None]:
+    """Run ``scaled_dot_product_attention`` with its math kernel, whose backward can itself be differentiated.
+
+    GraSP's Hessian-gradient product differentiates the gradient again; the fused flash and memory-efficient
+    attention kernels (used by ``nn.MultiheadAttention``, torchvision's ViT and Hugging Face's ``sdpa`` attention)
+    have no double backward. A no-op when ``enabled`` is ``False`` or the running torch has no kernel selection.
+    """
+    if not enabled:
+        yield
+        return
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: only the math kernel is twice differentiable there too, nothing to select
+        yield
+        return
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+@contextmanager
 def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     """Fork the global RNG (CPU and ``device``) and seed it, so dropout and friends are reproducible."""
     if seed is None:
@@ -71,9 +91,15 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
 
 
 def output_sum(output: Any) -> Tensor:
-    """Sum of every floating-point tensor in a model output (tensor, tuple/list, dict or dataclass-like)."""
+    """Sum of every floating-point tensor in a model output (tensor, tuple/list, dict or dataclass-like).
+
+    An output with a ``logits`` tensor (Hugging Face's ``ModelOutput``) contributes its logits only, not its
+    key/value caches or hidden states.
+    """
     if isinstance(output, Tensor):
         return output.sum()
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), Tensor):
+        return output_sum(output["logits"])
     if isinstance(output, Mapping):
         items: list[Any] = list(output.values())
     elif isinstance(output, (tuple, list)):

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.core.batch import batch_inputs
+from lightning_panning.core.inputs import single_device
 from lightning_panning.core.scorers import path_saliency
 
 __all__ = [
@@ -237,31 +237,34 @@ class EffectiveSparsity:
         }
 
 
-def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input: Tensor | None = None) -> Masks:
+def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any = None) -> Masks:
     """Which kept weights lie on some input-to-output path: a SynFlow-style pass on the mask itself.
 
     Prunable weights are replaced by their mask (0/1), biases by 0, other parameters by 1, BatchNorm statistics by
     mean 0 / variance 1; an all-ones input is fed (float32, or float64 where float32 would overflow) and a weight
-    is effective iff ``mask × ∂R/∂w ≠ 0``.
+    is effective iff ``mask × ∂R/∂w ≠ 0``. Token-input models get the signal at their embeddings, and
+    normalisation layers pass their input through (connectivity only; see :mod:`~lightning_panning.core.probe`).
 
     Args:
         model: the network (not modified).
         masks: ``{name: bool tensor W_n}`` for every pruned parameter.
-        example_input: a tensor ``(B, ...)`` whose per-sample shape the ones input copies.
+        example_input: a tensor ``(B, ...)`` whose per-sample shape the ones input copies, or a batch, a dict of
+            keyword arguments or a ModelInput (see :func:`~lightning_panning.core.inputs.model_input`).
 
     Returns:
         ``{name: bool tensor W_n}``.
     """
-    if example_input is None or not isinstance(example_input, Tensor):
+    if example_input is None:
         raise ValueError(
-            "Effective sparsity feeds an all-ones input and needs its shape: pass `example_input` "
-            "(a tensor of shape (B, ...)), e.g. a batch of inputs."
+            "Effective sparsity feeds a data-free input and needs its shape: pass `example_input` "
+            "(a tensor of shape (B, ...), a batch, a dict of keyword arguments or a ModelInput)."
         )
+    single_device(model)
     params = {n: p for n, p in model.named_parameters() if n in masks}
     check_masks(params, masks)
     device = next(iter(params.values())).device
     values = {n: masks[n].to(device=device, dtype=torch.float32) for n in params}
-    saliency = path_saliency(model, params, values, values, tuple(example_input.shape[1:]), abs_rest=False)
+    saliency = path_saliency(model, params, values, values, example_input, abs_rest=False)
     return {n: s != 0 for n, s in saliency.items()}
 
 
@@ -271,7 +274,8 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
     Args:
         model: the network (not modified).
         masks: ``{name: bool tensor W_n}``.
-        example_input: a tensor ``(B, ...)`` (or an ``(x, y)`` batch) giving the input shape.
+        example_input: a tensor ``(B, ...)``, an ``(x, y)`` batch, a dict of keyword arguments or a ModelInput
+            giving the input's shape and layout.
 
     Example:
         >>> import torch
@@ -281,8 +285,6 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
         >>> effective_sparsity(net, masks, torch.zeros(1, 2)).effective  # unit 0 feeds nothing; unit 1 gets nothing
         1.0
     """
-    if example_input is not None and not isinstance(example_input, Tensor):
-        example_input = batch_inputs(example_input)
     eff = effective_masks(model, masks, example_input)
     total = sum(m.numel() for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lightning_panning.core.batch import ClassificationLoss, Data, LossFn, batch_inputs, scoring_batch
+from lightning_panning.core.batch import ClassificationLoss, Data, LossFn, move_to_device, scoring_batch
 from lightning_panning.core.fusion import (
     NORMALIZATIONS,
     FixedWeights,
@@ -25,8 +26,9 @@ from lightning_panning.core.fusion import (
     fuse,
     normalize,
 )
+from lightning_panning.core.inputs import ModelInput, check_forward, single_device
 from lightning_panning.core.masks import Masks, density, effective_sparsity, select_at_threshold, select_top_k
-from lightning_panning.core.params import ParamPredicate, prunable_parameters
+from lightning_panning.core.params import ParamPredicate, prunable_parameters, selection_report
 from lightning_panning.core.schedules import (
     KEEP_RULES,
     KeepRule,
@@ -156,19 +158,15 @@ class PanningSession:
         params: dict[str, nn.Parameter],
         batch: Any,
         target: float,
-        example_input: Tensor | None,
+        example_input: Any,
     ) -> None:
         self.pruner = pruner
         self.model = model
         self.params = params
         self.batch = batch
         self.target = target
-        if example_input is None and batch is not None:
-            try:
-                example_input = batch_inputs(batch)
-            except TypeError:  # a custom batch layout: only SynFlow/effective sparsity need an input, and they say so
-                example_input = None
-        self.example_input = example_input
+        # what SynFlow and effective sparsity take their data-free input from (resolved against forward when used)
+        self.example_input = example_input if example_input is not None else batch
         self.total = sum(p.numel() for p in params.values())
         #: the values the scorers see (the parameters, or re-initialised copies with ``reinit_linear``)
         self.scoring_params: dict[str, Tensor] = pruner.scoring_weights(model, params)
@@ -261,6 +259,16 @@ class PanningSession:
             del normalized
         if fused is None:
             raise ValueError(f"Round {self.round + 1}: every metric weight is 0 ({used}); at least one must be > 0.")
+        if not any(bool(f.any()) for f in fused.values()):
+            warnings.warn(
+                f"Round {self.round + 1}: every fused score of {type(self.model).__name__} is zero, so the mask keeps "
+                "the lowest-indexed weights, an arbitrary choice. Saliencies (∝ θ, and gradients through θ) vanish "
+                "when an output layer is initialised to zero (e.g. torchvision's ViT head): initialise it before "
+                "pruning (e.g. `nn.init.normal_(model.heads.head.weight, std=0.01)`), or use method='magnitude' or "
+                "'random'.",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.keep_fractions is not None:  # the authors' rule: every score >= the keep-th largest
             new_masks = select_at_threshold(fused, keep)
             keep = sum(int(torch.count_nonzero(m)) for m in new_masks.values())
@@ -329,9 +337,11 @@ class Panning:
         seed: seed for the batch, dropout and the Random scorer; same seed → bit-identical masks.
         progress: show a progress bar over the rounds.
         track_effective: record the effective sparsity after every round (one extra cheap pass per round).
-        include: glob pattern(s) of parameter names to prune (default: conv/linear weights).
+        include: glob pattern(s) of parameter names to prune (default: :class:`~.params.DefaultRule`, the
+            conv/linear weights and the weight matrices of ``nn.MultiheadAttention``).
         exclude: glob pattern(s) of parameter names to leave dense.
-        predicate: ``predicate(name, module, param) -> bool`` replacing the default selection rule.
+        predicate: ``predicate(name, module, param) -> bool`` replacing the default selection rule, e.g.
+            ``DefaultRule(embeddings=True)``.
         name: method name for logs.
         stage_rule: how the Table 3 (or given rows) stage table picks a round's row: ``"paper"`` (the row whose
             interval holds ``ρ_i``, with a ``1e-12`` float tolerance on the bounds) or ``"authors"`` (their code: the
@@ -535,21 +545,36 @@ class Panning:
         model: nn.Module,
         data: Data,
         target: float,
-        example_input: Tensor | None = None,
+        example_input: Any = None,
         *,
         generator: np.random.Generator | None = None,
     ) -> PanningSession:
         """Validate inputs, build the scoring batch and return a session positioned before round 1.
 
+        Logs a one-line report of the prunable parameters and warns about large weights the rule leaves dense
+        (:func:`~lightning_panning.core.params.selection_report`).
+
         Args:
             model: the network (not modified).
             data: what :meth:`scoring_batch` accepts.
             target: final sparsity in (0, 1).
-            example_input: a tensor ``(B, ...)`` giving the input shape for data-free scorers.
+            example_input: the input's shape and layout for data-free scorers: a tensor ``(B, ...)``, a dict of
+                keyword arguments or a ModelInput (default: the scoring batch).
             generator: the RNG for drawing from a :class:`~lightning_panning.core.batch.SamplePool`.
         """
         target = validate_target(target)
         params = self.parameters(model)
+        report = selection_report(model, params, self.exclude)
+        log.info("%s: %s", self.name, report.line)
+        report.warn(stacklevel=2)
+        single_device(model)
+        users = [s.label for s in self.scorers.values() if "synflow" in s.requires]
+        if self.track_effective:
+            users.append("effective sparsity (track_effective=True)")
+        if self.needs_data and isinstance(self.loss_fn, ClassificationLoss):
+            users.append("the classification loss")
+        if users:
+            check_forward(model, " and ".join(users))
         device = next(iter(params.values())).device
         if data is None and self.needs_data:
             needing = [s.label for s in self.scorers.values() if s.needs_data]
@@ -558,8 +583,10 @@ class Panning:
                 "a data-free method ('synflow', 'magnitude', 'random')."
             )
         batch = self.scoring_batch(data, device, generator)
-        if example_input is not None:
+        if isinstance(example_input, (Tensor, ModelInput)):
             example_input = example_input.to(device)
+        elif example_input is not None:
+            example_input = move_to_device(example_input, device)
         return PanningSession(self, model, params, batch, target, example_input)
 
     def prune(
@@ -568,7 +595,7 @@ class Panning:
         data: Data,
         target: float,
         *,
-        example_input: Tensor | None = None,
+        example_input: Any = None,
         on_round: Callable[[RoundRecord, PanningSession], None] | None = None,
         progress: Any = None,
         round_weights: RoundWeights | None = None,
@@ -579,7 +606,8 @@ class Panning:
             model: the network; it is not modified (use :func:`apply_masks` on the result).
             data: a DataLoader or Dataset (a class-balanced batch is drawn), a batch, or ``None`` (data-free).
             target: final sparsity in (0, 1).
-            example_input: a tensor ``(B, ...)`` giving the input shape for data-free scorers.
+            example_input: the input's shape and layout for data-free scorers: a tensor ``(B, ...)``, a dict of
+                keyword arguments or a ModelInput (default: the batch).
             on_round: called after every round with its record and the session.
             progress: ``None`` (a tqdm bar when ``self.progress``), ``True``/``False``, or a tqdm-like object to
                 update.
@@ -773,7 +801,7 @@ def prune(
     target: float = 0.98,
     method: str = "panning",
     rounds: int = 100,
-    example_input: Tensor | None = None,
+    example_input: Any = None,
     **kwargs: Any,
 ) -> Masks:
     """Prune ``model`` before training and return ``{qualified name: bool mask}`` (``True`` = kept).
@@ -787,7 +815,8 @@ def prune(
         target: final sparsity in (0, 1), e.g. 0.98.
         method: one of :data:`METHODS` (``"panning"``, ``"synflow"``, ``"snip"``, ``"grasp"``, ...).
         rounds: ``T`` for iterative methods.
-        example_input: a tensor ``(B, ...)`` giving the input shape when ``data`` is ``None``.
+        example_input: the input's shape and layout when ``data`` is ``None``: a tensor ``(B, ...)`` (token ids
+            for a model that starts with an ``nn.Embedding``), a dict of keyword arguments or a ModelInput.
         **kwargs: any :class:`Panning` argument (``weights``, ``normalization``, ``loss_fn``, ``seed``, ...).
 
     Example:

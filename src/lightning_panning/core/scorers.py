@@ -22,6 +22,7 @@ scoring batch. Its own expensive intermediate results can be shared through :met
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_inputs, batch_labels
-from lightning_panning.core.functional import call_with, output_sum, preserved_modes, seeded
+from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_labels
+from lightning_panning.core.functional import call_with, preserved_modes, seeded, twice_differentiable_attention
+from lightning_panning.core.inputs import ModelInput, model_input
+from lightning_panning.core.probe import PathProbe
 
 __all__ = [
     "SCORERS",
@@ -72,8 +75,8 @@ class ScoringContext:
         masked_data_scores: evaluate the loss (SNIP/GraSP) at ``c ⊙ w`` (``True``, Algorithm 1) or at the unmasked
             ``w`` as the authors' code does (``False``).
         needs_hvp: compute the Hessian-gradient product together with the gradient (one shared graph).
-        example_input: an input tensor ``(B, ...)`` whose shape SynFlow's all-ones input copies; default: the
-            batch's input.
+        example_input: a model input whose first sample SynFlow's data-free input copies (a tensor ``(B, ...)``,
+            a dict of keyword arguments, a batch or a ModelInput); default: the batch.
         train_mode: run the data-driven scorers with the model in train mode (batch statistics, as the authors).
         seed: seed for dropout and the Random scorer.
         shared: a store for results that do not depend on the mask (with ``masked_data_scores=False``: the loss,
@@ -92,7 +95,7 @@ class ScoringContext:
         resurrect: bool = True,
         masked_data_scores: bool = True,
         needs_hvp: bool = False,
-        example_input: Tensor | None = None,
+        example_input: Any = None,
         train_mode: bool = True,
         seed: int = 0,
         shared: MutableMapping[str, Any] | None = None,
@@ -158,7 +161,12 @@ class ScoringContext:
         leaves = {n: t.detach().requires_grad_(True) for n, t in source.items()}
         names = list(leaves)
         hvp: dict[str, Tensor] | None = None
-        with preserved_modes(self.model, self.train_mode), seeded(self.seed, self.device), torch.enable_grad():
+        with (
+            preserved_modes(self.model, self.train_mode),
+            seeded(self.seed, self.device),
+            torch.enable_grad(),
+            twice_differentiable_attention(self.needs_hvp),
+        ):
             loss = call_with(self.model, {**self._buffers(), **leaves}, self.loss_fn, self.batch)
             if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
                 raise TypeError(f"`loss_fn` must return a scalar tensor, got {type(loss).__name__} {loss!r:.80}.")
@@ -221,25 +229,23 @@ class ScoringContext:
         assert found is not None
         return found
 
-    def input_like(self) -> Tensor:
-        """An all-ones input ``(1, ...)`` shaped like one sample of the batch (for SynFlow-style passes)."""
-        example = self.example_input
-        if example is None and self.batch is not None:
-            try:
-                example = batch_inputs(self.batch)
-            except TypeError:
-                example = None
-        if not isinstance(example, Tensor):
+    def model_input(self) -> ModelInput:
+        """The call of ``forward`` whose one-sample, data-free form SynFlow feeds (see :mod:`.probe`).
+
+        Taken from ``example_input`` if given, else from the batch (:func:`~lightning_panning.core.inputs.model_input`).
+        """
+        example = self.example_input if self.example_input is not None else self.batch
+        if example is None:
             raise ValueError(
-                "SynFlow and effective sparsity feed an all-ones input and need its shape: pass data or "
-                "`example_input` (a tensor of shape (B, ...) whose one-sample shape is used)."
+                "SynFlow and effective sparsity feed a data-free input through `forward` and need its shape: pass "
+                "data or `example_input` (a tensor of shape (B, ...), a dict of keyword arguments, or a ModelInput)."
             )
-        if not example.is_floating_point():
+        try:
+            return model_input(self.model, example)
+        except (TypeError, ValueError) as err:
             raise ValueError(
-                f"SynFlow needs a floating-point model input, but the batch's input has dtype {example.dtype} "
-                "(token ids?). Choose scorers without 'synflow' for this model."
-            )
-        return torch.ones((1, *example.shape[1:]), device=self.device)
+                f"SynFlow and effective sparsity feed a data-free input through `forward` and need its shape: {err}"
+            ) from None
 
     @property
     def synflow(self) -> dict[str, Tensor]:
@@ -249,9 +255,10 @@ class ScoringContext:
         """
 
         def compute() -> dict[str, Tensor]:
-            shape = tuple(self.input_like().shape[1:])
             multipliers = {n: w.abs() for n, w in self.weights.items()}
-            return path_saliency(self.model, self.params, self.masked, multipliers, shape, abs_rest=True)
+            scores = path_saliency(self.model, self.params, self.masked, multipliers, self.model_input(), abs_rest=True)
+            warn_if_all_zero(self.model, scores)
+            return scores
 
         result: dict[str, Tensor] = self.cached("synflow", compute)
         return result
@@ -267,7 +274,7 @@ def path_saliency(
     params: Mapping[str, nn.Parameter],
     values: Mapping[str, Tensor],
     multipliers: Mapping[str, Tensor],
-    sample_shape: tuple[int, ...],
+    example: tuple[int, ...] | Any,
     abs_rest: bool,
     abs_buffers: bool = False,
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
@@ -276,7 +283,8 @@ def path_saliency(
 
     With the default ``dtypes`` the pass runs in float32 when its path sum stays within
     :data:`FLOAT32_SAFE_BAND` and is repeated in float64 otherwise, so it cannot overflow (VGG19's SynFlow sum
-    exceeds float32's range once weights grow).
+    exceeds float32's range once weights grow). Token-input models get the all-ones signal at their embeddings
+    (:class:`~lightning_panning.core.probe.PathProbe`).
 
     Args:
         model: the network; not modified.
@@ -284,10 +292,13 @@ def path_saliency(
         values: ``{name: tensor W_n}`` to put in place of the prunable weights (their absolute value is used).
         multipliers: ``{name: tensor W_n}`` multiplying each gradient (``|θ|`` for SynFlow, the mask for
             effective sparsity).
-        sample_shape: shape of one input sample; the input is ``ones(1, *sample_shape)``.
+        example: shape of one input sample (the input is ``ones(1, *shape)``), or an example model input (a
+            tensor or batch ``(B, ...)``, a dict of keyword arguments, a ModelInput) whose first sample the probe
+            copies: floating-point tensors become ones, token ids feed the embeddings' all-ones signal.
         abs_rest: other parameters enter as ``|p|`` (SynFlow's linearisation). If ``False`` they enter as a pure
-            path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1 (used by
-            effective sparsity, where only connectivity from input to output matters).
+            path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1, and the
+            probe runs in connectivity mode (used by effective sparsity, where only connectivity from input to
+            output matters).
         abs_buffers: with ``abs_rest``, floating-point buffers enter as ``|b|`` too (BatchNorm's running mean), as
             the authors' and Synaptic-Flow's ``linearize`` do; by default they enter unchanged.
         dtypes: the precisions to try in order; every one but the last is used only while ``R`` lies in
@@ -297,6 +308,7 @@ def path_saliency(
         ``{name: tensor W_n}`` in the dtype of the pass that was used.
     """
     device = next(iter(params.values())).device
+    probe = PathProbe(model, example, connectivity=not abs_rest)
     for dtype in dtypes:
         overrides: dict[str, Tensor] = {}
         for name, buf in model.named_buffers():
@@ -318,9 +330,8 @@ def path_saliency(
                 overrides[name] = torch.full_like(p, fill, dtype=dtype)
         leaves = {n: values[n].detach().abs().to(dtype).requires_grad_(True) for n in params}
         overrides.update(leaves)
-        ones = torch.ones((1, *sample_shape), dtype=dtype, device=device)
-        with preserved_modes(model, False), torch.enable_grad():
-            r = output_sum(call_with(model, overrides, lambda m, x: m(x), ones))
+        with preserved_modes(model, False), torch.enable_grad(), probe.installed(model, dtype, device) as inputs:
+            r = probe.reduce(model, call_with(model, overrides, lambda m, inp: inp(m), inputs))
             r_value = float(r.detach())
             if dtype != dtypes[-1] and not FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]:
                 continue
@@ -332,6 +343,19 @@ def path_saliency(
             for n, g in zip(leaves, grads, strict=False)
         }
     raise AssertionError("unreachable")
+
+
+def warn_if_all_zero(model: nn.Module, scores: Mapping[str, Tensor]) -> None:
+    """Warn when every SynFlow score is zero: the output does not depend on the weights at the data-free input."""
+    if not any(bool(s.any()) for s in scores.values()):
+        warnings.warn(
+            f"SynFlow scores of {type(model).__name__} are all zero: its output does not depend on the prunable "
+            "weights at the data-free input (an all-zero output layer or mask, or an output that ends in a "
+            "normalisation, whose sum is constant). SynFlow then ranks nothing; use data-driven scorers "
+            "(method='snip', 'grasp', 'iterative_snip') or keep such layers dense.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 #: The shared computations that read the scoring batch.
@@ -518,7 +542,9 @@ class SynFlow(Scorer):
 
     Only the input *shape* is taken from the data (or ``example_input``); labels are never used. By default the pass
     switches to float64 whenever float32 would overflow (VGG19 and deeper networks), see :func:`path_saliency`.
-    The keep-score is ``|S|`` whatever the options; they matter for ``normalization="authors"`` and trained nets.
+    Token-input models (an ``nn.Embedding`` reading integer ids) get the all-ones signal at the embedding, which is
+    scored like an input layer fed every token at once (:mod:`~lightning_panning.core.probe`). The keep-score is
+    ``|S|`` whatever the options; they matter for ``normalization="authors"`` and trained nets.
 
     Args:
         signed: the saliency is ``θ · ∂R/∂|θ|`` (sign of ``θ``), as the authors' Panning hands it to their
@@ -554,11 +580,12 @@ class SynFlow(Scorer):
                 ctx.params,
                 ctx.masked,
                 {n: w.abs() for n, w in ctx.weights.items()},
-                tuple(ctx.input_like().shape[1:]),
+                ctx.model_input(),
                 abs_rest=True,
                 abs_buffers=self.abs_buffers,
                 dtypes=_SYNFLOW_DTYPES[self.dtype],
             )
+            warn_if_all_zero(ctx.model, scores)
         if not self.signed:
             return scores
         # |θ|·g carries the sign of θ exactly: -(|θ|·g) == θ·g in floating point
