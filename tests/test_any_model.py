@@ -461,6 +461,28 @@ def check_pruned_fit(
     return pruner
 
 
+class CustomLayout(CausalLM):
+    """Batches ``{"tokens": ids}`` that ``forward(input_ids, ...)`` cannot take: ``example_input_array`` says how."""
+
+    def __init__(self) -> None:
+        super().__init__(EncoderLM())
+        self.example_input_array = {"input_ids": torch.zeros(1, 12, dtype=torch.long)}  # Lightning: dict = kwargs
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return super().training_step({"input_ids": batch["tokens"], "attention_mask": None}, batch_idx)
+
+
+def test_example_input_array_gives_the_data_free_input(tmp_path: Path) -> None:
+    data = [{"tokens": t} for t in tokens(16, 12)]
+    pruner = PanningCallback(target=0.8, rounds=2, verbose=False, log_figure=False)
+    trainer = pl.Trainer(
+        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[pruner],
+    )
+    trainer.fit(CustomLayout(), DataLoader(data, batch_size=8))  # type: ignore[arg-type]
+    assert pruner.summary["effective_sparsity"] is not None and pruner.summary["round_weights"][0]["synflow"] > 0
+
+
 def test_hugging_face_gpt2_in_fit(tmp_path: Path) -> None:
     torch.manual_seed(0)
     pruner = check_pruned_fit(
@@ -519,3 +541,29 @@ def test_torchvision_vit_b16_in_fit(tmp_path: Path) -> None:
     assert "net.encoder.layers.encoder_layer_0.self_attention.in_proj_weight" in pruner.masks
     assert "net.heads.head.weight" in pruner.masks
     assert set(pruner.summary["left_dense"]) == {"net.class_token", "net.encoder.pos_embedding"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. on a GPU (skipped without CUDA; run `pytest -m gpu` on a GPU machine)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_token_models_on_cuda(tmp_path: Path) -> None:
+    gpt2 = tiny_gpt2().cuda()
+    batch = {"input_ids": tokens(4, 8, 64).cuda(), "attention_mask": torch.ones(4, 8, dtype=torch.long).cuda()}
+    masks = prune(gpt2, None, 0.8, method="synflow", rounds=3, example_input=batch, progress=False)
+    assert all(m.is_cuda for m in masks.values())
+    assert effective_sparsity(gpt2, masks, batch).effective < 1.0
+
+    module = CausalLM(EncoderLM())
+    pruner = PanningCallback(target=0.8, rounds=3, verbose=False, log_figure=False)
+    trainer = pl.Trainer(
+        accelerator="gpu", devices=1, max_steps=2, callbacks=[pruner], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, default_root_dir=tmp_path, precision="bf16-mixed",
+    )
+    trainer.fit(module, DataLoader(TokenDicts(), batch_size=8))
+    assert pruner.summary["effective_sparsity"] is not None
+    for name, mask in pruner.masks.items():
+        weight = module.get_parameter(name).detach()
+        assert weight.is_cuda and bool((weight[~mask.to(weight.device)] == 0).all()), name
