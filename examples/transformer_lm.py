@@ -5,7 +5,7 @@ tokens with ``--random-tokens``; nothing is downloaded. The model is a GPT-style
 (``nn.TransformerEncoder``, pre-norm, learned positions, output head tied to the token embedding); with ``--hf`` it is
 a Hugging Face ``GPT2LMHeadModel`` built from a small config instead (needs ``transformers``).
 
-    python examples/transformer_lm.py                  # dense vs. Panning at 80%, ~3 min on a 2-core CPU
+    python examples/transformer_lm.py                  # dense vs. Panning at 80%, a few minutes on a CPU
     python examples/transformer_lm.py --target 0.9 --steps 600
     python examples/transformer_lm.py --hf --random-tokens --steps 50
 

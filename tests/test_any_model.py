@@ -242,6 +242,9 @@ def test_effective_sparsity_is_connectivity_through_layernorm_and_attention() ->
     assert dense.effective == 0.0  # Q and K included, although Σ LayerNorm(x) is constant and softmax saturates
     # a model whose output is a LayerNorm: its sum is constant, its inputs are still connected
     assert effective_sparsity(EncoderLM(final_norm_only=True), dense_masks(EncoderLM(final_norm_only=True)), ids).effective == 0.0
+    # a (log-)softmax output: Σ log_softmax of equal logits is constant, the network is still connected
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4), nn.LogSoftmax(-1))
+    assert effective_sparsity(classifier, dense_masks(classifier), torch.zeros(1, 16)).effective == 0.0
     masks = dense_masks(lm)
     masks["encoder.layers.1.linear1.weight"][:] = False  # the second feed-forward block is cut at its input ...
     eff = effective_sparsity(lm, masks, ids)

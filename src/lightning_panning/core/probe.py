@@ -11,17 +11,19 @@ first layer that turns ids into vectors:
   score exactly like the weights of a first ``Linear`` layer under an all-ones input. Other embeddings (positions,
   token types — they read ids the model makes itself) look their rows up as usual. An embedding is recognised as
   reading the model input when its index tensor shares storage with, or equals, an integer tensor of the model
-  input.
+  input. (When embeddings are pruned too, rows of a position table beyond the example's length are on no path of
+  the probe: give an example as long as the table.)
 * **Other integer inputs** (``attention_mask``, ``token_type_ids``, padding masks) keep the values of the first
   sample of the example; floating-point inputs become ones. The probe is one sample: ``(1, ...)``.
 * **Effective sparsity is pure connectivity**: on top of the above, normalisation layers (``LayerNorm``,
   ``GroupNorm``, ``RMSNorm``, and any module class named ``*LayerNorm``/``*RMSNorm``/``*GroupNorm``) pass their input
-  through unchanged, the output of every weight layer is scaled by a (constant, detached) factor to the mean
-  ``1 / width``, the token positions are scaled by distinct positive factors in [1, 1.1] and the outputs are summed
-  with fixed positive random weights. All of these are positive constants, so the set of weights with a non-zero
-  gradient is exactly the set on an input-output path, without the cancellations a per-sample normalisation
-  (``Σ LayerNorm(x) = 0``), identical attention values at every position, a saturated attention softmax or a
-  softmax output would cause, and without overflow at any depth.
+  through unchanged, the outputs of these layers and of the embeddings are scaled by a (constant, detached) factor
+  to the mean ``1 / width``, the token positions are scaled by distinct positive factors in [1, 1.1], and the
+  outputs are summed with fixed positive random weights. All of these are positive constants, so the set of weights
+  with a non-zero gradient is exactly the set on an input-output path, without the cancellations a per-sample
+  normalisation (``Σ LayerNorm(x) = 0``), identical attention values at every position, a saturated attention
+  softmax or a softmax output would cause. Networks without such layers and with a floating-point input
+  (convolutional networks with BatchNorm) see exactly the pass of METHOD §4, up to the output weights.
 
 A model with integer inputs that no embedding reads (it one-hot encodes them itself, or indexes a raw tensor) has
 no place for the signal: the probe raises an error naming the scorers that do not need it.
@@ -51,11 +53,6 @@ _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
 def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith(_NORM_SUFFIXES)
-
-
-def _has_weight_layer(module: nn.Module) -> bool:
-    """Modules whose own parameters include a weight of two or more dimensions (linear, conv, attention, ...)."""
-    return any(p.ndim >= 2 for p in module.parameters(recurse=False))
 
 
 def _is_integer(t: Tensor) -> bool:
@@ -130,10 +127,10 @@ class PathProbe:
         for module in model.modules():
             if isinstance(module, _EMBEDDINGS) and ids:
                 handles.append(module.register_forward_hook(self._embedding_hook(ids)))
+            elif isinstance(module, _EMBEDDINGS) and self.connectivity:
+                handles.append(module.register_forward_hook(_rescale))
             elif self.connectivity and _is_norm(module):
                 handles.append(module.register_forward_hook(_norm_identity))
-            elif self.connectivity and _has_weight_layer(module):
-                handles.append(module.register_forward_hook(_rescale))
         try:
             yield inp
         finally:
@@ -197,11 +194,7 @@ def _rescaled(t: Tensor) -> Tensor:
 
 
 def _rescale(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-    if isinstance(output, Tensor):
-        return _rescaled(output)
-    if isinstance(output, tuple) and output and isinstance(output[0], Tensor):  # nn.MultiheadAttention: (out, w)
-        return (_rescaled(output[0]), *output[1:])
-    return None
+    return _rescaled(output) if isinstance(output, Tensor) else None
 
 
 def _weighted_sum(output: Any) -> Tensor:
