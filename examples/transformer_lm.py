@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")  # validated at the end
     warnings.filterwarnings("ignore", ".*large weight tensor.*")  # the position embedding stays dense: said below
 
     _, dense_loss, dense_s = train(args, [])
