@@ -13,7 +13,8 @@ The integration is the same one line as for any LightningModule: ``callbacks=[Pa
 batches are ``{"input_ids", "attention_mask"}`` dicts and ``forward`` takes them as keyword arguments; SynFlow and
 effective sparsity feed their all-ones signal at the token embedding (the model's input layer), SNIP and GraSP score
 with the module's own ``training_step`` loss. By default every attention and feed-forward matrix is pruned, and the
-tied head/embedding once; ``--exclude-head`` keeps it dense.
+tied head/embedding once; ``--exclude-head`` keeps it dense, ``--embeddings`` prunes the position embedding too
+(``options={"predicate": DefaultRule(embeddings=True)}``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import lightning_panning
+from lightning_panning import DefaultRule
 from lightning_panning.callbacks import PanningCallback
 
 
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab", type=int, default=256, help="vocabulary of --random-tokens (default 256)")
     parser.add_argument("--hf", action="store_true", help="a Hugging Face GPT-2 from a small config")
     parser.add_argument("--exclude-head", action="store_true", help="keep the tied head/embedding dense")
+    parser.add_argument("--embeddings", action="store_true", help="prune the position embedding too")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -157,9 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", ".*large weight tensor.*")  # the position embedding stays dense: said below
 
     _, dense_loss, dense_s = train(args, [])
-    exclude = ("*head*", "*lm_head*") if args.exclude_head else None
-    pruner = PanningCallback(target=args.target, rounds=args.rounds, seed=args.seed, verbose=False,
-                             exclude=list(exclude) if exclude else None, log_figure=False)
+    options: dict[str, Any] = {"rounds": args.rounds, "seed": args.seed}
+    if args.exclude_head:
+        options["exclude"] = ["*head*"]
+    if args.embeddings:
+        options["predicate"] = DefaultRule(embeddings=True)
+    pruner = PanningCallback(target=args.target, options=options, verbose=False, log_figure=False)
     _, sparse_loss, sparse_s = train(args, [pruner])
 
     s = pruner.summary

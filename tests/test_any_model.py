@@ -292,6 +292,19 @@ def test_dict_batches_become_keyword_arguments() -> None:
     assert result.history[-1].loss is not None and result.history[-1].effective_sparsity is not None
 
 
+def test_class_balanced_batch_of_dict_samples_keeps_the_attention_mask() -> None:
+    from lightning_panning.core.batch import scoring_batch
+
+    samples = [{k: v[i] for k, v in tagger_batch(24).items()} for i in range(24)]
+    loader = DataLoader(samples, batch_size=8, shuffle=True)  # type: ignore[arg-type]
+    batch = scoring_batch(loader, per_class=2, seed=0)
+    assert sorted(batch) == ["attention_mask", "input_ids", "labels"]
+    assert batch["labels"].tolist() == [0, 0, 1, 1, 2, 2] and batch["attention_mask"].shape == (6, 6)
+    assert bool((batch["attention_mask"][:, 4:] == 0).all())
+    masks = Panning(rounds=2, per_class=2, progress=False).prune(KeywordTagger(), loader, 0.7).masks
+    assert masks["fc.weight"].shape == (8, 8)
+
+
 def test_hugging_face_classifier_with_the_default_loss() -> None:
     bert = tiny_bert()
     batch = {"input_ids": tokens(9, 8, 64), "attention_mask": torch.ones(9, 8, dtype=torch.long),
@@ -433,11 +446,13 @@ class RandomWikiText(Dataset):
 
 
 def check_pruned_fit(
-    make: Any, loader: DataLoader, tmp_path: Path, rounds: int = 2, steps: int = 2, per_class: int = 10
+    make: Any, loader: DataLoader, tmp_path: Path, rounds: int = 2, steps: int = 2, per_class: int = 10,
+    **options: Any,
 ) -> PanningCallback:
     """Default Panning at 0.8 in ``fit``, a few steps; pruned weights exactly zero; the checkpoint reloads strictly."""
     module = make()
-    pruner = PanningCallback(target=0.8, rounds=rounds, per_class=per_class, verbose=False, log_figure=False)
+    pruner = PanningCallback(target=0.8, options={"rounds": rounds, "per_class": per_class, **options},
+                             verbose=False, log_figure=False)
     trainer = pl.Trainer(
         max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, callbacks=[pruner],
@@ -477,7 +492,7 @@ class CustomLayout(CausalLM):
 
 def test_example_input_array_gives_the_data_free_input(tmp_path: Path) -> None:
     data = [{"tokens": t} for t in tokens(16, 12)]
-    pruner = PanningCallback(target=0.8, rounds=2, verbose=False, log_figure=False)
+    pruner = PanningCallback(target=0.8, options={"rounds": 2}, verbose=False, log_figure=False)
     trainer = pl.Trainer(
         max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[pruner],
@@ -499,6 +514,13 @@ def test_transformer_encoder_language_model_in_fit(tmp_path: Path) -> None:
     torch.manual_seed(0)
     pruner = check_pruned_fit(lambda: CausalLM(EncoderLM()), DataLoader(TokenDicts(), batch_size=8), tmp_path)
     assert "net.encoder.layers.0.self_attn.in_proj_weight" in pruner.masks
+    assert set(pruner.summary["left_dense"]) == {"net.tok.weight", "net.pos.weight"}
+    # the embeddings, chosen through the callback's options
+    pruner = check_pruned_fit(
+        lambda: CausalLM(EncoderLM()), DataLoader(TokenDicts(), batch_size=8), tmp_path,
+        predicate=DefaultRule(embeddings=True),
+    )
+    assert {"net.tok.weight", "net.pos.weight"} <= set(pruner.masks) and not pruner.summary["left_dense"]
 
 
 def test_lightning_demo_transformer_in_fit(tmp_path: Path) -> None:
@@ -560,7 +582,7 @@ def test_token_models_on_cuda(tmp_path: Path) -> None:
     assert effective_sparsity(gpt2, masks, batch).effective < 1.0
 
     module = CausalLM(EncoderLM())
-    pruner = PanningCallback(target=0.8, rounds=3, verbose=False, log_figure=False)
+    pruner = PanningCallback(target=0.8, options={"rounds": 3}, verbose=False, log_figure=False)
     trainer = pl.Trainer(
         accelerator="gpu", devices=1, max_steps=2, callbacks=[pruner], logger=False, enable_checkpointing=False,
         enable_progress_bar=False, default_root_dir=tmp_path, precision="bf16-mixed",

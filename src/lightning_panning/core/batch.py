@@ -222,7 +222,8 @@ def _read(
     batches: Iterable[Any] = data  # type: ignore[assignment]
     if isinstance(data, Dataset) and not isinstance(data, DataLoader) and hasattr(data, "__getitem__"):
         batches = DataLoader(data, batch_size=per_class * (num_classes or 10))
-    buckets: dict[int, list[Tensor]] = {}
+    buckets: dict[int, list[Any]] = {}
+    label_key: str | None = None
     seen = 0
     for batch in batches:
         labels = batch_labels(batch)
@@ -232,12 +233,20 @@ def _read(
             return batch
         if labels is None:
             raise _unlabelled_error()
-        inputs = batch_inputs(batch)
+        inputs: Any = None
+        if isinstance(batch, Mapping):  # keep every per-sample entry (attention_mask, token_type_ids, ...)
+            label_key = next(k for k in _LABEL_KEYS if k in batch)
+            per_sample = [k for k, v in batch.items() if k != label_key and _per_sample(v, len(labels))]
+        else:
+            inputs = batch_inputs(batch)
         for i, label in enumerate(labels.tolist()):
             seen += 1
             bucket = buckets.setdefault(int(label), [])
             if len(bucket) < per_class:
-                bucket.append(inputs[i].detach().cpu())
+                if inputs is None:
+                    bucket.append({k: batch[k][i].detach().cpu() for k in per_sample})
+                else:
+                    bucket.append(inputs[i].detach().cpu())
         full = num_classes is not None and len(buckets) >= num_classes
         if (full and all(len(b) >= per_class for b in buckets.values())) or seen >= max_samples:
             break
@@ -251,9 +260,15 @@ def _read(
             f"{short or {}}, classes never seen {missing}. Lower `per_class` or give more data."
         )
     order = sorted(buckets)
-    xs = torch.stack([x for c in order for x in buckets[c]])
+    samples = [x for c in order for x in buckets[c]]
     ys = torch.tensor([c for c in order for _ in buckets[c]], dtype=torch.long)
-    return xs, ys
+    if label_key is not None:  # a dict batch stays a dict batch, its labels under their own key
+        return {**{k: torch.stack([x[k] for x in samples]) for k in samples[0]}, label_key: ys}
+    return torch.stack(samples), ys
+
+
+def _per_sample(value: Any, size: int) -> bool:
+    return isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == size
 
 
 def _num_classes(data: Any, num_classes: int | None) -> int | None:
@@ -303,7 +318,8 @@ def scoring_batch(
         max_samples: stop reading a DataLoader/Dataset after this many samples.
 
     Returns:
-        The batch: ``(x (k·l, ...), y (k·l,))`` for ``D^b``, else what the data yields.
+        The batch: ``(x (k·l, ...), y (k·l,))`` for ``D^b`` (from dict batches a dict with every per-sample entry,
+        e.g. ``input_ids`` and ``attention_mask``, and the labels under their own key), else what the data yields.
 
     Raises:
         ValueError: for ``per_class < 1``, empty data, unlabelled data when ``require_labels``, or a class with
