@@ -20,9 +20,9 @@ reset through ``/proc/self/clear_refs``, else ``ru_maxrss``), or CUDA ``max_memo
 
 Usage::
 
-    python benchmarks/transformer_scale.py                       # CPU, 2 rounds, results in benchmarks/results/
-    python benchmarks/transformer_scale.py --device cuda --rounds 10
-    python benchmarks/transformer_scale.py --quick --out /tmp/ts # tiny model, 1 round: checks the script
+    python benchmarks/transformer_scale.py                    # CPU, 2 rounds → results/transformer_scale_cpu.*
+    python benchmarks/transformer_scale.py --device cuda --rounds 10   # → results/transformer_scale_cuda.*
+    python benchmarks/transformer_scale.py --quick --out /tmp/ts      # tiny model, 1 round: checks the script
 """
 
 from __future__ import annotations
@@ -189,9 +189,15 @@ def run_worker(phase: str, args: argparse.Namespace, masks_file: Path) -> dict[s
 # report
 
 
+def results_stem(device: str) -> str:
+    """``transformer_scale_cpu`` or ``transformer_scale_cuda``: one pair of files per device kind."""
+    return f"transformer_scale_{device.split(':')[0]}"
+
+
 def write_results(record: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "transformer_scale.json").write_text(json.dumps(record, indent=2) + "\n")
+    stem = results_stem(record["device"])
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     phases = record["phases"]
     f, p, e = phases["fwdbwd"], phases["prune"], phases["effective"]
     title = "Default Panning on a ~100M-parameter transformer: time and peak memory"
@@ -219,7 +225,7 @@ def write_results(record: dict[str, Any], out: Path) -> None:
         "a fresh process (the effective-sparsity pass reads the pruning phase's masks from a file).",
         "",
     ]
-    (out / "transformer_scale.md").write_text("\n".join(lines))
+    (out / f"{stem}.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         "prune_over_fwdbwd": phases["prune"]["peak_mib"] / phases["fwdbwd"]["peak_mib"],
     }
     write_results(record, args.out)
-    print((args.out / "transformer_scale.md").read_text())
+    print((args.out / f"{results_stem(args.device)}.md").read_text())
 
 
 if __name__ == "__main__":
