@@ -24,7 +24,7 @@ from lightning_panning.callbacks import PanningCallback
 from lightning_panning.cli import cli_main
 from lightning_panning.core.fusion import normalize
 from lightning_panning.core.masks import select_at_threshold
-from lightning_panning.core.params import prunable_parameters
+from lightning_panning.core.params import DefaultRule, prunable_parameters
 from lightning_panning.core.schedules import authors_keep_count, authors_keep_fractions
 from lightning_panning.core.scorers import GraSP, ScoringContext, SynFlow
 
@@ -89,11 +89,12 @@ def test_panning_authors_keeps_nothing_once_synflow_is_dead_like_theirs(caplog: 
                         nn.Linear(16, 4, bias=False))
     with torch.no_grad():
         net[2].weight.zero_()  # no path from input to output: SynFlow is 0 everywhere from round 1
+    zeros = DefaultRule(zeros=True)  # the default rule leaves an all-zero weight dense; here it must be pruned too
     with caplog.at_level("WARNING", logger="lightning_panning.core.fusion"):
-        result = make_pruner("panning_authors", rounds=2, progress=False).prune(net, batch(), 0.5)
+        result = make_pruner("panning_authors", rounds=2, progress=False, predicate=zeros).prune(net, batch(), 0.5)
     assert kept(result.masks) == 0 and [r.keep for r in result.history] == [0, 0]
     assert "no weight is kept" in caplog.text
-    assert kept(make_pruner("panning", rounds=2, progress=False).prune(net, batch(), 0.5).masks) == 480
+    assert kept(make_pruner("panning", rounds=2, progress=False, predicate=zeros).prune(net, batch(), 0.5).masks) == 480
 
 
 def test_sum_normalisation_is_the_authors_ranking_factor() -> None:
