@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from lightning_panning import models
-from lightning_panning.rl.agent import FixedActionPolicy, load_policy, policy_preset, rl_prune
 from lightning_panning.data.mnist import MNIST_MEAN, MNIST_STD
+from lightning_panning.rl.agent import FixedActionPolicy, load_policy, policy_preset, rl_prune
 from lightning_panning.rl.env import load_mnist
 
 

@@ -290,13 +290,13 @@ def count_passes(monkeypatch) -> list[tuple[bool, bool, bool]]:
     from lightning_panning.core.scorers import ScoringContext
 
     calls: list = []
-    original = ScoringContext._compute_grad
+    original = ScoringContext._compute_gradients
 
     def counted(self):
         calls.append((self.masked_data_scores and self.masks is not None, bool(self.needs_hvp), id(self.batch)))
         return original(self)
 
-    monkeypatch.setattr(ScoringContext, "_compute_grad", counted)
+    monkeypatch.setattr(ScoringContext, "_compute_gradients", counted)
     return calls
 
 

@@ -250,7 +250,8 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def draw_batch(self) -> tuple[Tensor, Tensor]:
         """A new class-balanced scoring batch ``(x (k·l, ...), y (k·l,))`` on the env's device, from ``np_random``."""
-        return self.pruner.scoring_batch(self.pool, self.device, generator=self.np_random)  # type: ignore[no-any-return]
+        batch: tuple[Tensor, Tensor] = self.pruner.scoring_batch(self.pool, self.device, generator=self.np_random)
+        return batch
 
     def start_session(self, options: dict[str, Any] | None = None) -> PanningSession:
         """Draw a network (unless the preset keeps one), a batch and a target from ``np_random``; start a session."""

@@ -105,7 +105,7 @@ def set_batch(session: PanningSession, batch: Any) -> None:
     """
     session.batch = batch
     session._ctx = None
-    session._unmasked = None
+    session._shared = {}
 
 
 def empty_loss(session: PanningSession) -> float:
@@ -137,7 +137,7 @@ def masked_loss(session: PanningSession, dense: bool = False) -> tuple[float, fl
     """
     p = session.pruner
     ctx = ScoringContext(
-        session.model, session.params, None if dense else session.masks, session.batch, p.loss_fn,
+        session.model, session.scoring_params, None if dense else session.masks, session.batch, p.loss_fn,  # type: ignore[arg-type]
         resurrect=p.resurrect, masked_data_scores=True, needs_hvp=False, example_input=session.example_input,
         train_mode=p.train_mode, seed=p.seed + session.round,
     )

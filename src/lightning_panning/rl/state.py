@@ -54,9 +54,9 @@ temperature and of the loss scale (the shipped agent is applied to other network
 episodes (``reset(seed=...)`` reproduces an episode), unlike the authors' running min/max (``"running"``), whose
 span also lands ``r1`` in ``[0, 1]`` but depends on every episode before. The scoring loss is evaluated in float64
 (:class:`~lightning_panning.rl.env.PreciseClassificationLoss`): in float32 its resolution at 2.3 (``2.4e-7``) would
-round ``L_s − L`` to a few levels. The gradient norm ``gᵀg`` moves over orders of magnitude and keeps the bounded relative form
-``N(ΔL_s) = ΔL_s / (ΔL_s + ΔL)``. The dense entries of the default observation are the constants ``N(L) = N(ΔL) =
-0.5``, kept for the paper's 7-entry layout.
+round ``L_s − L`` to a few levels. The gradient norm ``gᵀg`` moves over orders of magnitude and keeps the bounded
+relative form ``N(ΔL_s) = ΔL_s / (ΔL_s + ΔL)``. The dense entries of the default observation are the constants
+``N(L) = N(ΔL) = 0.5``, kept for the paper's 7-entry layout.
 """
 
 from __future__ import annotations

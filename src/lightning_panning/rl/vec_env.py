@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from lightning_panning.core.batch import ClassificationLoss
 from lightning_panning.core.masks import effective_masks
 from lightning_panning.core.params import prunable_parameters
-from lightning_panning.core.scorers import ScoringContext, SynFlow
+from lightning_panning.core.scorers import Gradients, ScoringContext, SynFlow
 from lightning_panning.rl.env import PanningEnv
 from lightning_panning.rl.episode import Measurement, masked_loss, set_batch
 
@@ -72,8 +72,6 @@ class StackedModel(nn.Module):
         self.n = len(models)
         template = models[0]
         self.inner = copy.deepcopy(template)
-        # the module each network's forward runs on, with its tensors substituted (kept out of the registry)
-        self._template = [copy.deepcopy(template)]
         named = [dict(m.named_parameters()) for m in models]
         buffers = [dict(m.named_buffers()) for m in models]
         for module_name, module in self.inner.named_modules():
@@ -97,13 +95,10 @@ class StackedModel(nn.Module):
         """``(n or 1, B, ...)`` inputs → ``(n, B, ...)`` outputs, each network on its own slice (or the shared one)."""
         if x.shape[0] not in (self.n, 1):
             raise ValueError(f"StackedModel of {self.n} networks got inputs with leading dim {x.shape[0]}.")
-        template = self._template[0]
-        for mine, theirs in zip(self.inner.modules(), template.modules(), strict=True):
-            theirs.training = mine.training
         tensors = {**dict(self.inner.named_parameters()), **dict(self.inner.named_buffers())}
 
-        def one(t: dict[str, Tensor], xi: Tensor) -> Tensor:
-            return functional_call(template, t, (xi,))
+        def one(t: dict[str, Tensor], xi: Tensor) -> Tensor:  # the architecture itself, with network i's tensors
+            return functional_call(self.inner, t, (xi,))
 
         in_x = 0 if x.shape[0] == self.n else None
         return vmap(one, in_dims=(0, in_x), randomness="different")(tensors, x if in_x == 0 else x[0])
@@ -168,6 +163,10 @@ class PanningVecEnv(DummyVecEnv):
             raise ValueError(
                 f"The vectorised env batches the classification loss only; the pruner's `loss_fn` is {loss_fn!r}."
             )
+        if first.pruner.reinit_linear:
+            raise ValueError(
+                "The vectorised env scores the networks' own weights; `reinit_linear=True` is not supported."
+            )
         self.stacked_loss = StackedLoss(loss_fn.temperature)
         self.stacked: StackedModel | None = None
         self._models: list[nn.Module | None] = [None] * len(self.slots)
@@ -220,20 +219,16 @@ class PanningVecEnv(DummyVecEnv):
     def _inject(self, i: int, ctx: ScoringContext, grad: tuple[float, float] | None, synflow: bool) -> None:
         """Give slot ``i``'s session its slice of the batched context as the scoring context of its next round."""
         session = self.slots[i].episode.session  # type: ignore[union-attr]
-        pruner = session.pruner
-        view = ScoringContext(
-            session.model, session.params, session.masks, session.batch, pruner.loss_fn, resurrect=pruner.resurrect,
-            masked_data_scores=pruner.masked_data_scores, needs_hvp=pruner.needs_hvp,
-            example_input=session.example_input, train_mode=pruner.train_mode, seed=pruner.seed + session.round,
-        ) if session._ctx is None else session._ctx
-        if grad is not None:  # the slice of the batched gradients, with this network's loss and gᵀg
-            view._grad = {n: ctx.grad[PREFIX + n][i] for n in self.names}
-            if ctx._hvp is not None:
-                view._hvp = {n: ctx._hvp[PREFIX + n][i] for n in self.names}
-            view.loss, view.grad_norm = grad
+        view = session.context()  # the session's own context of its new mask, filled with this network's slice
+        if grad is not None:  # the batched gradient pass (masked, or unmasked and shared by the session's rounds)
+            batched = ctx.hvp if ctx.needs_hvp else None
+            gradients = Gradients(
+                loss=grad[0], grad_norm=grad[1], grad={n: ctx.grad[PREFIX + n][i] for n in self.names},
+                hvp=None if batched is None else {n: batched[PREFIX + n][i] for n in self.names},
+            )
+            view.cached("gradients", lambda: gradients, mask_independent=not view.masked_data_scores)
         if synflow:
-            view._synflow = {n: ctx.synflow[PREFIX + n][i] for n in self.names}
-        session._ctx = view
+            view.cached("synflow", lambda: {n: ctx.synflow[PREFIX + n][i] for n in self.names})
 
     def _measure_all(self) -> list[Measurement]:
         """The :class:`Measurement` of every slot's new mask, from batched passes (see the module docstring)."""
@@ -289,9 +284,8 @@ class PanningVecEnv(DummyVecEnv):
                         self._inject(i, ctx, (dense_losses[i], dense_norms[i]), needs_synflow)
             elif needs_synflow:  # unmasked scores are cached per session; only SynFlow sees the new mask
                 ctx = self._context(masks, batch, False, False)
-                for i, session in enumerate(sessions):
+                for i in range(len(sessions)):
                     if not last[i]:
-                        session.context()  # the session's own context, holding its cached unmasked scores
                         self._inject(i, ctx, None, True)
         total = sessions[0].total
         return [
