@@ -66,38 +66,48 @@ def test_short_td3_run_saves_loads_and_resumes(tmp_path):
     assert policy.predict(obs, deterministic=True)[0].shape == (3,)
 
 
-def test_train_cli_trains_checkpoints_resumes_and_exports(tmp_path, monkeypatch):
-    """`python -m lightning_panning.rl.train` on a patched tiny env: checkpoints, resume, export + provenance."""
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_train_cli_trains_checkpoints_resumes_and_exports(tmp_path, monkeypatch, n_envs):
+    """`python -m lightning_panning.rl.train` on a tiny env: checkpoints, resume from the last, export + provenance."""
     import lightning_panning.rl.train as train
 
-    monkeypatch.setattr(train, "make_env", _tiny_make_env(train))
-    out, export = tmp_path / "run", tmp_path / "policies"
+    monkeypatch.setattr(train, "_env_kwargs", _tiny_env_kwargs)
+    out = tmp_path / "run"
     common = ["--out", str(out), "--rounds", "4", "--learning-starts", "20", "--checkpoint-every", "40",
-              "--no-progress"]
-    assert train.main(["--total-steps", "40", *common]) == 0
+              "--no-progress", "--n-envs", str(n_envs), "--eval-episodes", "1"]
+    assert train.main(["--total-steps", "40", "--no-export", *common]) == 0
     ckpt = out / "checkpoints" / "td3_40_steps.zip"
     assert ckpt.is_file() and (out / "checkpoints" / "td3_replay_buffer_40_steps.pkl").is_file()
-    assert train.main(["--total-steps", "80", "--resume", str(ckpt), *common]) == 0
+    assert train.last_checkpoint(out) == ckpt
+    assert train.main(["--total-steps", "80", "--resume", "last", *common]) == 0
     state = json.loads((out / "train_state.json").read_text())
     assert state["steps"] == 80 and len(state["runs"]) == 2 and state["wall_seconds"] > 0
-    assert train.main(["--export-default", str(out / "final.zip"), "--export-dir", str(export),
-                       "--eval-episodes", "1", *common]) == 0
-    record = json.loads((export / "default.json").read_text())
-    assert record["steps"] == 80 and "fewer steps" in record["note"]
+    assert state["runs"][1]["resumed_from"] == str(ckpt) and state["n_envs"] == n_envs
+    assert len(train._read_monitor(out / "monitor.csv")) >= 18  # the resumed run appended its episodes
+    # reaching --total-steps evaluated the agent and wrote the policy with its provenance
+    record = json.loads((out / "export" / "default.json").read_text())
+    assert record["steps"] == 80 and "fewer steps" in record["note"] and record["seed"] == 0
+    assert record["env"]["preset"]["loss_normalization"] == "sensitivity"
     assert np.isfinite(record["evaluation"]["final_evaluation_reward"])
-    assert (export / "default.zip").stat().st_size < 5_000_000 and (export / "reward_curve.png").is_file()
+    assert np.isfinite(record["evaluation"]["table3_baseline_reward"])
+    assert record["training_curve"]["episodes"] > 0 and (out / "export" / "reward_curve.png").is_file()
+    policy = load_policy(out / "export" / "default.zip")
+    assert policy.panning_preset["name"] == "default"
 
 
-def _tiny_make_env(train):
-    def make_env(args, monitor=None, n_envs=1):
-        env = tiny_env()
-        if monitor is not None:
-            from stable_baselines3.common.monitor import Monitor
+def _tiny_env_kwargs(args):
+    return {"model_fn": tiny_net, "data": tiny_data(), "rounds": args.rounds, "per_class": 4,
+            "grad_term_scale": args.grad_term_scale, "preset": args.preset}
 
-            env = Monitor(env, monitor, override_existing=False)
-        return env
 
-    return make_env
+def test_td3_trains_on_the_vec_env():
+    from lightning_panning.rl import make_vec_env
+
+    venv = make_vec_env(3, tiny_net, tiny_data(), seed=0, rounds=4, per_class=4)
+    model = make_td3(venv, seed=0, learning_starts=30, batch_size=16, buffer_size=300, gradient_steps=-1)
+    model.learn(total_timesteps=90)
+    assert model.num_timesteps == 90 and model.replay_buffer.size() * 3 >= 90
+    assert model.predict(np.full((3, 7), 0.5, dtype=np.float32), deterministic=True)[0].shape == (3, 3)
 
 
 def test_rl_prune_exact_keep_count_with_any_policy():
@@ -118,6 +128,71 @@ def test_load_policy_errors(tmp_path):
         load_policy(tmp_path / "missing.zip")
     with pytest.raises(TypeError, match="predict"):
         load_policy(42)  # type: ignore[arg-type]
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        load_policy(tmp_path / "junk.zip")
+
+
+def wrong_shape_policy(tmp_path, obs_dim: int, n_actions: int):
+    """A TD3 zip trained on some other task: observations (obs_dim,), actions (n_actions,)."""
+    import gymnasium as gym
+
+    class Other(gym.Env):
+        observation_space = gym.spaces.Box(0, 1, (obs_dim,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (n_actions,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(obs_dim, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(obs_dim, np.float32), 0.0, True, False, {}
+
+    path = tmp_path / f"other_{obs_dim}_{n_actions}.zip"
+    make_td3(Other(), seed=0).save(path)
+    return path
+
+
+@pytest.mark.parametrize(("obs_dim", "n_actions"), [(5, 3), (7, 2)])
+def test_policy_of_the_wrong_shape_is_refused(tmp_path, obs_dim, n_actions):
+    from lightning_panning.callbacks import RLPanningCallback
+
+    path = wrong_shape_policy(tmp_path, obs_dim, n_actions)
+    message = rf"`policy`=.*expects observations of shape \({obs_dim},\) and actions of shape \({n_actions},\)"
+    with pytest.raises(ValueError, match=message):
+        load_policy(path)
+    with pytest.raises(ValueError, match=message):
+        RLPanningCallback(target=0.9, policy=str(path))
+    with pytest.raises(ValueError, match=message):
+        rl_prune(tiny_net(), tiny_data(), 0.9, policy=path, rounds=2)
+
+
+def test_policy_carries_its_preset_and_rl_prune_uses_it(tmp_path):
+    from lightning_panning.rl.agent import policy_preset
+    from lightning_panning.rl.state import LEGACY_PRESET, PRESETS
+
+    env = PanningEnv(tiny_net, tiny_data(), rounds=4, per_class=4, preset="authors")
+    model = make_td3(env, seed=0)
+    model.panning_preset = env.preset.to_dict()
+    model.save(tmp_path / "authors.zip")
+    loaded = load_policy(tmp_path / "authors.zip")
+    assert policy_preset(loaded) == PRESETS["authors"]
+    result = rl_prune(tiny_net(), tiny_data(), 0.9, policy=loaded, rounds=3)
+    assert result.steps[0]["r_done"] == 0 and len(result.steps) == 3
+    first_obs = []
+    rl_prune(tiny_net(), tiny_data(), 0.9, policy=_Recorder(first_obs), rounds=3, preset="authors")
+    np.testing.assert_array_equal(first_obs[0][2:], 0.0)  # the authors' reset observation
+    assert policy_preset(make_td3(tiny_env())) == LEGACY_PRESET  # a TD3 without a stored preset: the v0.1 policy
+    assert policy_preset(FixedActionPolicy(0.9, 4)) == PRESETS["default"]
+
+
+class _Recorder:
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def predict(self, obs, deterministic=True):
+        self.seen.append(np.array(obs))
+        return np.zeros(3, dtype=np.float32), None
 
 
 def test_default_policy_ships_and_loads():

@@ -1,8 +1,11 @@
-"""PanningEnv: both env checkers, reproducibility, eq. (7) by hand, early termination, curriculum, registration."""
+"""PanningEnv: env checkers, reproducibility, eq. (7) by hand, both presets, passes per step, the vector env."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -90,15 +93,18 @@ def test_reward_is_equation_7_by_hand():
     _obs0, info0 = env.reset(seed=0, options={"target": 0.9})
     session = env.episode.session
     dense_loss, dense_g = info0["loss"], info0["grad_norm"]
-    # independent dense loss and gᵀg with plain autograd on the same batch
+    # independent dense loss, gᵀg and ‖g ⊙ w‖₂ with plain autograd on the same batch (loss in float64)
     model = env.model
     x, y = session.batch
     model.train()
     params = dict(session.params)
-    loss = nn.functional.cross_entropy(model(x) / 200.0, y)
+    loss = nn.functional.cross_entropy(model(x).double() / 200.0, y)
     grads = torch.autograd.grad(loss, list(params.values()))
-    assert math.isclose(float(loss.detach()), dense_loss, rel_tol=1e-5)
+    assert math.isclose(float(loss.detach()), dense_loss, rel_tol=1e-9)
     assert math.isclose(sum(float((g.double() ** 2).sum()) for g in grads), dense_g, rel_tol=1e-4)
+    scale = math.sqrt(sum(float(((g.double() * p.detach().double()) ** 2).sum())
+                          for g, p in zip(grads, params.values(), strict=True)))
+    assert info0["loss_scale"] == pytest.approx(scale, rel=1e-4)
 
     action = np.array([0.2, -0.6, 1.0], dtype=np.float32)
     obs, reward, terminated, truncated, info = env.step(action)
@@ -110,7 +116,7 @@ def test_reward_is_equation_7_by_hand():
         for n, p in params.items():
             p.mul_(masks[n])
     try:
-        sparse_loss = nn.functional.cross_entropy(model(x) / 200.0, y)
+        sparse_loss = nn.functional.cross_entropy(model(x).double() / 200.0, y)
         sparse_grads = torch.autograd.grad(sparse_loss, list(params.values()))
     finally:
         with torch.no_grad():
@@ -124,17 +130,13 @@ def test_reward_is_equation_7_by_hand():
     assert info["sparsity"] == pytest.approx(rho_t)
     eff_kept = sum(int(e.sum()) for e in effective_masks(model, masks, x).values())
     rho_e = 1.0 - eff_kept / total
-    n = lambda v, ref: v / (v + ref)  # noqa: E731 - the documented relative normalisation
-    expected = (
-        -abs(n(dense_loss, dense_loss) - n(float(sparse_loss.detach()), dense_loss))
-        - abs(n(dense_g, dense_g) - n(sparse_g, dense_g))
-        - 100.0 * abs(rho_e - rho_t)
-        - 0.0
-    )
+    n = lambda v, ref: v / (v + ref)  # noqa: E731 - the documented relative normalisation of gᵀg
+    n_ls = 0.5 + (float(sparse_loss.detach()) - dense_loss) / scale  # the "sensitivity" normalisation of the loss
+    expected_r1 = abs(0.5 - n_ls)
+    expected = -expected_r1 - abs(0.5 - n(sparse_g, dense_g)) - 100.0 * abs(rho_e - rho_t) - 0.0
+    assert info["r1"] == pytest.approx(expected_r1, rel=1e-3) and info["r1"] > 1e-3  # the loss term carries signal
     assert reward == pytest.approx(expected, rel=1e-4, abs=1e-6)
-    np.testing.assert_allclose(
-        obs, [0.5, 0.5, n(float(sparse_loss.detach()), dense_loss), n(sparse_g, dense_g), rho_t, rho_e, 0.25], rtol=1e-4
-    )
+    np.testing.assert_allclose(obs, [0.5, 0.5, n_ls, n(sparse_g, dense_g), rho_t, rho_e, 0.25], rtol=1e-4)
     assert not terminated and not truncated
 
 
@@ -145,6 +147,8 @@ def test_reward_terms_formula():
     dead = reward_terms(0.5, 0.5, 0.5, 0.0, 0.95, 1.0, dead=True, t=3, rounds=10, grad_term_scale=0.2)
     assert dead.r_done == 7.0 and dead.r2 == pytest.approx(0.1)
     assert dead.reward == pytest.approx(-(0.0 + 0.1 + 5.0 + 7.0))
+    authors = reward_terms(0.5, 0.5, 0.5, 0.0, 0.95, 1.0, dead=True, t=3, rounds=10, done_offset=1)
+    assert authors.r_done == 8.0  # their T − t + 1
 
 
 def test_action_mapping_and_fallback():
@@ -204,6 +208,22 @@ def test_registered_with_gymnasium():
     env.close()
 
 
+def test_gym_make_after_importing_the_package_alone():
+    """`import lightning_panning` registers the env; `lightning_panning.rl` is imported only by gym.make itself."""
+    code = (
+        "import sys, gymnasium as gym, torch, lightning_panning\n"
+        "assert 'lightning_panning.rl' not in sys.modules\n"
+        "net = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))\n"
+        "data = (torch.randn(30, 1, 4, 4), torch.arange(3).repeat(10))\n"
+        "env = gym.make('lightning_panning/Panning-v0', model_fn=net, data=data, rounds=2, per_class=4)\n"
+        "print(env.reset(seed=0)[0].shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(7,)"
+
+
 def test_default_lenet5_mnist(datasets_root):
     env = PanningEnv(data_dir=datasets_root, rounds=100)
     obs, info = env.reset(seed=0, options={"target": 0.99})
@@ -219,11 +239,18 @@ def test_missing_mnist_message(tmp_path):
 
 def test_normalizer_and_observation_helpers():
     n = LossNormalizer()
-    n.reset(2.0, 4.0)
-    assert n("loss", 2.0) == 0.5 and n("grad_norm", 0.0) == 0.0 and n("grad_norm", 12.0) == 0.75
+    n.reset(2.0, 4.0, loss_scale=0.01)
+    assert n("loss", 2.0) == 0.5 and n("loss", 2.002) == pytest.approx(0.7) and n("loss", 1.999) == pytest.approx(0.4)
+    assert n("grad_norm", 0.0) == 0.0 and n("grad_norm", 12.0) == 0.75
+    with pytest.raises(ValueError, match="loss_scale"):
+        LossNormalizer().reset(2.0, 4.0)
+    relative = LossNormalizer("relative")
+    relative.reset(2.0, 4.0)
+    assert relative("loss", 2.0) == 0.5 and relative("loss", 6.0) == 0.75
     running = LossNormalizer("running")
-    running.reset(1.0, 1.0)
-    assert running("loss", 3.0) == 1.0 and running("loss", 1.0) == 0.0
+    running.seed_bounds([5.0, 1.0, 3.0], [1.0, 2.0, 4.0])  # the authors' swapped init: the first value never counts
+    assert running.bounds == {"loss": [1.0, 3.0], "grad_norm": [2.0, 4.0]}
+    assert running.pair("loss", 2.0, 5.0) == (0.25, 1.0) and running.bounds["loss"] == [1.0, 5.0]
     obs = observation_vector(0.5, 0.5, float("nan"), 2.0, 0.9, 0.9, 1.0)
     assert obs.dtype == np.float32 and obs[2] == 0.0 and obs[3] == 1.0
     with pytest.raises(ValueError, match="normalization"):
@@ -231,6 +258,10 @@ def test_normalizer_and_observation_helpers():
 
 
 def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"`preset` 'paper'.*allowed: \['authors', 'default'\]"):
+        make_env(preset="paper")
+    with pytest.raises(ValueError, match="normalization"):
+        make_env(normalization="gap")
     with pytest.raises(ValueError, match="rounds"):
         make_env(rounds=0)
     with pytest.raises(ValueError, match="per_class"):
@@ -239,3 +270,154 @@ def test_bad_arguments():
         PanningEnv(small_net, "mnist")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="reset"):
         make_env().step(np.zeros(3, dtype=np.float32))
+
+
+# -- the loss term, passes per step, the authors' preset ------------------------------------------------------------
+def test_unmasked_scores_report_the_sparse_networks_own_loss():
+    """masked_data_scores=False scores the unmasked network, but L_s and gᵀg are the sparse network's (r1, r2 > 0)."""
+    env = make_env(rounds=4, panning_kwargs={"masked_data_scores": False})
+    _, info0 = env.reset(seed=0, options={"target": 0.95})
+    for _ in range(4):
+        _, _, _, _, info = env.step(np.zeros(3, dtype=np.float32))
+        assert info["sparse_loss"] != info0["loss"] and info["sparse_grad_norm"] != info0["grad_norm"]
+        assert info["r1"] > 0 and info["r2"] > 0
+    session = env.episode.session
+    assert info["sparse_loss"] == pytest.approx(rl.episode.masked_loss(session)[0], rel=1e-12)
+
+
+def count_passes(monkeypatch) -> list[tuple[bool, bool, bool]]:
+    """Record (masked network?, with the double backward?, batch id) of every gradient pass of the scoring code."""
+    from lightning_panning.core.scorers import ScoringContext
+
+    calls: list = []
+    original = ScoringContext._compute_gradients
+
+    def counted(self):
+        calls.append((self.masked_data_scores and self.masks is not None, bool(self.needs_hvp), id(self.batch)))
+        return original(self)
+
+    monkeypatch.setattr(ScoringContext, "_compute_gradients", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("preset", "kwargs", "per_step"),
+    [
+        ("default", {}, [(True, True)]),  # the next round's context gives L_s: one pass per step
+        ("default", {"panning_kwargs": {"masked_data_scores": False}}, [(True, False)]),  # + unmasked once per batch
+        ("authors", {}, [(True, False), (False, True)]),  # new batch: its unmasked context + the sparse L_s
+    ],
+)
+def test_no_wasted_passes(monkeypatch, preset, kwargs, per_step):
+    env = make_env(rounds=4, preset=preset, **kwargs)
+    env.reset(seed=0, options={"target": 0.9})
+    calls = count_passes(monkeypatch)
+    for t in range(1, 5):
+        before = len(calls)
+        env.step(np.zeros(3, dtype=np.float32))
+        step_calls = [c[:2] for c in calls[before:]]
+        expected = [(m, hvp and t < 4) for m, hvp in per_step]  # no double backward once no round follows
+        assert sorted(step_calls) == sorted(expected), (t, step_calls)
+    if preset == "authors":
+        batches = {c[2] for c in calls if not c[0]}
+        assert len(batches) == 4  # a new batch every step
+
+
+def test_authors_preset_is_their_pruning_env(monkeypatch):
+    env = make_env(rounds=5, preset="authors")
+    assert env.preset.done_offset == 1 and env.preset.grad_term_scale == 0.2
+    assert env.pruner.masked_data_scores is False and env.pruner.normalization == "authors"
+    assert env.pruner.keep_rule == "authors" and env.pruner.scorers["synflow"].signed  # the core's panning_authors
+    obs, info = env.reset(seed=0, options={"target": 0.9})
+    np.testing.assert_array_equal(obs[2:], 0.0)  # their reset state (N(L), N(ΔL), 0, 0, 0, 0, 0)
+    lo, hi = env.normalizer.bounds["loss"]
+    assert obs[0] == pytest.approx((info["loss"] - lo) / (hi - lo), rel=1e-5)  # seeded bounds, not updated at reset
+    model = env.model
+    weights = [p.detach().clone() for p in model.parameters()]
+    for t in range(1, 6):
+        obs, reward, terminated, _, info = env.step(np.full(3, 0.3, dtype=np.float32))
+        lo, hi = env.normalizer.bounds["loss"]
+        assert lo <= min(info["loss"], info["sparse_loss"]) and hi >= max(info["loss"], info["sparse_loss"])
+        assert info["r1"] == pytest.approx(abs(info["sparse_loss"] - info["loss"]) / (hi - lo), rel=1e-6)
+        glo, ghi = env.normalizer.bounds["grad_norm"]
+        assert info["r2"] == pytest.approx(abs(info["sparse_grad_norm"] - info["grad_norm"]) / (ghi - glo) / 5, rel=1e-6)
+        np.testing.assert_allclose(obs, [(info["loss"] - lo) / (hi - lo), (info["grad_norm"] - glo) / (ghi - glo),
+                                         info["r1"], info["r2"], info["effective_sparsity"], info["sparsity"],
+                                         (t - 1) / 5], rtol=1e-5, atol=1e-7)
+        assert reward == pytest.approx(-(info["r1"] + info["r2"] + info["r3"]), rel=1e-6)
+    assert terminated
+    bounds = dict(env.normalizer.bounds)
+    env.reset(seed=1)
+    assert env.model is model and all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
+    assert env.normalizer.bounds == bounds  # carried across episodes
+
+
+def test_authors_done_penalty_is_T_minus_t_plus_1():
+    def bottleneck() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 2), nn.ReLU(), nn.Linear(2, 3))
+
+    env = PanningEnv(bottleneck, small_data(), rounds=20, per_class=4, preset="authors")
+    env.reset(seed=0, options={"target": 1 - 1 / 134})
+    steps, info, terminated = 0, {}, False
+    while not terminated:
+        _, _, terminated, _, info = env.step(np.zeros(3, dtype=np.float32))
+        steps += 1
+    assert info["dead"] and steps < 20 and info["r_done"] == 20 - steps + 1
+
+
+# -- the vectorised env ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"preset": "authors"}, {"panning_kwargs": {"masked_data_scores": False}}],
+    ids=["default", "authors", "unmasked-scores"],
+)
+def test_vec_env_matches_single_envs(kwargs):
+    """Slot i of make_vec_env(n, seed=s) plays the episodes of PanningEnv reset with seed s + i (one batched pass)."""
+    n, kw = 3, {"rounds": 5, "per_class": 4, **kwargs}
+    venv = rl.make_vec_env(n, small_net, small_data(), seed=10, **kw)
+    singles = [make_env(**kw) for _ in range(n)]
+    np.testing.assert_array_equal(venv.reset(), np.stack([e.reset(seed=10 + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(0)
+    finished = 0
+    for _ in range(12):
+        actions = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+        obs, rewards, dones, infos = venv.step(actions)
+        for i, env in enumerate(singles):
+            o, r, terminated, _, info = env.step(actions[i])
+            assert dones[i] == terminated and infos[i]["keep"] == info["keep"]
+            assert rewards[i] == pytest.approx(r, rel=1e-4, abs=1e-6)
+            for key in ("r1", "r2", "r3", "r_done", "effective_sparsity", "sparse_loss", "sparse_grad_norm"):
+                assert infos[i][key] == pytest.approx(info[key], rel=1e-4, abs=1e-9), key
+            if terminated:
+                finished += 1
+                np.testing.assert_allclose(infos[i]["terminal_observation"], o, atol=1e-5)
+                o, _ = env.reset()
+            np.testing.assert_allclose(obs[i], o, atol=1e-5)
+    assert finished >= n  # every slot went through an automatic reset
+
+
+def test_vec_env_is_one_batched_pass_per_step(monkeypatch):
+    venv = rl.make_vec_env(4, small_net, small_data(), seed=0, rounds=5, per_class=4)
+    venv.reset()
+    calls = count_passes(monkeypatch)
+    venv.step(np.zeros((4, 3), dtype=np.float32))
+    assert [c[:2] for c in calls] == [(True, True)]
+
+
+def test_vec_env_bad_n_envs():
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=r"`n_envs` must be a positive integer"):
+            rl.make_vec_env(bad, small_net, small_data())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_vec_env_on_cuda_matches_cpu():
+    kw = {"rounds": 4, "per_class": 4, "target": 0.9}
+    cpu, gpu = (rl.make_vec_env(3, small_net, small_data(), seed=0, device=d, **kw) for d in ("cpu", "cuda"))
+    np.testing.assert_allclose(cpu.reset(), gpu.reset(), atol=1e-5)
+    for _ in range(4):
+        actions = np.random.default_rng(0).uniform(-1, 1, (3, 3)).astype(np.float32)
+        (o1, r1, d1, i1), (o2, r2, d2, i2) = cpu.step(actions), gpu.step(actions)
+        np.testing.assert_allclose(o1, o2, atol=1e-4)
+        np.testing.assert_allclose(r1, r2, rtol=1e-3, atol=1e-5)
+        assert [i["keep"] for i in i1] == [i["keep"] for i in i2] and list(d1) == list(d2)

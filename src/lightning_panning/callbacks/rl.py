@@ -140,6 +140,7 @@ class RLPanningCallback(BasePruningCallback):
                     f"`policy` must be 'default', an existing TD3 zip file or an object with `predict`; the file "
                     f"{str(path)!r} does not exist."
                 )
+            load_policy(path)  # raises a ValueError naming `policy` for a file of the wrong observation/action shape
             return str(path)
         if callable(getattr(policy, "predict", None)):
             return type(policy).__name__

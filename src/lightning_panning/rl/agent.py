@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,20 +21,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightning_panning.core.batch import ClassificationLoss
 from lightning_panning.core.masks import Masks
 from lightning_panning.core.panning import Data, Panning, RoundRecord
-from lightning_panning.core.scorers import get_scorer
+from lightning_panning.rl.env import PreciseClassificationLoss, make_env_pruner
 from lightning_panning.rl.episode import Episode, EpisodeStep
-from lightning_panning.rl.state import LossNormalizer, NormalizationMode
+from lightning_panning.rl.state import LEGACY_PRESET, PRESETS, NormalizationMode, PanningPreset, get_preset
 
 __all__ = [
     "DEFAULT_POLICY",
     "TD3_HYPERPARAMETERS",
     "Policy",
     "RLPruningResult",
+    "check_policy_spaces",
     "default_policy_path",
     "load_policy",
     "make_td3",
+    "policy_preset",
     "rl_prune",
 ]
 
@@ -128,18 +131,30 @@ def default_policy_path() -> Path:
     return path
 
 
-def load_policy(policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY, device: str | torch.device = "cpu") -> Policy:
+def load_policy(
+    policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
+    device: str | torch.device = "cpu",
+    observation_dim: int = 7,
+    action_dim: int | None = 3,
+) -> Policy:
     """Resolve a policy: ``"default"`` (shipped), a path to an SB3 ``TD3`` zip, or an object with ``predict``.
+
+    A loaded model (or a given one with ``observation_space`` / ``action_space``) is checked against the shapes the
+    Panning episode uses: observations ``(observation_dim,)`` and actions ``(action_dim,)`` (one per scorer).
 
     Args:
         policy: what to load.
         device: torch device for a loaded model.
+        observation_dim: observation length (7).
+        action_dim: number of scorers ``κ`` (``None``: not checked).
 
     Raises:
         FileNotFoundError: for a path that does not exist.
         TypeError: for an object without ``predict``.
+        ValueError: for a policy whose observation or action shape does not fit.
     """
     if isinstance(policy, Policy) and not isinstance(policy, (str, os.PathLike)):
+        check_policy_spaces(policy, observation_dim, action_dim, label=type(policy).__name__)
         return policy
     if isinstance(policy, (str, os.PathLike)):
         from stable_baselines3 import TD3
@@ -150,11 +165,62 @@ def load_policy(policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY, device
                 f"`policy`={str(policy)!r} is neither 'default' nor an existing file; pass a TD3 zip saved by "
                 "`python -m lightning_panning.rl.train` or an SB3 model."
             )
-        return TD3.load(str(path), device=device)
+        try:
+            model = TD3.load(str(path), device=device)
+        except Exception as err:  # a zip that is not an SB3 TD3 model
+            raise ValueError(
+                f"`policy`={str(policy)!r} could not be loaded as a Stable-Baselines3 TD3 model "
+                f"({type(err).__name__}: {err})."
+            ) from err
+        check_policy_spaces(model, observation_dim, action_dim, label=str(policy))
+        return model
     raise TypeError(
         f"`policy` must be 'default', a path to a TD3 zip, or an object with `predict` (an SB3 model); got "
         f"{type(policy).__name__}."
     )
+
+
+def check_policy_spaces(policy: Any, observation_dim: int = 7, action_dim: int | None = 3, label: str = "") -> None:
+    """Raise a ``ValueError`` naming ``policy`` if its spaces (when it has them) do not fit the Panning episode.
+
+    Example:
+        >>> from gymnasium import spaces
+        >>> class Wrong:
+        ...     observation_space = spaces.Box(0, 1, (5,))
+        ...     action_space = spaces.Box(-1, 1, (3,))
+        >>> check_policy_spaces(Wrong(), label="wrong.zip")
+        Traceback (most recent call last):
+        ...
+        ValueError: `policy`='wrong.zip' expects observations of shape (5,) and actions of shape (3,); RLPanning ...
+    """
+    obs_space, act_space = getattr(policy, "observation_space", None), getattr(policy, "action_space", None)
+    obs_shape = tuple(getattr(obs_space, "shape", None) or ())
+    act_shape = tuple(getattr(act_space, "shape", None) or ())
+    want_obs, want_act = (observation_dim,), (action_dim,) if action_dim is not None else None
+    bad_obs = obs_space is not None and obs_shape != want_obs
+    bad_act = act_space is not None and want_act is not None and act_shape != want_act
+    if bad_obs or bad_act:
+        raise ValueError(
+            f"`policy`={label!r} expects observations of shape {obs_shape} and actions of shape {act_shape}; "
+            f"RLPanning gives observations of shape {want_obs} and needs actions of shape "
+            f"{want_act if want_act is not None else '(κ,)'} (one per scorer). Train a policy on "
+            "`lightning_panning.rl.PanningEnv` (`python -m lightning_panning.rl.train`)."
+        )
+
+
+def policy_preset(policy: Any) -> PanningPreset:
+    """The environment spec a policy was trained with.
+
+    Policies saved by :mod:`lightning_panning.rl.train` carry it (``panning_preset``); a TD3 model without it is the
+    first shipped policy (``"relative"`` loss normalisation, :data:`~lightning_panning.rl.state.LEGACY_PRESET`); any
+    other object gets the default preset.
+    """
+    stored = getattr(policy, "panning_preset", None)
+    if isinstance(stored, dict):
+        return PanningPreset.from_dict(stored)
+    if type(policy).__name__ == "TD3":
+        return LEGACY_PRESET
+    return PRESETS["default"]
 
 
 @dataclass
@@ -211,9 +277,10 @@ def rl_prune(
     target: float,
     policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
     *,
-    alpha: float = 100.0,
-    grad_term_scale: float = 1.0,
-    normalization: NormalizationMode = "relative",
+    preset: str | PanningPreset | None = None,
+    alpha: float | None = None,
+    grad_term_scale: float | None = None,
+    normalization: NormalizationMode | None = None,
     example_input: Tensor | None = None,
     deterministic: bool = True,
     on_step: Callable[[dict[str, Any], EpisodeStep], None] | None = None,
@@ -231,9 +298,12 @@ def rl_prune(
             batch.
         target: final sparsity in (0, 1).
         policy: ``"default"`` (shipped), a TD3 zip path, or an SB3 model.
-        alpha: ``α`` of the reward (for logs only; it does not change the masks).
-        grad_term_scale: factor on the gradient-norm reward term (logs only).
-        normalization: the losses' ``N(·)`` (must match the policy's training; default ``"relative"``).
+        preset: the environment preset the policy was trained with (observation layout, normalisation, scoring
+            method); default: the one stored with the policy (:func:`policy_preset`). The episode uses the given
+            batch for every round.
+        alpha: ``α`` of the reward (for logs only; it does not change the masks); default: the preset's.
+        grad_term_scale: factor on the gradient-norm reward term (logs only); default: the preset's.
+        normalization: the losses' ``N(·)``; default: the preset's (it must match the policy's training).
         example_input: input shape for SynFlow / effective sparsity when ``data`` has none.
         deterministic: deterministic actions (inference).
         on_step: called after each round with the step's summary (see :func:`step_summary`) and the raw step.
@@ -261,13 +331,20 @@ def rl_prune(
             f"rl_prune got a ready `pruner` and Panning arguments {sorted(panning_kwargs)}, which it would ignore; "
             "set them on the pruner (`pruner.replace(...)`) or pass no pruner."
         )
-    agent = load_policy(policy)
-    if pruner is None:
-        scorers = panning_kwargs.pop("scorers", ("synflow", "snip", "grasp"))
-        equal = {get_scorer(s).label: 1.0 for s in scorers}  # the policy sets every round's weights
-        pruner = Panning(scorers, **{"weights": equal, "progress": False, **panning_kwargs})
+    agent = load_policy(policy, action_dim=None)
+    spec = get_preset(preset if preset is not None else policy_preset(agent), alpha=alpha,
+                      grad_term_scale=grad_term_scale, loss_normalization=normalization)
+    spec = replace(spec, batch_per_step=False)
+    if pruner is None:  # the preset's scoring method, then the caller's arguments; the policy sets the weights
+        kwargs = {**spec.panning_kwargs, **panning_kwargs}
+        pruner = make_env_pruner(spec.method, kwargs.pop("scorers", None), kwargs.pop("rounds", 100),
+                                 kwargs.pop("per_class", 10), kwargs)
+    check_policy_spaces(agent, 7, len(pruner.scorers), label=str(policy) if isinstance(policy, (str, os.PathLike))
+                        else type(policy).__name__)
+    if type(pruner.loss_fn) is ClassificationLoss:  # the training env's float64 loss, so observations match
+        pruner.loss_fn = PreciseClassificationLoss(pruner.loss_fn.temperature)
     session = pruner.start(model, data, target, example_input)
-    episode = Episode(session, alpha, grad_term_scale, LossNormalizer(normalization), stop_when_dead=False)
+    episode = Episode(session, spec, stop_when_dead=False)
     names = list(pruner.scorers)
     steps: list[dict[str, Any]] = []
     obs = episode.observation
@@ -330,16 +407,24 @@ def evaluate_policy_rewards(
 class FixedActionPolicy:
     """Table 3's weights as actions, ``a_k = 2 p_k − 1`` (the hand-tuned Panning baseline for evaluations).
 
-    The round about to run is read from the observation's progress ``t/T``; its sparsity comes from the exponential
-    schedule of the given target (the observation alone does not determine the final target).
+    The round about to run is read from the observation's progress (``t/T`` in the paper layout; ``(t−1)/T`` in the
+    authors', where ``ρ_t = 0`` marks the reset); its sparsity comes from the exponential schedule of the given target
+    (the observation alone does not determine the final target).
 
     Args:
         target: the episode's final sparsity.
         rounds: ``T``.
         scorers: action order.
+        layout: the observation layout, ``"paper"`` or ``"authors"``.
+
+    Example:
+        >>> policy = FixedActionPolicy(0.99, rounds=100)
+        >>> policy.predict(np.zeros(7, dtype=np.float32))[0].tolist()  # round 1 (ρ = 0.045): Table 3's first row
+        [-0.6000000238418579, 0.0, -0.4000000059604645]
     """
 
-    def __init__(self, target: float, rounds: int, scorers: Sequence[str] = ("synflow", "snip", "grasp")) -> None:
+    def __init__(self, target: float, rounds: int, scorers: Sequence[str] = ("synflow", "snip", "grasp"),
+                 layout: str = "paper") -> None:
         from lightning_panning.core.fusion import StageTable
         from lightning_panning.core.schedules import exponential
 
@@ -347,9 +432,12 @@ class FixedActionPolicy:
         self.schedule = exponential(target, rounds)
         self.rounds = rounds
         self.scorers = list(scorers)
+        self.layout = layout
 
     def predict(self, observation: np.ndarray, *args: Any, **kwargs: Any) -> tuple[np.ndarray, None]:
         """Table 3's weights for the next round, as an action in ``[-1, 1]^κ``."""
         t = round(float(observation[-1]) * self.rounds)
+        if self.layout == "authors" and float(observation[5]) > 0.0:
+            t += 1
         weights = self.table(t, self.schedule[min(t, self.rounds - 1)])
         return np.array([2.0 * weights.get(s, 0.0) - 1.0 for s in self.scorers], dtype=np.float32), None

@@ -16,22 +16,35 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from lightning_panning.core.batch import SamplePool
-from lightning_panning.core.panning import Panning, PanningSession
+from lightning_panning import ENV_ID as _PACKAGE_ENV_ID
+from lightning_panning.core.batch import ClassificationLoss, SamplePool, batch_inputs, batch_labels
+from lightning_panning.core.panning import METHODS, Panning, PanningSession
 from lightning_panning.core.schedules import keep_count, validate_target
+from lightning_panning.core.scorers import ScoringContext, get_scorer
 from lightning_panning.rl.episode import Episode
-from lightning_panning.rl.state import OBSERVATION_NAMES, LossNormalizer, NormalizationMode
+from lightning_panning.rl.state import OBSERVATION_NAMES, LossNormalizer, NormalizationMode, PanningPreset, get_preset
 
-__all__ = ["ENV_ID", "PanningEnv", "curriculum_target", "load_mnist"]
+__all__ = [
+    "ENV_ID",
+    "PanningEnv",
+    "PreciseClassificationLoss",
+    "curriculum_target",
+    "draw_target",
+    "load_mnist",
+    "make_env_pruner",
+    "observation_space",
+    "seed_running_bounds",
+]
 
 log = logging.getLogger(__name__)
 
-#: The id under which :mod:`lightning_panning.rl` registers :class:`PanningEnv` with Gymnasium.
-ENV_ID = "lightning_panning/Panning-v0"
+#: The id under which ``import lightning_panning`` registers :class:`PanningEnv` with Gymnasium.
+ENV_ID = _PACKAGE_ENV_ID
 
 
 def curriculum_target(
@@ -96,36 +109,44 @@ def _normalize_mnist(x: Tensor) -> Tensor:
 
 
 class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
-    """Panning as a Gymnasium environment (RLPanning, METHOD §5).
+    """Panning as a Gymnasium environment (RLPanning, METHOD §5), in one of two presets.
 
-    **Observation** (``Box(0, 1, (7,), float32)``): ``(N(L), N(ΔL), N(L_s), N(ΔL_s), ρ_t, ρ_e, t/T)`` — loss and
-    gradient norm ``gᵀg`` of the episode's dense network, the same two of the current sparse network, the nominal
-    sparsity ``ρ_t`` of the current mask (0 at reset), its effective sparsity ``ρ_e`` and the progress ``t/T``.
-    ``N`` is the bounded normalisation relative to the dense network, ``N(x) = x / (x + x_dense)`` (so the dense
-    entries are 0.5), chosen over the authors' running min/max because bounds carried across episodes would break
-    ``reset(seed=...)`` reproducibility and would not transfer to networks with other loss scales; see
-    :mod:`lightning_panning.rl.state`. ``normalization="running"`` gives the authors' bounds.
+    ``preset="default"`` (this project) — **observation** (``Box(0, 1, (7,), float32)``): ``(N(L), N(ΔL), N(L_s),
+    N(ΔL_s), ρ_t, ρ_e, t/T)``: loss and gradient norm ``gᵀg`` of the episode's dense network, the same two of the
+    current sparse network, the nominal sparsity ``ρ_t`` of the current mask (0 at reset), its effective sparsity
+    ``ρ_e`` and the progress ``t/T``. The loss is measured in units of the dense network's first-order sensitivity,
+    ``N(L_s) = ½ + (L_s − L) / ‖∂L/∂w ⊙ w‖₂``, the gradient norm relatively, ``N(ΔL_s) = ΔL_s / (ΔL_s + ΔL)`` (so
+    ``N(L) = N(ΔL) = 0.5`` are constants); both need no state across episodes, so ``reset(seed=...)`` reproduces an
+    episode. The choice is measured in ``benchmarks/results/reward_terms.md`` and explained in
+    :mod:`lightning_panning.rl.state`. Every episode has a new network (``model_fn()`` under a seed drawn from
+    ``np_random``) and a new class-balanced batch.
+
+    ``preset="authors"`` — the authors' ``PruningEnv.step`` exactly: observation ``(N(L), N(ΔL), r1, r2, ρ_e, ρ_t,
+    (t−1)/T)`` with running min/max bounds over every loss seen (initialised from 10 batches, carried across
+    episodes), ``r_done = T − t + 1``, the gradient term divided by 5, a new batch every step, one network for all
+    episodes, SNIP/GraSP of the unmasked network with the authors' score normalisation. Its episodes depend on
+    the ones before (the running bounds), so ``reset(seed=...)`` does not reproduce them. Its scoring is the
+    core's ``"panning_authors"`` (their masks bit for bit, ``docs/differences.md``); drawn targets are capped at
+    ``target_high`` (theirs reach 1, where one weight is kept).
 
     **Action** (``Box(-1, 1, (κ,), float32)``, ``κ`` = number of scorers): ``p_k = (a_k + 1) / 2`` are the metric
     weights of the round (all-``-1`` falls back to equal weights).
 
-    **Reward**, eq. (7): ``R_t = −|N(L) − N(L_s)| − |N(ΔL) − N(ΔL_s)| − α|ρ_e − ρ_t| − r_done`` with ``α = 100`` and
-    ``r_done = T − t`` when the network is dead (``ρ_e = 1``), else 0. ``grad_term_scale=0.2`` gives the authors'
-    "/5" on the gradient-norm term.
+    **Reward**, eq. (7): ``R_t = −r1 − r2 − r3 − r_done`` with ``r1 = |N(L) − N(L_s)|``, ``r2 = |N(ΔL) − N(ΔL_s)|``,
+    ``r3 = α|ρ_e − ρ_t|`` (``α = 100``) and ``r_done = T − t`` when the network is dead (``ρ_e = 1``), else 0; each
+    term is in ``info`` (``r1``, ``r2``, ``r3``, ``r_done``) with the raw losses.
 
-    **Episode**: ``reset`` initialises a new network (``model_fn()`` under a seed drawn from ``np_random``), draws a
-    new class-balanced batch of ``per_class`` samples per class, and a final target ``ρ_T`` (``options={"target":
-    ρ}``, else the fixed ``target``, else the curriculum of :func:`curriculum_target`). It terminates at ``t = T`` or
-    when ``ρ_e = 1``. All randomness comes from ``self.np_random``: the same ``reset(seed=s)`` gives the same
-    observations and step results (the curriculum phase also depends on :attr:`total_steps`, the number of steps
-    taken so far; with a fixed or given target it does not matter).
+    **Episode**: ``reset`` draws a final target ``ρ_T`` (``options={"target": ρ}``, else the fixed ``target``, else
+    the curriculum of :func:`curriculum_target`). It terminates at ``t = T`` or when ``ρ_e = 1``. All randomness
+    comes from ``self.np_random`` (the curriculum phase also depends on :attr:`total_steps`).
 
     Args:
-        model_fn: builds a fresh network (called under a seeded torch RNG at each reset); default
+        model_fn: builds a fresh network (called under a seeded torch RNG); default
             :class:`~lightning_panning.models.LeNet5`.
         data: labelled samples: a Dataset of ``(x, y)``, or an ``(inputs (N, ...), labels (N,))`` tensor pair;
             default MNIST training images from ``data_dir`` (normalised like :class:`MNISTDataModule`).
         data_dir: torchvision root for the default MNIST; default ``$LIGHTNING_PANNING_DATA``, else ``./data``.
+        preset: ``"default"`` or ``"authors"`` (see :data:`~lightning_panning.rl.state.PRESETS`).
         rounds: ``T``.
         per_class: ``k`` samples per class in the scoring batch.
         target: fixed final sparsity; ``None`` draws one per episode.
@@ -133,13 +154,14 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         curriculum_steps: length of the curriculum's first phase, in environment steps.
         target_low: lowest drawn target.
         target_high: highest drawn target (also clipped so that at least one weight survives).
-        alpha: ``α``.
-        grad_term_scale: factor on the gradient-norm reward term.
-        scorers: the ``κ`` metrics, in action order.
-        normalization: ``"relative"`` or ``"running"`` (see above).
+        alpha: ``α`` (default: the preset's, 100).
+        grad_term_scale: factor on the gradient-norm reward term (default: the preset's).
+        scorers: the ``κ`` metrics, in action order (default: the preset's method's, SynFlow, SNIP, GraSP).
+        normalization: the losses' ``N``: ``"sensitivity"``, ``"relative"`` or ``"running"`` (default: the
+            preset's).
         device: where the network and batch live.
-        panning_kwargs: further :class:`~lightning_panning.core.panning.Panning` arguments, e.g.
-            ``{"normalization": "authors"}`` for the authors' score normalisation or ``{"masked_data_scores": False}``.
+        panning_kwargs: further :class:`~lightning_panning.core.panning.Panning` arguments (over the preset's), e.g.
+            ``{"masked_data_scores": False}``.
 
     Example:
         >>> import torch
@@ -151,8 +173,8 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         >>> obs.shape, env.action_space.shape
         ((7,), (3,))
         >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        >>> round(float(obs[-1]), 2), info["round"]
-        (0.25, 1)
+        >>> round(float(obs[-1]), 2), info["round"], all(k in info for k in ("r1", "r2", "r3", "r_done"))
+        (0.25, 1, True)
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -163,6 +185,7 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         data: Dataset | tuple[Tensor, Tensor] | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         *,
+        preset: str = "default",
         rounds: int = 100,
         per_class: int = 10,
         target: float | None = None,
@@ -170,14 +193,15 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         curriculum_steps: int = 10_000,
         target_low: float = 0.8,
         target_high: float = 0.9999,
-        alpha: float = 100.0,
-        grad_term_scale: float = 1.0,
-        scorers: Sequence[str] = ("synflow", "snip", "grasp"),
-        normalization: NormalizationMode = "relative",
+        alpha: float | None = None,
+        grad_term_scale: float | None = None,
+        scorers: Sequence[str] | None = None,
+        normalization: NormalizationMode | None = None,
         device: str | torch.device = "cpu",
         panning_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.preset = get_preset(preset, alpha=alpha, grad_term_scale=grad_term_scale, loss_normalization=normalization)
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`rounds` must be a positive integer, got {rounds!r}.")
         if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
@@ -187,8 +211,6 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         target_low, target_high = validate_target(target_low, "target_low"), validate_target(target_high, "target_high")
         if target_low > target_high:
             raise ValueError(f"`target_low`={target_low} must not exceed `target_high`={target_high}.")
-        if normalization not in ("relative", "running"):
-            raise ValueError(f"`normalization` must be 'relative' or 'running', got {normalization!r}.")
         if model_fn is None:
             from lightning_panning.models import LeNet5
 
@@ -206,16 +228,12 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.curriculum = curriculum
         self.curriculum_steps = curriculum_steps
         self.target_low, self.target_high = target_low, target_high
-        self.alpha = float(alpha)
-        self.grad_term_scale = float(grad_term_scale)
         self.device = torch.device(device)
-        self.normalizer = LossNormalizer(normalization)
-        # the agent supplies every round's weights; equal weights only satisfy Panning's check for custom scorers
-        kwargs = {"rounds": rounds, "per_class": per_class, "progress": False,
-                  "weights": {str(s): 1.0 for s in scorers}, **(panning_kwargs or {})}
-        self.pruner = Panning(scorers, **kwargs)
+        self.normalizer = LossNormalizer(self.preset.loss_normalization)
+        kwargs = {**self.preset.panning_kwargs, **(panning_kwargs or {})}
+        self.pruner = make_env_pruner(self.preset.method, scorers, rounds, per_class, kwargs)
         self.scorers = list(self.pruner.scorers)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(len(OBSERVATION_NAMES),), dtype=np.float32)
+        self.observation_space = observation_space(self.preset)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(len(self.scorers),), dtype=np.float32)
         #: Environment steps taken so far, over all episodes (drives the curriculum; restore it when resuming).
         self.total_steps = 0
@@ -230,27 +248,22 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
             model = self.model_fn()
         return model.to(self.device)
 
-    def _draw_target(self, total: int, options: dict[str, Any] | None) -> float:
-        high = min(self.target_high, 1.0 - 1.0 / total)
-        if options and options.get("target") is not None:
-            return validate_target(options["target"], "options['target']")
-        if self.target is not None:
-            return self.target
-        if self.curriculum:
-            target = curriculum_target(self.np_random, self.total_steps, self.curriculum_steps, self.target_low, high)
-        else:
-            target = self.target_low + (high - self.target_low) * float(self.np_random.random())
-        if keep_count(total, target) < 1:  # float edge: keep at least one weight
-            target = 1.0 - 1.0 / total
-        return float(target)
+    def draw_batch(self) -> tuple[Tensor, Tensor]:
+        """A new class-balanced scoring batch ``(x (k·l, ...), y (k·l,))`` on the env's device, from ``np_random``."""
+        batch: tuple[Tensor, Tensor] = self.pruner.scoring_batch(self.pool, self.device, generator=self.np_random)
+        return batch
 
     def start_session(self, options: dict[str, Any] | None = None) -> PanningSession:
-        """Draw a network, a batch and a target from ``np_random`` and start a Panning session (used by reset)."""
-        model = self._new_model()
-        batch = self.pruner.scoring_batch(self.pool, self.device, generator=self.np_random)
+        """Draw a network (unless the preset keeps one), a batch and a target from ``np_random``; start a session."""
+        if self.model is None or not self.preset.fixed_network:
+            self.model = self._new_model()
+            if self.preset.loss_normalization == "running" and self.preset.fixed_network:
+                seed_running_bounds(self.normalizer, self.pruner, self.model,
+                                    [self.draw_batch() for _ in range(self.preset.running_init_batches)])
+        model = self.model
+        batch = self.draw_batch()
         total = sum(p.numel() for p in self.pruner.parameters(model).values())
-        target = self._draw_target(total, options)
-        self.model = model
+        target = draw_target(self, total, options)
         return self.pruner.start(model, batch, target)
 
     # -- Gymnasium API -------------------------------------------------------------------------------------------
@@ -260,9 +273,10 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Start an episode: new network, new batch, new target. Returns ``(observation (7,), info)``."""
         super().reset(seed=seed)
         session = self.start_session(options)
-        self.episode = Episode(session, self.alpha, self.grad_term_scale, self.normalizer)
+        self.episode = Episode(session, self.preset, self.normalizer,
+                               batch_fn=self.draw_batch if self.preset.batch_per_step else None)
         info = {"target": session.target, "loss": self.episode.dense_loss, "grad_norm": self.episode.dense_grad_norm,
-                "total": session.total}
+                "loss_scale": self.episode.loss_scale, "total": session.total}
         return self.episode.observation, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -277,3 +291,93 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Drop the current network and batch."""
         self.episode = None
         self.model = None
+
+
+def observation_space(spec: PanningPreset) -> spaces.Box:
+    """The observation space of a preset's layout.
+
+    ``Box(0, 1, (7,))`` for the paper layout; the authors' layout has unbounded normalised losses (at reset their
+    running bounds have not seen the reset's loss) and ``[0, 1]`` elsewhere.
+    """
+    if spec.observation == "authors":
+        low = np.array([-np.inf, -np.inf, 0, 0, 0, 0, 0], dtype=np.float32)
+        high = np.array([np.inf, np.inf, np.inf, np.inf, 1, 1, 1], dtype=np.float32)
+        return spaces.Box(low, high, dtype=np.float32)
+    return spaces.Box(0.0, 1.0, shape=(len(OBSERVATION_NAMES),), dtype=np.float32)
+
+
+class PreciseClassificationLoss(ClassificationLoss):
+    """The scoring loss (cross-entropy of ``logits / T``) evaluated in float64 from the float32 logits.
+
+    At ``T = 200`` an untrained network's loss is ``ln C`` up to about ``1e-5``, and pruning moves it by less: in
+    float32 (resolution ``2.4e-7`` at 2.3) the loss term of the reward would be quantised to a few hundred levels.
+    The gradients reaching the network are the same up to rounding.
+
+    Example:
+        >>> net = torch.nn.Linear(4, 3)
+        >>> PreciseClassificationLoss()(net, (torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]))).dtype
+        torch.float64
+    """
+
+    def __call__(self, model: nn.Module, batch: Any) -> Tensor:
+        """Loss of ``model`` on ``batch``: inputs ``(B, ...)``, labels ``(B,)`` int64 → float64 scalar."""
+        labels = batch_labels(batch)
+        if labels is None:
+            return super().__call__(model, batch)  # raises the core's error
+        output = model(batch_inputs(batch))
+        return F.cross_entropy(output.double() / self.temperature, labels)
+
+
+def make_env_pruner(
+    method: str, scorers: Sequence[Any] | None, rounds: int, per_class: int, kwargs: dict[str, Any]
+) -> Panning:
+    """The :class:`Panning` an env drives: ``METHODS[method]``'s settings, then ``kwargs``.
+
+    The agent supplies every round's weights (equal weights only satisfy Panning's check for custom scorers); the loss
+    is :class:`PreciseClassificationLoss` unless ``loss_fn`` is given.
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown `method` {method!r}; allowed: {sorted(METHODS)}.")
+    config: dict[str, Any] = {k: v for k, v in METHODS[method].items() if k != "rounds"}
+    config.update(kwargs)
+    if scorers is not None:
+        config["scorers"] = tuple(scorers)
+    config.setdefault("scorers", ("synflow", "snip", "grasp"))
+    if "loss_fn" not in config:
+        config["loss_fn"] = PreciseClassificationLoss(float(config.pop("temperature", 200.0)))
+    labels = [get_scorer(s).label for s in config["scorers"]]
+    config.update({"rounds": rounds, "per_class": per_class, "progress": False, "weights": dict.fromkeys(labels, 1.0)})
+    return Panning(**config)
+
+
+def draw_target(env: Any, total: int, options: dict[str, Any] | None) -> float:
+    """An episode's final target for ``env`` (a :class:`PanningEnv` or one slot of the vector env).
+
+    The option, else the fixed target, else a draw from ``env.np_random`` (curriculum or uniform), kept so that at
+    least one weight survives.
+    """
+    high = min(env.target_high, 1.0 - 1.0 / total)
+    if options and options.get("target") is not None:
+        return validate_target(options["target"], "options['target']")
+    if env.target is not None:
+        return float(env.target)
+    if env.curriculum:
+        target = curriculum_target(env.np_random, env.total_steps, env.curriculum_steps, env.target_low, high)
+    else:
+        target = env.target_low + (high - env.target_low) * float(env.np_random.random())
+    if keep_count(total, target) < 1:  # float edge: keep at least one weight
+        target = 1.0 - 1.0 / total
+    return float(target)
+
+
+def seed_running_bounds(normalizer: LossNormalizer, pruner: Panning, model: nn.Module, batches: list[Any]) -> None:
+    """The authors' initial running bounds: dense loss and ``gᵀg`` of ``model`` on each of ``batches``."""
+    params = pruner.parameters(model)
+    losses, grads = [], []
+    for batch in batches:
+        ctx = ScoringContext(model, params, None, batch, pruner.loss_fn, needs_hvp=False, train_mode=pruner.train_mode,
+                             seed=pruner.seed)
+        _ = ctx.grad
+        losses.append(float(ctx.loss or 0.0))
+        grads.append(float(ctx.grad_norm or 0.0))
+    normalizer.seed_bounds(losses, grads)

@@ -1,33 +1,73 @@
 """One RLPanning episode on top of a :class:`~lightning_panning.core.panning.PanningSession`.
 
-Shared by :class:`~lightning_panning.rl.env.PanningEnv` (training) and :func:`~lightning_panning.rl.agent.rl_prune`
-/ :class:`~lightning_panning.callbacks.rl.RLPanningCallback` (inference), so both build the observation and the
+Shared by :class:`~lightning_panning.rl.env.PanningEnv`, the batched vector env
+(:func:`~lightning_panning.rl.vec_env.make_vec_env`) and :func:`~lightning_panning.rl.agent.rl_prune` /
+:class:`~lightning_panning.callbacks.rl.RLPanningCallback` (inference), so all of them build the observation and the
 reward with the same code.
 
-Cost of one step: the session's round (one forward + double backward on the scoring batch for SNIP/GraSP, one
-float64 SynFlow pass, the global top-k), one float64 ones-pass for the effective sparsity, and nothing else: the loss
-and ``gᵀg`` of the new sparse network come from the session's scoring context of the new mask, which the *next*
-round reuses, so the observation costs no extra forward/backward.
+A step has three phases: :meth:`Episode.play` runs the Panning round with the action's weights, a
+:class:`Measurement` of the new mask is taken (:meth:`Episode.measure` here; the vector env takes the measurements of
+all its episodes in one batched computation), and :meth:`Episode.finish` turns it into the observation and eq. (7).
+
+Passes per step (no pass is wasted):
+
+* the round itself reuses the scoring context of the current mask (one forward + double backward on the scoring
+  batch for SNIP/GraSP, one SynFlow pass) and runs the global top-k;
+* one ones-pass for the effective sparsity of the new mask;
+* Algorithm 1 (``masked_data_scores=True``): the sparse loss ``L_s`` and ``gᵀg`` come from the scoring context of
+  the *new* mask, which the next round reuses (so they cost nothing extra); at the last step (or when the network
+  has died) that context is built without the double backward, since no round will use it;
+* unmasked scores (the authors' ``masked_data_scores=False``): the unmasked context is computed once per scoring
+  batch and reused by every round; ``L_s`` and ``gᵀg`` then need their own forward + backward of the masked network;
+* the dense network's ``L``, ``gᵀg`` and loss scale ``‖∂L/∂w ⊙ w‖₂`` once per scoring batch (from the context
+  round 1 reuses): once per episode, or every step with a new batch per step (authors' preset).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from lightning_panning.core.functional import call_with, preserved_modes, seeded
 from lightning_panning.core.masks import effective_masks
 from lightning_panning.core.panning import PanningSession, RoundRecord
+from lightning_panning.core.scorers import ScoringContext
 from lightning_panning.rl.state import (
     LossNormalizer,
+    PanningPreset,
     RewardTerms,
     action_to_weights,
+    authors_observation,
+    get_preset,
     observation_vector,
     reward_terms,
 )
 
-__all__ = ["Episode", "EpisodeStep"]
+__all__ = ["Episode", "EpisodeStep", "Measurement", "empty_loss", "loss_scale", "masked_loss", "set_batch"]
+
+
+@dataclass
+class Measurement:
+    """What a step measures of the new mask (and, with a new batch, of the dense network).
+
+    Attributes:
+        effective: ``ρ_e`` of the new mask.
+        dead: no input-output path survives.
+        sparse_loss: ``L_s`` of ``c ⊙ w`` on the scoring batch.
+        sparse_grad_norm: its ``gᵀg``.
+        dense: ``(L, gᵀg, ‖∂L/∂w ⊙ w‖₂)`` of the dense network when the batch changed this step, else ``None``.
+    """
+
+    effective: float
+    dead: bool
+    sparse_loss: float
+    sparse_grad_norm: float
+    dense: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -58,55 +98,117 @@ class EpisodeStep:
         return self.terms.reward
 
 
+def set_batch(session: PanningSession, batch: Any) -> None:
+    """Give ``session`` a new scoring batch: its cached scoring contexts (masked and unmasked) are dropped.
+
+    Kept in one place because it touches the session's caches (the authors' preset draws a batch per step).
+    """
+    session.batch = batch
+    session._ctx = None
+    session._shared = {}
+
+
+def empty_loss(session: PanningSession) -> float:
+    """The scoring loss of the *empty* network (every prunable weight 0) on the session's batch: one forward pass."""
+    pruner = session.pruner
+    model = session.model
+    with torch.no_grad():
+        tensors: dict[str, torch.Tensor] = {n: b.clone() for n, b in model.named_buffers()}
+        tensors.update({n: torch.zeros_like(p) for n, p in session.params.items()})
+        device = next(iter(session.params.values())).device
+        with preserved_modes(model, pruner.train_mode), seeded(pruner.seed + session.round, device):
+            loss = call_with(model, tensors, pruner.loss_fn, session.batch)
+    return float(loss)
+
+
+def loss_scale(grad: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> float:
+    """``‖∂L/∂w ⊙ w‖₂`` over all prunable weights (float64): the norm of the dense network's SNIP saliency.
+
+    Removing each weight with probability ½ changes the loss, to first order, by ``−Σ g_i w_i m_i``, whose standard
+    deviation is half this norm; the ``"sensitivity"`` normalisation measures ``L_s − L`` in its units.
+    """
+    return math.sqrt(sum(float(((grad[n].double() * weights[n].double()) ** 2).sum()) for n in weights))
+
+
+def masked_loss(session: PanningSession, dense: bool = False) -> tuple[float, float, float]:
+    """Loss, ``gᵀg`` and ``‖∂L/∂w ⊙ w‖₂`` of ``c ⊙ w`` (of ``w`` when ``dense``) on the session's batch.
+
+    One forward + backward of their own (no double backward).
+    """
+    p = session.pruner
+    ctx = ScoringContext(
+        session.model, session.scoring_params, None if dense else session.masks, session.batch, p.loss_fn,  # type: ignore[arg-type]
+        resurrect=p.resurrect, masked_data_scores=True, needs_hvp=False, example_input=session.example_input,
+        train_mode=p.train_mode, seed=p.seed + session.round,
+    )
+    grad = ctx.grad
+    assert ctx.loss is not None and ctx.grad_norm is not None
+    return float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.weights)
+
+
 class Episode:
     """Drives a :class:`PanningSession` with actions and turns its state into observations and rewards.
 
-    Creating an episode computes the dense network's loss ``L`` and gradient norm ``ΔL = gᵀg`` from the session's
-    first scoring context (which round 1 then reuses).
+    Creating an episode measures the dense network (loss ``L``, gradient norm ``ΔL = gᵀg`` and the loss scale
+    ``‖∂L/∂w ⊙ w‖₂``, all from the session's first scoring context, which round 1 then reuses), unless ``dense``
+    gives those numbers.
 
     Args:
         session: a fresh session (no round run yet), from :meth:`Panning.start`.
-        alpha: ``α`` of eq. (7).
-        grad_term_scale: factor on the gradient-norm reward term (1; the authors' code: 0.2).
-        normalizer: the ``N(·)`` of the losses; default: a new relative normaliser.
+        preset: the preset (or its name): observation layout, normalisation, penalties (see :data:`PRESETS`).
+        normalizer: the ``N(·)`` of the losses; default: a new one of ``preset.loss_normalization`` (pass the env's
+            own to carry running bounds across episodes).
         stop_when_dead: end the episode when the network is dead (training, eq. (7)); ``False`` keeps going until
             all ``T`` rounds have run (inference, where the caller needs a mask at the target).
+        batch_fn: draws a new scoring batch; called once per step when ``preset.batch_per_step``.
+        dense: ``(L, gᵀg, ‖∂L/∂w ⊙ w‖₂)`` of the dense network when the caller has already measured it.
     """
 
     def __init__(
         self,
         session: PanningSession,
-        alpha: float = 100.0,
-        grad_term_scale: float = 1.0,
+        preset: PanningPreset | str = "default",
         normalizer: LossNormalizer | None = None,
         stop_when_dead: bool = True,
+        batch_fn: Callable[[], Any] | None = None,
+        dense: tuple[float, float, float] | None = None,
     ) -> None:
         if session.round != 0:
             raise ValueError(f"The session has already run {session.round} rounds; start a new one.")
+        self.preset = get_preset(preset)
+        if self.preset.batch_per_step and batch_fn is None:
+            raise ValueError(f"Preset {self.preset.name!r} draws a new batch every step: pass `batch_fn`.")
         self.session = session
-        self.alpha = float(alpha)
-        self.grad_term_scale = float(grad_term_scale)
         self.stop_when_dead = stop_when_dead
-        self.normalizer = normalizer if normalizer is not None else LossNormalizer()
+        self.batch_fn = batch_fn
+        self.normalizer = normalizer if normalizer is not None else LossNormalizer(self.preset.loss_normalization)
         self.scorers = list(session.pruner.scorers)
         self.rounds = len(session.schedule)
-        self.dense_loss, self.dense_grad_norm = self._current_loss()
-        self.normalizer.reset(self.dense_loss, self.dense_grad_norm)
-        self.n_loss = self.normalizer("loss", self.dense_loss)
-        self.n_grad_norm = self.normalizer("grad_norm", self.dense_grad_norm)
         self.sparsity = 0.0
         self.effective = 0.0
         self.dead = False
-        self._observation = observation_vector(self.n_loss, self.n_grad_norm, self.n_loss, self.n_grad_norm,
-                                               0.0, 0.0, 0.0)
+        self.set_dense(dense if dense is not None else self.measure_dense())
+        n_loss, n_grad = self.normalizer("loss", self.dense_loss), self.normalizer("grad_norm", self.dense_grad_norm)
+        if self.preset.observation == "authors":
+            self._observation = authors_observation(n_loss, n_grad, 0.0, 0.0, 0.0, 0.0, 0.0)
+        else:
+            self._observation = observation_vector(n_loss, n_grad, n_loss, n_grad, 0.0, 0.0, 0.0)
 
-    def _current_loss(self) -> tuple[float, float]:
-        """Loss and ``gᵀg`` of the session's current (masked) network, from its cached scoring context."""
+    # -- measurements --------------------------------------------------------------------------------------------
+    def measure_dense(self) -> tuple[float, float, float]:
+        """``(L, gᵀg, ‖∂L/∂w ⊙ w‖₂)`` of the dense network on the session's batch.
+
+        Taken from the scoring context of the mask ``None``, which the next round reuses.
+        """
         ctx = self.session.context()
-        _ = ctx.grad
-        if ctx.loss is None or ctx.grad_norm is None:  # pragma: no cover - ScoringContext always sets them
-            raise RuntimeError("The scoring context computed no loss.")
-        return float(ctx.loss), float(ctx.grad_norm)
+        grad = ctx.grad
+        assert ctx.loss is not None and ctx.grad_norm is not None
+        return float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.weights)
+
+    def set_dense(self, dense: tuple[float, float, float]) -> None:
+        """Use these dense-network figures from now on (episode start, or a new batch)."""
+        self.dense_loss, self.dense_grad_norm, self.loss_scale = float(dense[0]), float(dense[1]), float(dense[2])
+        self.normalizer.reset(self.dense_loss, self.dense_grad_norm, self.loss_scale)
 
     @property
     def t(self) -> int:
@@ -123,52 +225,90 @@ class Episode:
         """The current observation, float32 array of shape (7,) (a copy)."""
         return self._observation.copy()
 
+    # -- one step ------------------------------------------------------------------------------------------------
+    def play(self, action: np.ndarray | Any) -> RoundRecord:
+        """Phase 1: run the next round with the metric weights ``p = (a + 1) / 2`` (``action`` of shape ``(κ,)``)."""
+        if self.done:
+            raise RuntimeError("The episode has ended; start a new one.")
+        self._action = np.asarray(action, dtype=np.float32).reshape(-1)
+        self._weights = action_to_weights(self._action, self.scorers)
+        self._record = self.session.step(self._weights)
+        return self._record
+
+    def measure(self) -> Measurement:
+        """Phase 2 (one episode on its own): measure the new mask; see the module docstring for the passes."""
+        session = self.session
+        assert session.masks is not None
+        eff = effective_masks(session.model, session.masks, session.example_input)
+        effective_kept = sum(int(e.sum()) for e in eff.values())
+        dead = effective_kept == 0
+        last = session.done or (dead and self.stop_when_dead)
+        dense: tuple[float, float, float] | None = None
+        if self.preset.batch_per_step:
+            assert self.batch_fn is not None
+            set_batch(session, self.batch_fn())
+        if session.pruner.masked_data_scores:
+            ctx = session.context(needs_hvp=False if last else None)
+            _ = ctx.grad
+            assert ctx.loss is not None and ctx.grad_norm is not None
+            sparse = float(ctx.loss), float(ctx.grad_norm)
+            if self.preset.batch_per_step:  # a preset mixing both: the dense figures need their own pass
+                dense = masked_loss(session, dense=True)
+        else:
+            sparse = masked_loss(session)[:2]
+            if self.preset.batch_per_step:  # the unmasked context of the new batch: dense figures + next round's scores
+                ctx = session.context(needs_hvp=False if last else None)
+                grad = ctx.grad
+                assert ctx.loss is not None and ctx.grad_norm is not None
+                dense = float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.weights)
+        return Measurement(effective=1.0 - effective_kept / session.total, dead=dead, sparse_loss=sparse[0],
+                           sparse_grad_norm=sparse[1], dense=dense)
+
+    def finish(self, m: Measurement) -> EpisodeStep:
+        """Phase 3: the observation and eq. (7)'s reward from the round played and its measurement."""
+        spec = self.preset
+        record = self._record
+        if m.dense is not None:
+            self.set_dense(m.dense)
+        self.effective, self.dead, self.sparsity = m.effective, m.dead, record.sparsity
+        n_loss, n_sparse_loss = self.normalizer.pair("loss", self.dense_loss, m.sparse_loss)
+        n_grad, n_sparse_grad = self.normalizer.pair("grad_norm", self.dense_grad_norm, m.sparse_grad_norm)
+        t = self.session.round
+        terms = reward_terms(
+            n_loss, n_grad, n_sparse_loss, n_sparse_grad, self.sparsity, self.effective, dead=self.dead, t=t,
+            rounds=self.rounds, alpha=spec.alpha, grad_term_scale=spec.grad_term_scale, done_offset=spec.done_offset,
+        )
+        if spec.observation == "authors":
+            self._observation = authors_observation(n_loss, n_grad, terms.r1, terms.r2, self.effective, self.sparsity,
+                                                    (t - 1) / self.rounds)
+        else:
+            self._observation = observation_vector(n_loss, n_grad, n_sparse_loss, n_sparse_grad, self.sparsity,
+                                                   self.effective, t / self.rounds)
+        info = {
+            "round": t,
+            "target": self.session.target,
+            "sparsity": self.sparsity,
+            "effective_sparsity": self.effective,
+            "keep": record.keep,
+            "weights": self._weights,
+            "loss": self.dense_loss,
+            "grad_norm": self.dense_grad_norm,
+            "loss_scale": self.loss_scale,
+            "sparse_loss": m.sparse_loss,
+            "sparse_grad_norm": m.sparse_grad_norm,
+            "dead": self.dead,
+            **terms.to_dict(),
+        }
+        return EpisodeStep(
+            observation=self._observation.copy(), terms=terms, terminated=self.dead or self.session.done,
+            dead=self.dead, record=record, action=self._action, info=info,
+        )
+
     def step(self, action: np.ndarray | Any) -> EpisodeStep:
         """Run one round with the metric weights ``p = (a + 1) / 2`` and return the new state and eq. (7)'s reward.
 
         Args:
             action: array of shape ``(κ,)`` in ``[-1, 1]`` (clipped).
         """
-        if self.done:
-            raise RuntimeError("The episode has ended; start a new one.")
-        session = self.session
-        action_arr = np.asarray(action, dtype=np.float32).reshape(-1)
-        weights = action_to_weights(action_arr, self.scorers)
-        record = session.step(weights)
-        masks = session.masks
-        assert masks is not None
-        eff = effective_masks(session.model, masks, session.example_input)
-        effective_kept = sum(int(e.sum()) for e in eff.values())
-        self.effective = 1.0 - effective_kept / session.total
-        self.dead = effective_kept == 0
-        self.sparsity = record.sparsity
-        sparse_loss, sparse_grad_norm = self._current_loss()
-        n_sparse_loss = self.normalizer("loss", sparse_loss)
-        n_sparse_grad = self.normalizer("grad_norm", sparse_grad_norm)
-        t = session.round
-        terms = reward_terms(
-            self.n_loss, self.n_grad_norm, n_sparse_loss, n_sparse_grad, self.sparsity, self.effective,
-            dead=self.dead, t=t, rounds=self.rounds, alpha=self.alpha, grad_term_scale=self.grad_term_scale,
-        )
-        self._observation = observation_vector(
-            self.n_loss, self.n_grad_norm, n_sparse_loss, n_sparse_grad, self.sparsity, self.effective,
-            t / self.rounds,
-        )
-        info = {
-            "round": t,
-            "target": session.target,
-            "sparsity": self.sparsity,
-            "effective_sparsity": self.effective,
-            "keep": record.keep,
-            "weights": weights,
-            "loss": self.dense_loss,
-            "grad_norm": self.dense_grad_norm,
-            "sparse_loss": sparse_loss,
-            "sparse_grad_norm": sparse_grad_norm,
-            "dead": self.dead,
-            **terms.to_dict(),
-        }
-        return EpisodeStep(
-            observation=self._observation.copy(), terms=terms, terminated=self.dead or session.done, dead=self.dead,
-            record=record, action=action_arr, info=info,
-        )
+        self.play(action)
+        return self.finish(self.measure())

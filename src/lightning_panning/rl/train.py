@@ -42,7 +42,9 @@ from lightning_panning.rl.agent import (
     evaluate_policy_rewards,
     make_td3,
 )
-from lightning_panning.rl.env import PanningEnv
+from lightning_panning.rl.env import ENV_ID, PanningEnv
+from lightning_panning.rl.state import get_preset
+from lightning_panning.rl.vec_env import make_vec_env
 
 __all__ = ["build_parser", "export_policy", "main", "make_env", "reward_curve"]
 
@@ -68,35 +70,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=10, help="samples per class in the scoring batch")
     p.add_argument("--learning-starts", type=int, default=2000, help="random start steps (Table 4: 2e3)")
     p.add_argument("--checkpoint-every", type=int, default=5000, help="save model + replay buffer every N steps")
-    p.add_argument("--resume", default=None, help="checkpoint zip to continue from (its replay buffer is loaded too)")
-    p.add_argument("--n-envs", type=int, default=1, help="parallel environments (subprocesses), one transition each "
-                   "per step; gradient steps stay one per transition")
+    p.add_argument("--resume", default=None, help="checkpoint zip to continue from (its replay buffer is loaded too), "
+                   "or 'last' for the newest checkpoint in <out>/checkpoints")
+    p.add_argument("--n-envs", type=int, default=1, help="episodes advanced together in one batched computation "
+                   "(make_vec_env); gradient steps stay one per transition")
+    p.add_argument("--preset", default="default", help="environment preset: 'default' or 'authors'")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core box)")
-    p.add_argument("--grad-term-scale", type=float, default=1.0, help="factor on the reward's gradient term (0.2: "
-                   "authors' code)")
+    p.add_argument("--grad-term-scale", type=float, default=None, help="factor on the reward's gradient term "
+                   "(default: the preset's; 0.2 in the authors' code)")
     p.add_argument("--wandb-project", default=None, help="also log to this W&B project (sync_tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--export-default", default=None, metavar="CHECKPOINT",
                    help="instead of training: write rl/policies/default.zip, default.json and reward_curve.png")
     p.add_argument("--export-dir", default=str(POLICY_DIR), help="where --export-default writes")
+    p.add_argument("--no-export", action="store_true", help="do not evaluate and export into <out>/export when the "
+                   "run reaches --total-steps")
     p.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes per target (0.9/0.99/0.999)")
     return p
 
 
-def make_env(args: argparse.Namespace, monitor: str | None = None, n_envs: int = 1) -> Any:
-    """A :class:`PanningEnv` from the command-line arguments, wrapped in SB3's ``Monitor`` when ``monitor``."""
+def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     from lightning_panning import models
 
+    return {"model_fn": getattr(models, args.model), "data_dir": args.data_dir, "rounds": args.rounds,
+            "per_class": args.per_class, "grad_term_scale": args.grad_term_scale, "device": args.device,
+            "preset": args.preset}
+
+
+def make_env(args: argparse.Namespace, monitor: str | None = None, n_envs: int = 1) -> Any:
+    """A :class:`PanningEnv` from the command-line arguments (evaluation), in SB3's ``Monitor`` when ``monitor``."""
     torch.set_num_threads(args.threads)
-    model_fn = getattr(models, args.model)
-    env: Any = PanningEnv(model_fn, None, args.data_dir, rounds=args.rounds, per_class=args.per_class,
-                          grad_term_scale=args.grad_term_scale, device=args.device,
-                          curriculum_steps=10_000 // max(n_envs, 1))
+    env: Any = PanningEnv(**_env_kwargs(args), curriculum_steps=10_000 // max(n_envs, 1))
     if monitor is not None:
         from stable_baselines3.common.monitor import Monitor
 
         env = Monitor(env, monitor, override_existing=False, info_keywords=("target", "effective_sparsity"))
     return env
+
+
+def make_train_env(args: argparse.Namespace, monitor: str) -> Any:
+    """The training env: ``--n-envs`` episodes advanced in one batched computation, in SB3's ``VecMonitor``.
+
+    Each slot counts its own steps for the curriculum, so its first phase lasts ``10,000 / n_envs`` of them (10,000
+    transitions in all, as the authors).
+    """
+    from stable_baselines3.common.monitor import ResultsWriter
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    torch.set_num_threads(args.threads)
+    venv = make_vec_env(args.n_envs, **_env_kwargs(args), seed=args.seed,
+                        curriculum_steps=10_000 // max(args.n_envs, 1))
+    keys = ("target", "effective_sparsity")
+    monitored = VecMonitor(venv, None, info_keywords=keys)
+    # append when resuming (SB3's VecMonitor would overwrite the episodes of the earlier runs)
+    monitored.results_writer = ResultsWriter(monitor, header={"t_start": monitored.t_start, "env_id": ENV_ID},
+                                             extra_keys=keys, override_existing=not Path(monitor).is_file())
+    return monitored
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The checkpoint with the most steps in ``<out>/checkpoints`` (``td3_<steps>_steps.zip``), or ``None``."""
+    found = []
+    for path in (out / "checkpoints").glob(f"{CHECKPOINT_PREFIX}_*_steps.zip"):
+        middle = path.stem[len(CHECKPOINT_PREFIX) + 1: -len("_steps")]
+        if middle.isdigit():
+            found.append((int(middle), path))
+    return max(found)[1] if found else None
 
 
 def _versions() -> dict[str, str]:
@@ -156,28 +195,32 @@ def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    if args.n_envs > 1:
-        from stable_baselines3.common.vec_env import SubprocVecEnv
-
-        def factory(rank: int) -> Any:
-            return lambda: make_env(args, monitor=str(out / f"{rank}.monitor.csv"), n_envs=args.n_envs)
-
-        env: Any = SubprocVecEnv([factory(rank) for rank in range(args.n_envs)])
-    else:
-        env = make_env(args, monitor=str(out / "monitor.csv"))
+    if args.n_envs < 1:
+        raise ValueError(f"`--n-envs` must be a positive integer, got {args.n_envs}.")
+    spec = get_preset(args.preset, grad_term_scale=args.grad_term_scale)
+    resume: Path | None = None
+    if args.resume == "last":
+        resume = last_checkpoint(out)
+        if resume is None:
+            log.info("No checkpoint in %s yet: starting a new run.", out / "checkpoints")
+    elif args.resume:
+        resume = Path(args.resume)
+        if not resume.is_file():
+            raise FileNotFoundError(f"`--resume` {str(resume)!r} is not a file; pass a checkpoint zip or 'last'.")
+    env = make_train_env(args, str(out / "monitor.csv"))
     state = _read_state(out)
     state.setdefault("runs", []).append({"command": " ".join(shlex.quote(a) for a in [sys.executable, "-m",
                                         "lightning_panning.rl.train", *args.argv]),
-                                        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+                                        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                        "resumed_from": str(resume) if resume else None})
     state.update({"seed": args.seed, "total_steps": args.total_steps, "versions": _versions(),
-                  "threads": args.threads, "device": args.device})
+                  "threads": args.threads, "device": args.device, "n_envs": args.n_envs, "preset": spec.to_dict()})
     _write_state(out, state)
     if args.wandb_project:
         import wandb
 
         wandb.init(project=args.wandb_project, sync_tensorboard=True, config=vars(args), dir=str(out))
-    if args.resume:
-        resume = Path(args.resume)
+    if resume is not None:
         model = TD3.load(str(resume), env=env, device=args.device, tensorboard_log=str(out / "tb"))
         buffer = resume.with_name(resume.stem.replace(f"{CHECKPOINT_PREFIX}_", f"{CHECKPOINT_PREFIX}_replay_buffer_")
                                   + ".pkl")
@@ -186,17 +229,15 @@ def train(args: argparse.Namespace) -> Path:
         else:
             log.warning("No replay buffer found next to %s (looked for %s); continuing with an empty one.",
                         resume, buffer)
-        # curriculum position (each of the n environments counts its own steps)
-        if args.n_envs > 1:
-            env.set_attr("total_steps", int(model.num_timesteps) // args.n_envs)
-        else:
-            env.unwrapped.total_steps = int(model.num_timesteps)
+        # curriculum position (each slot counts its own steps)
+        env.set_attr("total_steps", int(model.num_timesteps) // args.n_envs)
         reset = False
     else:
         model = make_td3(env, seed=args.seed, device=args.device, tensorboard_log=str(out / "tb"),
                          buffer_size=max(args.total_steps, 1), learning_starts=args.learning_starts,
                          gradient_steps=-1 if args.n_envs > 1 else 1)
         reset = True
+    model.panning_preset = spec.to_dict()  # type: ignore[attr-defined]  # saved with every checkpoint; rl_prune reads it
     remaining = args.total_steps - (0 if reset else int(model.num_timesteps))
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=_callbacks(args, out, state), log_interval=1,
@@ -204,7 +245,14 @@ def train(args: argparse.Namespace) -> Path:
     final = out / "final.zip"
     model.save(str(final))
     model.save_replay_buffer(str(out / "final_replay_buffer.pkl"))
+    steps = int(model.num_timesteps)  # also as a checkpoint, so that `--resume last` continues from here
+    model.save(str(out / "checkpoints" / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip"))
+    model.save_replay_buffer(str(out / "checkpoints" / f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl"))
     log.info("Saved %s after %d steps.", final, model.num_timesteps)
+    if model.num_timesteps >= args.total_steps and not args.no_export:
+        args.export_default = str(final)
+        args.export_dir = str(out / "export")
+        export_policy(args)
     return final
 
 
@@ -290,7 +338,8 @@ def export_policy(args: argparse.Namespace) -> Path:
     agent_eval = evaluate_policy_rewards(model, env_factory, targets, args.eval_episodes)
     baseline: dict[str, Any] = {"episodes": []}
     for target in targets:
-        res = evaluate_policy_rewards(FixedActionPolicy(target, args.rounds), env_factory, (target,),
+        layout = get_preset(args.preset).observation
+        res = evaluate_policy_rewards(FixedActionPolicy(target, args.rounds, layout=layout), env_factory, (target,),
                                       args.eval_episodes)
         baseline["episodes"].extend(res["episodes"])
     baseline["mean"] = float(np.mean([e["reward"] for e in baseline["episodes"]]))
@@ -319,9 +368,9 @@ def export_policy(args: argparse.Namespace) -> Path:
                                                                  *args.argv]),
         "hyperparameters": {"net_arch": NET_ARCH, "activation": "Tanh", "exploration_noise": EXPLORATION_NOISE,
                             **TD3_HYPERPARAMETERS, "learning_starts": args.learning_starts},
-        "env": {"rounds": args.rounds, "alpha": 100.0, "grad_term_scale": args.grad_term_scale,
-                "normalization": "relative", "curriculum": "U(0.8,1) for 10k steps, then half U(0.9,1), half "
-                "U(0.98,1); clipped to 0.9999"},
+        "n_envs": state.get("n_envs", 1),
+        "env": {"rounds": args.rounds, "per_class": args.per_class, "preset": getattr(model, "panning_preset", None),
+                "curriculum": "U(0.8,1) for 10k steps, then half U(0.9,1), half U(0.98,1); clipped to 0.9999"},
         "evaluation": {"targets": list(targets), "episodes_per_target": args.eval_episodes,
                        "deterministic": True, "reset_seeds_from": 10_000,
                        "final_evaluation_reward": agent_eval["mean"], "per_target": agent_eval["per_target"],
