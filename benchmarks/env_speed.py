@@ -17,6 +17,13 @@ Usage::
     python benchmarks/env_speed.py --data-dir ../shared/datasets --threads 2                  # CPU, n = 1, 4, 16
     python benchmarks/env_speed.py --data-dir ../shared/datasets --devices cuda --n-envs 1 16 64 256
     python benchmarks/env_speed.py --data-dir ../shared/datasets --quick                      # smoke test, temp dir
+    python benchmarks/env_speed.py --data-dir ../shared/datasets --authors-repo /path/to/RLPanning  # + theirs, here
+
+With ``--authors-repo`` (a checkout of github ``kangxiatao/RLPanning``, imported at run time, never copied), the
+authors' own ``PruningEnv.step`` is timed in the same process on the same machine and threads: their LeNet5 with
+their init, MNIST held in memory behind a shuffled ``DataLoader`` (batch 256, no workers) from which their
+``FetchData`` draws the 100-sample balanced batch of every step, as their code does. The ``× theirs here`` column
+divides by that measured rate, so the comparison does not rest on the anchor from their machine.
 """
 
 from __future__ import annotations
@@ -63,6 +70,53 @@ def time_single(args: argparse.Namespace, device: str, preset: str) -> dict[str,
             "env_steps_per_s": args.steps / wall, "s_per_env_step": wall / args.steps}
 
 
+def time_authors(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The authors' ``PruningEnv.step`` (their LeNet5, their init), timed like :func:`time_single`."""
+    import contextlib
+    import io
+    import random
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_panning.data.mnist import MNIST_MEAN, MNIST_STD
+    from lightning_panning.rl.env import load_mnist
+
+    repo = Path(args.authors_repo).resolve()
+    if not (repo / "pruner" / "panning.py").is_file():
+        raise SystemExit(f"--authors-repo {repo} is not a checkout of kangxiatao/RLPanning (no pruner/panning.py).")
+    sys.path.insert(0, str(repo))
+    from easydict import EasyDict
+    from models.base.init_utils import weights_init
+    from models.base.lenet import lenet
+    from pruner.panning import PruningEnv
+
+    images, labels = load_mnist(args.data_dir)
+    x = (images.float().div(255.0).sub(MNIST_MEAN).div(MNIST_STD)).reshape(-1, 1, 28, 28)
+    loader = DataLoader(TensorDataset(x, labels.long()), batch_size=256, shuffle=True, num_workers=0)
+    torch.manual_seed(0)
+    random.seed(0)
+    model = lenet("mnist")
+    model.apply(weights_init)
+    model = model.to(device)
+    config = EasyDict({"debug": "", "target_ratio": args.target, "classe": 10, "samples_per_class": 10,
+                       "data_mode": 0, "num_iters_prune": 100})
+    with contextlib.redirect_stdout(io.StringIO()):
+        env = PruningEnv(model, loader, device, config)
+        env.reset()
+        env.ratio = args.target  # their reset draws the episode's target; fix it as for ours
+        rng = np.random.default_rng(0)
+        for _ in range(args.warmup):
+            env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+        _sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(args.steps):
+            env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+        _sync(device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"kind": "theirs", "n_envs": 1, "steps": args.steps, "wall_s": wall, "cpu_s": cpu,
+            "env_steps_per_s": args.steps / wall, "s_per_env_step": wall / args.steps}
+
+
 def time_vec(args: argparse.Namespace, device: str, preset: str, n: int) -> dict[str, Any]:
     venv = make_vec_env(n, data_dir=args.data_dir, device=device, preset=preset, target=args.target, seed=0)
     venv.reset()
@@ -92,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--target", type=float, default=0.99)
     p.add_argument("--quick", action="store_true", help="n = 1, 2; 2 steps; writes to a temp dir")
     p.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
+    p.add_argument("--authors-repo", default=None, help="checkout of github kangxiatao/RLPanning: time theirs too")
     args = p.parse_args(argv)
     if args.quick:
         args.n_envs, args.steps, args.warmup = [1, 2], 2, 1
@@ -108,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "setup": f"LeNet5/MNIST, 100-sample balanced batch, T=100, target {args.target}, random actions; "
                  f"{args.warmup} warm-up + {args.steps} timed steps per configuration",
         "authors_anchor_s_per_step": AUTHORS_SECONDS, "goals_env_steps_per_s": GOALS,
-        "load_average_before": list(os.getloadavg()), "runs": [],
+        "load_average_before": list(os.getloadavg()), "runs": [], "authors_repo": args.authors_repo,
     }
     for device in args.devices:
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -121,7 +176,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"{device} {preset} {run['kind']} n={run['n_envs']}: {run['env_steps_per_s']:.1f} env-steps/s",
                       flush=True)
             results["runs"].extend(runs)
+        if args.authors_repo:
+            run = time_authors(args, device)
+            run.update({"device": device, "preset": "authors' code"})
+            print(f"{device} authors' PruningEnv: {run['env_steps_per_s']:.1f} env-steps/s", flush=True)
+            results["runs"].append(run)
     results["load_average_after"] = list(os.getloadavg())
+    theirs = {r["device"]: r["env_steps_per_s"] for r in results["runs"] if r["kind"] == "theirs"}
     (out / "env_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# RLPanning environment throughput (LeNet5/MNIST)", "",
@@ -132,14 +193,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"- load average before/after: {results['load_average_before']} / {results['load_average_after']}",
         f"- authors' anchor: {AUTHORS_SECONDS} s/step = {1 / AUTHORS_SECONDS:.1f} env-steps/s (2 CPU threads, their "
         f"machine); goals: ≥ {GOALS['cpu']:g} env-steps/s on CPU, ≥ {GOALS['cuda']:g} on one H100", "",
-        "| device | preset | env | episodes | env-steps/s | s per env-step | CPU s per env-step | × anchor |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | preset | env | episodes | env-steps/s | s per env-step | CPU s per env-step | × anchor | "
+        "× theirs here |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
         lines.append(
             f"| {run['device']} | {run['preset']} | {run['kind']} | {run['n_envs']} | {run['env_steps_per_s']:.1f} | "
             f"{run['s_per_env_step']:.4f} | {run['cpu_s'] / (run['n_envs'] * run['steps']):.4f} | "
-            f"{run['env_steps_per_s'] * AUTHORS_SECONDS:.2f}× |"
+            f"{run['env_steps_per_s'] * AUTHORS_SECONDS:.2f}× | "
+            + (f"{run['env_steps_per_s'] / theirs[run['device']]:.2f}× |" if run["device"] in theirs else "— |")
         )
     (out / "env_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
