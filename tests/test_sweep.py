@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from benchmarks.sweep import cli, methods, records, run
-from benchmarks.sweep.cell import SweepConfig, init_fingerprint, run_cell
+from benchmarks.sweep.cell import SweepConfig, build_model, init_fingerprint, run_cell
 from benchmarks.sweep.methods import METHOD_LABELS, build_callback, core_methods, method_unavailable_reason
 from benchmarks.sweep.paper import paper_accuracy, paper_beside
 from benchmarks.sweep.profiles import PAPER_RECIPE_METHODS, PROFILES, Cell, get_profile, parse_sparsity
@@ -351,6 +351,24 @@ def test_profiles_use_table1_recipe() -> None:
     vgg = PROFILES["vgg19-cifar10"]
     assert (vgg.epochs, vgg.batch_size, vgg.weight_decay) == (180, 128, 5e-4)
     assert PROFILES["resnet18-tinyimagenet"].epochs == 300 and PROFILES["resnet18-cifar100"].per_class == 5
+
+
+def test_lenet300_profile_is_an_unseen_network_for_the_agent(tmp_path: Path) -> None:
+    """LeNet-300-100 on FashionMNIST: RLPanning against both Panning variants; one real cell trains an MLP."""
+    p = PROFILES["lenet300-fashionmnist-cpu"]
+    assert (p.model, p.dataset, p.paper) == ("lenet300", "fashionmnist", None)
+    assert (p.batch_size, p.weight_decay, p.lr, p.momentum, p.train_subset, p.epochs) == (256, 1e-4, 0.1, 0.9, None, 5)
+    assert {"rlpanning", "panning", "panning_authors"} <= set(p.methods) and p.seeds == (0, 1, 2)
+    assert p.sparsities == (0.99, 0.999, 0.9999)
+    model = build_model(p)
+    assert type(model).__name__ == "LeNet300100" and sum(q.numel() for q in model.parameters()) == 266_610
+
+    config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
+                     train_subset=192, methods=("panning",), sparsities=(0.99,), seeds=(0,), rounds=3, per_class=5,
+                     in_memory=False)
+    record = run_cell(Cell("panning", 0.99, 0), config)
+    assert init_fingerprint(p).startswith("lenet300-authors:")
+    assert record["effective_sparsity"] >= 0.99 - 1e-4 and 0.0 <= record["test_acc"] <= 100.0
 
 
 def test_every_core_method_is_a_sweep_method() -> None:

@@ -116,12 +116,14 @@ def build_model(profile: Profile) -> Any:
     num_classes, init = profile.num_classes(), profile.init
     if profile.model == "lenet5":
         return models.LeNet5(num_classes=num_classes, in_channels=1, input_size=28, init=init)
+    if profile.model == "lenet300":
+        return models.LeNet300100(num_classes=num_classes, input_size=28 * 28, init=init)
     input_size = 64 if profile.dataset == "tinyimagenet" else 32
     if profile.model == "vgg19":
         return models.VGG19(num_classes=num_classes, input_size=input_size, init=init)
     if profile.model == "resnet18":
         return models.ResNet18(num_classes=num_classes, init=init)
-    raise ValueError(f"Unknown model {profile.model!r}; allowed: 'lenet5', 'vgg19', 'resnet18'.")
+    raise ValueError(f"Unknown model {profile.model!r}; allowed: 'lenet5', 'lenet300', 'vgg19', 'resnet18'.")
 
 
 def init_fingerprint(profile: Profile) -> str:

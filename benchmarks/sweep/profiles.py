@@ -8,6 +8,8 @@ epochs and weight decay, the whole training set) and the models' own initialisat
   the data held in device memory. Meant for a GPU: ``--accelerator gpu --jobs N`` runs N cells at once on it.
 * ``lenet5-mnist-cpu`` / ``lenet5-fashionmnist-cpu``: the same recipe for 5 epochs, at the sparsities where the
   methods differ most, for a CPU.
+* ``lenet300-fashionmnist-cpu``: LeNet-300-100 on FashionMNIST with the same recipe, a network the RLPanning agent
+  was never trained on (it is trained on LeNet5/MNIST): RLPanning against Panning and ``panning_authors``.
 * ``quick`` (the default) and ``smoke`` (CI, offline): short runs to see that everything works.
 
 Example:
@@ -80,7 +82,7 @@ class Profile:
     Attributes:
         name: profile name (also the default results folder name).
         description: one line for the summary.
-        model: ``"lenet5"``, ``"vgg19"`` or ``"resnet18"``.
+        model: ``"lenet5"``, ``"lenet300"`` (LeNet-300-100), ``"vgg19"`` or ``"resnet18"``.
         dataset: ``"digits"``, ``"mnist"``, ``"fashionmnist"``, ``"cifar10"``, ``"cifar100"`` or ``"tinyimagenet"``.
         epochs: training epochs.
         batch_size: training batch size.
@@ -269,6 +271,23 @@ PROFILES: dict[str, Profile] = {
             in_memory=True,
             paper="lenet5-fashionmnist",
             paper_epochs=80,
+        ),
+        _paper_profile(
+            "lenet300-fashionmnist-cpu",
+            "lenet300",
+            "fashionmnist",
+            5,
+            256,
+            1e-4,
+            description=(
+                f"LeNet-300-100 on FashionMNIST (a network the RLPanning agent never saw), {_CPU}; 3 seeds at 99, "
+                "99.9 and 99.99%; data in memory. The paper has no numbers for it."
+            ),
+            methods=("dense", "panning", "panning_authors", "rlpanning"),
+            sparsities=(0.99, 0.999, 0.9999),
+            in_memory=True,
+            paper=None,
+            paper_epochs=None,
         ),
         _paper_profile(
             "lenet5-mnist",
