@@ -17,10 +17,13 @@ Each measurement prunes a fresh deep copy of the model with ``R`` rounds (``--ro
 depend on its index or the schedule). s/round: theirs = wall time of the call ÷ R (their setup included); ours =
 per-round times of a session (round 1 includes ``start``). For ``ours_authors`` in the panning group the reported
 s/round is the amortised mean over the paper's T = 100 rounds, ``(round 1 + 99 × median later round) / 100``.
-Memory: peak RSS during the call minus RSS just before it (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``;
-a 2 ms sampler where that is unavailable), and ``torch.cuda.max_memory_allocated`` on a GPU. Variants alternate in a
-rotating order for ``--repeats`` repeats, so load from other processes hits all of them alike; medians are
-reported. Masks of ``ours_authors`` and ``theirs`` after the same R rounds are compared (differing entries).
+Memory: each variant's call is run once more on its own in a fresh (spawned) process, and the peak RSS during the
+call minus the RSS just before it is reported (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``; a 2 ms
+sampler where that is unavailable), with ``torch.cuda.max_memory_allocated`` on a GPU. A fresh process is needed:
+in the timing process the allocator keeps the pages of earlier calls resident, so later calls show no increase.
+Variants alternate in a rotating order for ``--repeats`` repeats, so load from other processes hits all of them
+alike; medians are reported. Masks of ``ours_authors`` and ``theirs`` after the same R rounds are compared
+(differing entries).
 
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning                  # both models, 2 threads
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning --quick --out /tmp/speed   # a smoke test
@@ -37,6 +40,7 @@ import copy
 import datetime as dt
 import io
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -236,13 +240,47 @@ def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str,
     return entry
 
 
-def bench(key: str, groups: list[str], authors: dict[str, Any], rounds: int, repeats: int, device: str,
-          load: list[float]) -> dict[str, Any]:
-    label, shape = MODELS[key]
+def setup(key: str, authors: dict[str, Any], device: str) -> tuple[tuple[Tensor, Tensor], DataLoader, nn.Module]:
+    """The fixed batch ``(x (100, C, H, W), y (100,))``, a loader over it, and their model with their init."""
+    _, shape = MODELS[key]
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(100, *shape, generator=g).to(device), torch.arange(10).repeat_interleave(10).to(device))
     loader = DataLoader(TensorDataset(*batch), batch_size=100, shuffle=False)
-    base = their_model(authors, key).to(device)
+    return batch, loader, their_model(authors, key).to(device)
+
+
+def _memory_child(conn: Any, repo: Path, key: str, group: str, variant: str, rounds: int, device: str,
+                  threads: int) -> None:
+    torch.set_num_threads(threads)
+    authors = load_authors(repo)
+    batch, loader, base = setup(key, authors, device)
+    out = measure(variant, group, authors, base, batch, loader, rounds, device)
+    conn.send({k: out[k] for k in ("rss_increment_gb", "peak_rss_gb", "cuda_peak_gb") if k in out})
+    conn.close()
+
+
+def isolated_memory(repo: Path, key: str, group: str, variant: str, rounds: int, device: str) -> dict[str, float]:
+    """Peak memory of one call of ``variant`` in a fresh spawned process (see the module docstring)."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_memory_child,
+                          args=(send, repo, key, group, variant, rounds, device, torch.get_num_threads()))
+    process.start()
+    send.close()
+    try:
+        result: dict[str, float] = receive.recv()
+    except EOFError as err:
+        raise RuntimeError(f"The memory measurement of {key}/{group}/{variant} failed (exit code "
+                           f"{process.exitcode}).") from err
+    finally:
+        process.join()
+    return result
+
+
+def bench(key: str, groups: list[str], authors: dict[str, Any], rounds: int, repeats: int, device: str,
+          load: list[float], repo: Path) -> dict[str, Any]:
+    label, _ = MODELS[key]
+    batch, loader, base = setup(key, authors, device)
     results: dict[str, Any] = {}
     for group in groups:
         variants = list(GROUPS[group])
@@ -258,6 +296,8 @@ def bench(key: str, groups: list[str], authors: dict[str, Any], rounds: int, rep
                       f"{statistics.fmean(runs[v][-1]['round_seconds']):.3f} s/round", file=sys.stderr, flush=True)
             order = order[1:] + order[:1]
         entries = {v: summarise(v, group, runs[v]) for v in variants}
+        for v in variants:
+            entries[v].update(isolated_memory(repo, key, group, v, rounds, device))
         ours, theirs = runs["ours_authors"][-1]["masks"], runs["theirs"][-1]["masks"]
         differing = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
         for v in ("ours_authors", "ours_default"):
@@ -286,7 +326,8 @@ def markdown(data: dict[str, Any]) -> str:
         "- `theirs`: the authors' function from `" + meta["authors_repo"] + "`; `ours_authors`: the bit-for-bit "
         "preset; `ours_default`: the paper's semantics. `ours_authors`/panning s/round is amortised over T = 100 "
         "(`(round 1 + 99 × later round) / 100`: it computes SNIP/GraSP once)",
-        "- memory: peak RSS during the call minus the RSS before it",
+        "- memory: peak RSS during one call minus the RSS before it, each variant in a fresh process (in the timing "
+        "process the allocator keeps earlier calls' pages resident and hides the increase)",
         "",
         "| model | group | variant | method | round 1 s | later round s | s/round | speed-up vs theirs "
         "| RSS increment GB | of theirs | masks vs theirs |",
@@ -335,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = {}
     for key in args.models:
         rounds = args.rounds if args.rounds is not None else (6 if key == "lenet5" else 3)
-        results[key] = bench(key, args.groups, authors, rounds, args.repeats, args.device, load)
+        results[key] = bench(key, args.groups, authors, rounds, args.repeats, args.device, load, args.authors_repo)
     meta = {
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/prune_speed.py",
                                                        *(argv if argv is not None else sys.argv[1:])]),
