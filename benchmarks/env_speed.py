@@ -37,6 +37,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +55,27 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_single(args: argparse.Namespace, device: str, preset: str) -> dict[str, Any]:
-    env = PanningEnv(data_dir=args.data_dir, device=device, preset=preset, target=args.target)
-    env.reset(seed=0)
+def time_steps(step: Callable[[np.ndarray], Any], args: argparse.Namespace, device: str, kind: str,
+               n: int = 1) -> dict[str, Any]:
+    """Warm up, then time ``args.steps`` calls of ``step`` with random actions of shape ``(3,)`` (``(n, 3)``)."""
     rng = np.random.default_rng(0)
+    shape = (3,) if kind != "vec" else (n, 3)
     for _ in range(args.warmup):
-        env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+        step(rng.uniform(-1, 1, shape).astype(np.float32))
     _sync(device)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
-        env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+        step(rng.uniform(-1, 1, shape).astype(np.float32))
     _sync(device)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"kind": "single", "n_envs": 1, "steps": args.steps, "wall_s": wall, "cpu_s": cpu,
-            "env_steps_per_s": args.steps / wall, "s_per_env_step": wall / args.steps}
+    return {"kind": kind, "n_envs": n, "steps": args.steps, "wall_s": wall, "cpu_s": cpu,
+            "env_steps_per_s": n * args.steps / wall, "s_per_env_step": wall / (n * args.steps)}
+
+
+def time_single(args: argparse.Namespace, device: str, preset: str) -> dict[str, Any]:
+    env = PanningEnv(data_dir=args.data_dir, device=device, preset=preset, target=args.target)
+    env.reset(seed=0)
+    return time_steps(env.step, args, device, "single")
 
 
 def time_authors(args: argparse.Namespace, device: str) -> dict[str, Any]:
@@ -104,34 +112,15 @@ def time_authors(args: argparse.Namespace, device: str) -> dict[str, Any]:
         env = PruningEnv(model, loader, device, config)
         env.reset()
         env.ratio = args.target  # their reset draws the episode's target; fix it as for ours
-        rng = np.random.default_rng(0)
-        for _ in range(args.warmup):
-            env.step(rng.uniform(-1, 1, 3).astype(np.float32))
-        _sync(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(args.steps):
-            env.step(rng.uniform(-1, 1, 3).astype(np.float32))
-        _sync(device)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"kind": "theirs", "n_envs": 1, "steps": args.steps, "wall_s": wall, "cpu_s": cpu,
-            "env_steps_per_s": args.steps / wall, "s_per_env_step": wall / args.steps}
+        return time_steps(env.step, args, device, "theirs")
 
 
 def time_vec(args: argparse.Namespace, device: str, preset: str, n: int) -> dict[str, Any]:
     venv = make_vec_env(n, data_dir=args.data_dir, device=device, preset=preset, target=args.target, seed=0)
     venv.reset()
-    rng = np.random.default_rng(0)
-    for _ in range(args.warmup):
-        venv.step(rng.uniform(-1, 1, (n, 3)).astype(np.float32))
-    _sync(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-        venv.step(rng.uniform(-1, 1, (n, 3)).astype(np.float32))
-    _sync(device)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    run = time_steps(venv.step, args, device, "vec", n)
     venv.close()
-    return {"kind": "vec", "n_envs": n, "steps": args.steps, "wall_s": wall, "cpu_s": cpu,
-            "env_steps_per_s": n * args.steps / wall, "s_per_env_step": wall / (n * args.steps)}
+    return run
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
