@@ -16,8 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
 from typing import Any
 
 from lightning_panning.core import METHODS
@@ -144,14 +142,6 @@ def method_unavailable_reason(method: str) -> str | None:
     )
 
 
-def _engine_kwargs(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The engine settings as ``cls`` takes them: one ``options`` dict, or (older callbacks) keyword arguments."""
-    params = inspect.signature(cls).parameters
-    if "options" in params:
-        return {"options": dict(options)}
-    return {k: v for k, v in options.items() if k in params}
-
-
 def build_callback(
     method: str,
     sparsity: float,
@@ -193,10 +183,9 @@ def build_callback(
     if method == "rlpanning":
         from lightning_panning.callbacks import RLPanningCallback
 
-        return RLPanningCallback(sparsity, **_engine_kwargs(RLPanningCallback, options), **quiet)
+        return RLPanningCallback(sparsity, options=dict(options), **quiet)
     from lightning_panning.callbacks import PanningCallback
 
-    engine = _engine_kwargs(PanningCallback, options)
     if method == "panning_shuffled":
-        return PanningCallback(sparsity, "panning", **engine, shuffle_masks=True, **quiet)
-    return PanningCallback(sparsity, method, **engine, **quiet)
+        return PanningCallback(sparsity, "panning", options=dict(options), shuffle_masks=True, **quiet)
+    return PanningCallback(sparsity, method, options=dict(options), **quiet)
