@@ -10,14 +10,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from lightning_panning.callbacks.data import example_input, find_train_data
-from lightning_panning.callbacks.enforce import MaskEnforcer
+from lightning_panning.callbacks.enforce import EnforcingCallback, MaskEnforcer
 from lightning_panning.callbacks.loss import LOSSES, TrainingStepLoss, muted_logging, resolve_loss
 from lightning_panning.callbacks.reporting import (
     build_summary,
@@ -83,7 +82,7 @@ def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device)
     )
 
 
-class BasePruningCallback(Callback, ABC):
+class BasePruningCallback(EnforcingCallback, ABC):
     """Prune a LightningModule once before training and keep it sparse through training, checkpoints and resume.
 
     The engine and every one of its settings is the :class:`~lightning_panning.core.Panning` given to the
@@ -304,18 +303,6 @@ class BasePruningCallback(Callback, ABC):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._enforcer is None:
             self._setup(trainer, pl_module, may_defer=False)
-
-    @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._enforcer is not None and not self._enforcer.attached_to(trainer.optimizers):
-            self._enforcer.attach(trainer.optimizers)  # optimizers were re-created (e.g. by another callback)
-            self._enforcer.apply()
-
-    @override
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._enforcer is not None:
-            self._enforcer.detach()
-            self._enforcer = None
 
     # -- orchestration --------------------------------------------------------------------------------------------
     def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> None:

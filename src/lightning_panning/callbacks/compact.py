@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_panning.callbacks.enforce import MaskEnforcer
+from lightning_panning.callbacks.enforce import EnforcingCallback, MaskEnforcer
 from lightning_panning.compaction import MEMORY_FORMATS, SPARSE, Compaction, compaction
 
 __all__ = ["CompactionCallback"]
@@ -34,7 +34,7 @@ def _first_input(batch: Any) -> Tensor | None:
     return None
 
 
-class CompactionCallback(Callback):
+class CompactionCallback(EnforcingCallback):
     """Turn the pruned LightningModule into a smaller, faster exact network (:func:`lightning_panning.compact`).
 
     **Export** (``export=True``): at the end of ``fit`` (rank zero), the trained network is compacted for inference
@@ -251,18 +251,6 @@ class CompactionCallback(Callback):
             if shapes_new != shapes_old:
                 parent, _, child = name.rpartition(".")
                 setattr(live.get_submodule(parent) if parent else live, child, module)
-
-    @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._enforcer is not None and not self._enforcer.attached_to(trainer.optimizers):
-            self._enforcer.attach(trainer.optimizers)
-            self._enforcer.apply()
-
-    @override
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._enforcer is not None:
-            self._enforcer.detach()
-            self._enforcer = None
 
     # -- export ---------------------------------------------------------------------------------------------------
     @override

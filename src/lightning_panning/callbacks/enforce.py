@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
+from typing_extensions import override
 
 from lightning_panning.core.masks import check_masks, zero_pruned_
 
-__all__ = ["MaskEnforcer"]
+__all__ = ["EnforcingCallback", "MaskEnforcer"]
 
 
 class MaskEnforcer:
@@ -109,3 +112,25 @@ class MaskEnforcer:
             handle.remove()
         self._handles.clear()
         self._attached_ids = []
+
+
+class EnforcingCallback(Callback):
+    """A callback that keeps its :class:`MaskEnforcer` (``self._enforcer``, set by the subclass) on the optimizers.
+
+    Re-attaches it when the Trainer's optimizers were re-created (e.g. by another callback) and detaches it at
+    ``teardown``, so that no hook outlives the fit.
+    """
+
+    _enforcer: MaskEnforcer | None = None
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._enforcer is not None and not self._enforcer.attached_to(trainer.optimizers):
+            self._enforcer.attach(trainer.optimizers)
+            self._enforcer.apply()
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._enforcer is not None:
+            self._enforcer.detach()
+            self._enforcer = None
