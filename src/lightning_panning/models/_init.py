@@ -7,15 +7,37 @@ trains at lr 0.1 with the authors' scheme and stays at chance (loss 2.30) with K
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["INITS", "Init", "authors_init", "init_weights", "kaiming_init"]
 
 Init = Literal["authors", "kaiming"]
 #: Names accepted by :func:`init_weights` and the models' ``init`` argument.
 INITS: tuple[str, ...] = ("authors", "kaiming")
+
+
+def _apply_init(module: nn.Module, conv: Callable[[Tensor], Any], linear: Callable[[Tensor], Any]) -> None:
+    """Initialise ``module`` in ``nn.Module.apply`` order, drawing from the global RNG.
+
+    ``conv`` / ``linear`` draw the weights of ``Conv2d`` / ``Linear`` layers module by module (so the random stream
+    is consumed as in the authors' code); biases are zeroed, BatchNorm weights set to one and biases to zero.
+    """
+
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            (conv if isinstance(m, nn.Conv2d) else linear)(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    module.apply(_init)
 
 
 def authors_init(module: nn.Module) -> None:
@@ -43,23 +65,11 @@ def authors_init(module: nn.Module) -> None:
         >>> round(layer.weight.std().item(), 3), bool((layer.bias == 0).all())
         (0.01, True)
     """
-
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            if m.weight is not None:
-                nn.init.ones_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-    module.apply(_init)
+    _apply_init(
+        module,
+        conv=lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+        linear=lambda w: nn.init.normal_(w, 0.0, 0.01),
+    )
 
 
 def kaiming_init(module: nn.Module) -> None:
@@ -80,19 +90,7 @@ def kaiming_init(module: nn.Module) -> None:
         >>> bool((layer.bias == 0).all())
         True
     """
-
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            if m.weight is not None:
-                nn.init.ones_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-    module.apply(_init)
+    _apply_init(module, conv=nn.init.kaiming_normal_, linear=nn.init.kaiming_normal_)
 
 
 def init_weights(module: nn.Module, init: str = "authors") -> None:
