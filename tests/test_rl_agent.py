@@ -95,6 +95,47 @@ def test_train_cli_trains_checkpoints_resumes_and_exports(tmp_path, monkeypatch,
     assert policy.panning_preset["name"] == "default"
 
 
+def test_train_resumes_with_another_number_of_envs(tmp_path, monkeypatch):
+    """A CPU run with one env continued with two (e.g. on a GPU): the replay buffer is regrouped, nothing is lost."""
+    import lightning_panning.rl.train as train
+    from stable_baselines3 import TD3
+
+    monkeypatch.setattr(train, "_env_kwargs", _tiny_env_kwargs)
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--rounds", "4", "--learning-starts", "20", "--checkpoint-every", "40",
+              "--no-progress", "--no-export"]
+    assert train.main(["--total-steps", "40", "--n-envs", "1", *common]) == 0
+    old = TD3.load(out / "checkpoints" / "td3_40_steps.zip")
+    old.load_replay_buffer(out / "checkpoints" / "td3_replay_buffer_40_steps.pkl")
+    assert old.replay_buffer.n_envs == 1 and old.replay_buffer.size() == 40
+    old_rewards = old.replay_buffer.rewards[:40, 0].copy()
+    assert train.main(["--total-steps", "60", "--n-envs", "2", "--resume", "last", *common]) == 0
+    new = TD3.load(out / "final.zip")
+    new.load_replay_buffer(out / "final_replay_buffer.pkl")
+    assert new.num_timesteps == 60 and new.gradient_steps == -1  # one gradient step per transition
+    buffer = new.replay_buffer
+    # capacity 40 transitions (the first run's total) = 20 rows of 2: the 40 old ones filled it, then the 20 new
+    # ones (10 rows) overwrote the oldest 20; the newest 20 old transitions are still there, in order
+    assert buffer.n_envs == 2 and buffer.buffer_size == 20 and buffer.full and buffer.pos == 10
+    np.testing.assert_array_equal(buffer.rewards[10:20].reshape(-1), old_rewards[20:40])
+
+
+def test_regroup_replay_buffer_errors():
+    import lightning_panning.rl.train as train
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    box = spaces.Box(-1, 1, (2,), np.float32)
+    with pytest.raises(ValueError, match="`n_envs` must be a positive integer, got 0"):
+        train.regroup_replay_buffer(ReplayBuffer(10, box, box, "cpu"), 0)
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        train.regroup_replay_buffer(
+            ReplayBuffer(10, box, box, "cpu", optimize_memory_usage=True, handle_timeout_termination=False), 2
+        )
+    with pytest.raises(TypeError, match="SB3 ReplayBuffer"):
+        train.regroup_replay_buffer([], 2)
+
+
 def _tiny_env_kwargs(args):
     return {"model_fn": tiny_net, "data": tiny_data(), "rounds": args.rounds, "per_class": 4,
             "grad_term_scale": args.grad_term_scale, "preset": args.preset}

@@ -188,6 +188,62 @@ def _callbacks(args: argparse.Namespace, out: Path, state: dict[str, Any]) -> li
     return [checkpoint, WallClock()]
 
 
+def regroup_replay_buffer(buffer: Any, n_envs: int) -> Any:
+    """The transitions of an SB3 ``ReplayBuffer`` stored for ``n_envs`` environment slots instead of its own count.
+
+    SB3 stores transitions as arrays of shape ``(buffer_size, n_envs, ...)`` and cannot add ``n`` transitions per step
+    to a buffer made for another ``n``; TD3 samples them uniformly, so their grouping into slots carries no meaning.
+    The total capacity is kept. When the number of stored transitions is not a multiple of ``n_envs``, the last
+    ``< n_envs`` of them are dropped (logged).
+
+    Args:
+        buffer: a ``stable_baselines3.common.buffers.ReplayBuffer``.
+        n_envs: the new number of slots (``>= 1``).
+
+    Returns:
+        A new ``ReplayBuffer`` with the same transitions (minus the remainder), capacity, spaces and device.
+
+    Example:
+        >>> import numpy as np
+        >>> from gymnasium import spaces
+        >>> from stable_baselines3.common.buffers import ReplayBuffer
+        >>> box = spaces.Box(-1, 1, (2,), np.float32)
+        >>> old = ReplayBuffer(100, box, box, "cpu", n_envs=1)
+        >>> for i in range(10):
+        ...     x = np.full((1, 2), i, np.float32)
+        ...     old.add(x, x, x, np.array([i], np.float32), np.array([False]), [{}])
+        >>> new = regroup_replay_buffer(old, 4)
+        >>> new.n_envs, new.size(), sorted(new.rewards[: new.pos].ravel().tolist())
+        (4, 2, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    """
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    if not isinstance(buffer, ReplayBuffer):
+        raise TypeError(f"`buffer` must be an SB3 ReplayBuffer, got {type(buffer).__name__}.")
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"`n_envs` must be a positive integer, got {n_envs!r}.")
+    if buffer.optimize_memory_usage:  # next observations live in the following row: regrouping would break them
+        raise ValueError("Cannot regroup a ReplayBuffer made with `optimize_memory_usage=True`; resume with the "
+                         f"checkpoint's own number of environments ({buffer.n_envs}).")
+    new = ReplayBuffer(buffer.buffer_size * buffer.n_envs, buffer.observation_space, buffer.action_space,
+                       buffer.device, n_envs=n_envs, optimize_memory_usage=buffer.optimize_memory_usage,
+                       handle_timeout_termination=buffer.handle_timeout_termination)
+    rows = buffer.buffer_size if buffer.full else buffer.pos
+    stored = rows * buffer.n_envs
+    new_rows = min(stored // n_envs, new.buffer_size)
+    keep = new_rows * n_envs
+    if keep < stored:
+        log.warning("Regrouping the replay buffer for %d slots drops its last %d of %d transitions.", n_envs,
+                    stored - keep, stored)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        old_array = getattr(buffer, name)
+        flat = old_array[:rows].reshape(stored, *old_array.shape[2:])
+        getattr(new, name)[:new_rows] = flat[:keep].reshape(new_rows, n_envs, *old_array.shape[2:])
+    new.pos = new_rows % new.buffer_size
+    new.full = new_rows == new.buffer_size
+    return new
+
+
 def train(args: argparse.Namespace) -> Path:
     """Train (or resume) and return the path of the final model zip."""
     from stable_baselines3 import TD3
@@ -226,9 +282,15 @@ def train(args: argparse.Namespace) -> Path:
                                   + ".pkl")
         if buffer.is_file():
             model.load_replay_buffer(str(buffer))
+            loaded = model.replay_buffer
+            if loaded is not None and loaded.n_envs != args.n_envs:  # resumed with another --n-envs (e.g. on a GPU)
+                log.info("Regrouping the replay buffer of %s from %d to %d environment slots.", buffer,
+                         loaded.n_envs, args.n_envs)
+                model.replay_buffer = regroup_replay_buffer(loaded, args.n_envs)
         else:
             log.warning("No replay buffer found next to %s (looked for %s); continuing with an empty one.",
                         resume, buffer)
+        model.gradient_steps = -1 if args.n_envs > 1 else 1  # one gradient step per transition, as when new
         # curriculum position (each slot counts its own steps)
         env.set_attr("total_steps", int(model.num_timesteps) // args.n_envs)
         reset = False
