@@ -371,6 +371,25 @@ def test_lenet300_profile_is_an_unseen_network_for_the_agent(tmp_path: Path) -> 
     assert record["effective_sparsity"] >= 0.99 - 1e-4 and 0.0 <= record["test_acc"] <= 100.0
 
 
+def test_cell_whose_mask_removes_every_weight_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The authors' NaN scores can prune every weight (LeNet-300-100 at 99.99%): the cell records it, no error."""
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    class PruneEverything(Callback):
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            with torch.no_grad():
+                for name, param in pl_module.named_parameters():
+                    if name.endswith("weight"):
+                        param.zero_()
+
+    monkeypatch.setattr("benchmarks.sweep.cell.build_callback", lambda *args, **kwargs: PruneEverything())
+    config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
+                     train_subset=128, in_memory=False)
+    record = run_cell(Cell("panning", 0.9999, 0), config)
+    assert record["total_weights"] == 266_200 and record["test_acc"] is not None
+
+
 def test_every_core_method_is_a_sweep_method() -> None:
     assert set(core_methods()) <= set(METHOD_LABELS)
     assert "force" not in METHOD_LABELS  # an alias of iterative_snip

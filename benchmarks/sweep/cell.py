@@ -251,6 +251,8 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
         num_sanity_val_steps=0,
         limit_val_batches=None if profile.validate else 0,
     )
+    # before training: a mask that removes every weight (e.g. the authors' NaN scores) leaves no nonzero weight after
+    total = sum(p.numel() for p in prunable_parameters(backbone).values())
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
@@ -258,7 +260,6 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - start
 
-    total = sum(p.numel() for p in prunable_parameters(backbone).values())
     summary: dict[str, Any] = dict(getattr(callback, "summary", None) or {})
     pruning_seconds = float(summary.get("pruning_seconds", 0.0))
     acc = _metric(results, "test/acc")
