@@ -97,8 +97,9 @@ def test_train_cli_trains_checkpoints_resumes_and_exports(tmp_path, monkeypatch,
 
 def test_train_resumes_with_another_number_of_envs(tmp_path, monkeypatch):
     """A CPU run with one env continued with two (e.g. on a GPU): the replay buffer is regrouped, nothing is lost."""
-    import lightning_panning.rl.train as train
     from stable_baselines3 import TD3
+
+    import lightning_panning.rl.train as train
 
     monkeypatch.setattr(train, "_env_kwargs", _tiny_env_kwargs)
     out = tmp_path / "run"
@@ -121,9 +122,10 @@ def test_train_resumes_with_another_number_of_envs(tmp_path, monkeypatch):
 
 
 def test_regroup_replay_buffer_errors():
-    import lightning_panning.rl.train as train
     from gymnasium import spaces
     from stable_baselines3.common.buffers import ReplayBuffer
+
+    import lightning_panning.rl.train as train
 
     box = spaces.Box(-1, 1, (2,), np.float32)
     with pytest.raises(ValueError, match="`n_envs` must be a positive integer, got 0"):
