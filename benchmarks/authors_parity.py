@@ -35,16 +35,13 @@ Writes ``benchmarks/results/authors_parity.{json,md}`` (``--quick``: ``authors_p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import io
 import json
 import os
 import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -53,7 +50,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
+from benchmarks.authors_code import load_authors, quiet, their_config, their_model
 from lightning_panning import make_pruner
 from lightning_panning.models import VGG19, LeNet5, authors_init
 
@@ -73,47 +72,6 @@ DEFAULTS: dict[str, str] = {"panning": "panning_authors", "snip": "snip_authors"
 
 
 # -- the authors' code ----------------------------------------------------------------------------------------------
-def load_authors(repo: Path) -> SimpleNamespace:
-    """Import the pieces of the authors' code this benchmark calls."""
-    if not (repo / "pruner" / "panning.py").is_file():
-        raise SystemExit(f"--authors-repo {repo} is not a checkout of kangxiatao/RLPanning (no pruner/panning.py).")
-    sys.path.insert(0, str(repo))
-    from easydict import EasyDict
-    from models.base.init_utils import weights_init
-    from models.base.lenet import lenet
-    from models.base.vgg import VGG
-    from pruner.panning import Panning
-    from pruner.pruning import Single_ranking_pruning, SynFlow
-
-    return SimpleNamespace(
-        EasyDict=EasyDict, weights_init=weights_init, lenet=lenet, VGG=VGG, Panning=Panning,
-        Single_ranking_pruning=Single_ranking_pruning, SynFlow=SynFlow,
-    )
-
-
-def their_model(authors: SimpleNamespace, name: str, seed: int) -> nn.Module:
-    """Their model as their ``main.py`` builds it: constructor, then ``model.apply(weights_init)``."""
-    torch.manual_seed(seed)
-    model = authors.lenet("mnist") if name == "lenet5" else authors.VGG(depth=19, dataset="cifar10", batchnorm=True)
-    model.apply(authors.weights_init)
-    return model
-
-
-def their_config(authors: SimpleNamespace, target: float, rounds: int, **extra: Any) -> Any:
-    """Their ``configs.py`` defaults for a 10-class set (``score_mode=2`` for SNIP and GraSP) plus ``extra``."""
-    return authors.EasyDict({
-        "classe": 10, "samples_per_class": 10, "data_mode": 0, "num_group": 1, "train_mode": 1, "dynamic": 0,
-        "score_mode": 2, "target_ratio": target, "num_iters_prune": rounds, "debug": "0", **extra,
-    })
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence their prints and progress bars."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
 def run_theirs(authors: SimpleNamespace, preset: str, model: nn.Module, loader: DataLoader, target: float,
                rounds: int) -> dict[str, Tensor]:
     """Their masks for ``preset``'s function, keyed by our parameter names (``{name}.weight``)."""

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 from lightning_panning.rl import PanningEnv, make_vec_env
 
 AUTHORS_SECONDS = 0.12
@@ -80,36 +81,22 @@ def time_single(args: argparse.Namespace, device: str, preset: str) -> dict[str,
 
 def time_authors(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """The authors' ``PruningEnv.step`` (their LeNet5, their init), timed like :func:`time_single`."""
-    import contextlib
-    import io
     import random
 
     from torch.utils.data import DataLoader, TensorDataset
 
+    from benchmarks.authors_code import load_authors, quiet, their_config, their_model
     from lightning_panning.data.mnist import MNIST_MEAN, MNIST_STD
     from lightning_panning.rl.env import load_mnist
 
-    repo = Path(args.authors_repo).resolve()
-    if not (repo / "pruner" / "panning.py").is_file():
-        raise SystemExit(f"--authors-repo {repo} is not a checkout of kangxiatao/RLPanning (no pruner/panning.py).")
-    sys.path.insert(0, str(repo))
-    from easydict import EasyDict
-    from models.base.init_utils import weights_init
-    from models.base.lenet import lenet
-    from pruner.panning import PruningEnv
-
+    authors = load_authors(args.authors_repo)
     images, labels = load_mnist(args.data_dir)
     x = (images.float().div(255.0).sub(MNIST_MEAN).div(MNIST_STD)).reshape(-1, 1, 28, 28)
     loader = DataLoader(TensorDataset(x, labels.long()), batch_size=256, shuffle=True, num_workers=0)
-    torch.manual_seed(0)
     random.seed(0)
-    model = lenet("mnist")
-    model.apply(weights_init)
-    model = model.to(device)
-    config = EasyDict({"debug": "", "target_ratio": args.target, "classe": 10, "samples_per_class": 10,
-                       "data_mode": 0, "num_iters_prune": 100})
-    with contextlib.redirect_stdout(io.StringIO()):
-        env = PruningEnv(model, loader, device, config)
+    model = their_model(authors, "lenet5", seed=0).to(device)
+    with quiet():
+        env = authors.PruningEnv(model, loader, device, their_config(authors, args.target, 100))
         env.reset()
         env.ratio = args.target  # their reset draws the episode's target; fix it as for ours
         return time_steps(env.step, args, device, "theirs")
