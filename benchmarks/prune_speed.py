@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import copy
 import datetime as dt
-import io
 import json
 import multiprocessing
 import os
@@ -48,15 +47,18 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
+from benchmarks.authors_code import load_authors, quiet, their_config, their_model
 from lightning_panning import make_pruner
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -76,53 +78,20 @@ ONE_SHOT = {"oneshot_snip", "oneshot_grasp"}
 
 
 # -- the authors' code ----------------------------------------------------------------------------------------------
-def load_authors(repo: Path) -> dict[str, Any]:
-    if not (repo / "pruner" / "panning.py").is_file():
-        raise SystemExit(f"--authors-repo {repo} is not a checkout of kangxiatao/RLPanning (no pruner/panning.py).")
-    sys.path.insert(0, str(repo))
-    from easydict import EasyDict
-    from models.base.init_utils import weights_init
-    from models.base.lenet import lenet
-    from models.base.vgg import VGG
-    from pruner.panning import Panning
-    from pruner.pruning import Single_ranking_pruning, SynFlow
-
-    return {"EasyDict": EasyDict, "weights_init": weights_init, "lenet": lenet, "VGG": VGG, "Panning": Panning,
-            "Single_ranking_pruning": Single_ranking_pruning, "SynFlow": SynFlow}
-
-
-def their_model(authors: dict[str, Any], key: str) -> nn.Module:
-    """Their model as their ``main.py`` builds it (constructor, then ``apply(weights_init)``)."""
-    torch.manual_seed(SEED)
-    model = authors["lenet"]("mnist") if key == "lenet5" else authors["VGG"](depth=19, dataset="cifar10")
-    model.apply(authors["weights_init"])
-    return model
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
-def run_theirs(authors: dict[str, Any], function: str, model: nn.Module, loader: DataLoader, rounds: int,
+def run_theirs(authors: SimpleNamespace, function: str, model: nn.Module, loader: DataLoader, rounds: int,
                device: str) -> dict[str, Tensor]:
     """One call of their pruner; masks keyed by parameter name."""
     names = {m: f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
-    config = authors["EasyDict"]({
-        "classe": 10, "samples_per_class": 10, "data_mode": 0, "num_group": 1, "train_mode": 1, "dynamic": 0,
-        "score_mode": 2, "grad_mode": 3 if function.endswith("snip") else 0, "target_ratio": TARGET,
-        "num_iters_prune": rounds, "debug": "0",
-    })
+    config = their_config(authors, TARGET, rounds, grad_mode=3 if function.endswith("snip") else 0)
     torch.manual_seed(SEED)
     with quiet():
         if function == "Panning":
-            masks, _ = authors["Panning"](model, loader, device, config)
+            masks, _ = authors.Panning(model, loader, device, config)
         elif function == "SynFlow":
-            masks, _ = authors["SynFlow"](model, TARGET, loader, device, rounds, dynamic=False)
+            masks, _ = authors.SynFlow(model, TARGET, loader, device, rounds, dynamic=False)
         else:
-            masks, _ = authors["Single_ranking_pruning"](model, TARGET, loader, device, config, reinit=True,
-                                                         retrun_inf=1)
+            masks, _ = authors.Single_ranking_pruning(model, TARGET, loader, device, config, reinit=True,
+                                                      retrun_inf=1)
     return {names[m]: c.bool() for m, c in masks.items()}
 
 
@@ -188,15 +157,26 @@ class PeakMemory:
     def increment_gb(self) -> float:
         return (self.peak_kb - self.base_kb) / 2**20
 
+    def report(self) -> dict[str, float]:
+        """``rss_increment_gb``, ``peak_rss_gb`` and, on a GPU, ``cuda_peak_gb``."""
+        out = {"rss_increment_gb": self.increment_gb, "peak_rss_gb": self.peak_kb / 2**20}
+        if self.cuda_bytes is not None:
+            out["cuda_peak_gb"] = self.cuda_bytes / 2**30
+        return out
 
-def measure(variant: str, group: str, authors: dict[str, Any], base: nn.Module, batch: tuple[Tensor, Tensor],
-            loader: DataLoader, rounds: int, device: str) -> dict[str, Any]:
-    """Prune a fresh copy of ``base`` with ``rounds`` rounds; per-round seconds, memory and the masks."""
+
+def measure(variant: str, group: str, authors: SimpleNamespace, base: nn.Module, batch: tuple[Tensor, Tensor],
+            loader: DataLoader, rounds: int, device: str, track_memory: bool = False) -> dict[str, Any]:
+    """Prune a fresh copy of ``base`` with ``rounds`` rounds: per-round seconds and masks.
+
+    With ``track_memory`` also the call's peak memory (:meth:`PeakMemory.report`); the timing runs leave it off.
+    """
     method = GROUPS[group][variant]
     rounds = 1 if group in ONE_SHOT else rounds
     model = copy.deepcopy(base)
     sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    with PeakMemory(device) as memory:
+    memory = PeakMemory(device) if track_memory else None
+    with memory if memory is not None else contextlib.nullcontext():
         sync()
         start = time.perf_counter()
         if variant == "theirs":
@@ -212,10 +192,9 @@ def measure(variant: str, group: str, authors: dict[str, Any], base: nn.Module, 
                 per_round.append(time.perf_counter() - start)
                 start = time.perf_counter()
             masks = session.result().masks
-    out: dict[str, Any] = {"round_seconds": per_round, "rss_increment_gb": memory.increment_gb,
-                           "peak_rss_gb": memory.peak_kb / 2**20, "masks": masks}
-    if memory.cuda_bytes is not None:
-        out["cuda_peak_gb"] = memory.cuda_bytes / 2**30
+    out: dict[str, Any] = {"round_seconds": per_round, "masks": masks}
+    if memory is not None:
+        out.update(memory.report())
     return out
 
 
@@ -228,25 +207,21 @@ def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str,
         "round1_seconds": first,
         "steady_seconds": steady,
         "seconds_per_round": statistics.median(statistics.fmean(r["round_seconds"]) for r in runs),
-        "rss_increment_gb": statistics.median(r["rss_increment_gb"] for r in runs),
-        "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),
         "repeats": len(runs),
     }
     if variant == "ours_authors" and group == "panning":  # SNIP/GraSP once, in round 1, then reused
         entry["seconds_per_round"] = (first + (T - 1) * steady) / T
         entry["amortised_over"] = T
-    if "cuda_peak_gb" in runs[0]:
-        entry["cuda_peak_gb"] = max(r["cuda_peak_gb"] for r in runs)
     return entry
 
 
-def setup(key: str, authors: dict[str, Any], device: str) -> tuple[tuple[Tensor, Tensor], DataLoader, nn.Module]:
+def setup(key: str, authors: SimpleNamespace, device: str) -> tuple[tuple[Tensor, Tensor], DataLoader, nn.Module]:
     """The fixed batch ``(x (100, C, H, W), y (100,))``, a loader over it, and their model with their init."""
     _, shape = MODELS[key]
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(100, *shape, generator=g).to(device), torch.arange(10).repeat_interleave(10).to(device))
     loader = DataLoader(TensorDataset(*batch), batch_size=100, shuffle=False)
-    return batch, loader, their_model(authors, key).to(device)
+    return batch, loader, their_model(authors, key, SEED).to(device)
 
 
 def _memory_child(conn: Any, repo: Path, key: str, group: str, variant: str, rounds: int, device: str,
@@ -254,8 +229,8 @@ def _memory_child(conn: Any, repo: Path, key: str, group: str, variant: str, rou
     torch.set_num_threads(threads)
     authors = load_authors(repo)
     batch, loader, base = setup(key, authors, device)
-    out = measure(variant, group, authors, base, batch, loader, rounds, device)
-    conn.send({k: out[k] for k in ("rss_increment_gb", "peak_rss_gb", "cuda_peak_gb") if k in out})
+    out = measure(variant, group, authors, base, batch, loader, rounds, device, track_memory=True)
+    conn.send({k: v for k, v in out.items() if k not in ("round_seconds", "masks")})
     conn.close()
 
 
@@ -277,7 +252,7 @@ def isolated_memory(repo: Path, key: str, group: str, variant: str, rounds: int,
     return result
 
 
-def bench(key: str, groups: list[str], authors: dict[str, Any], rounds: int, repeats: int, device: str,
+def bench(key: str, groups: list[str], authors: SimpleNamespace, rounds: int, repeats: int, device: str,
           load: list[float], repo: Path) -> dict[str, Any]:
     label, _ = MODELS[key]
     batch, loader, base = setup(key, authors, device)
