@@ -1,11 +1,12 @@
 """Pruning time and peak memory of the default Panning on a ~100M-parameter transformer language model.
 
-Model: a GPT-style causal language model in plain PyTorch (``nn.TransformerEncoder`` with pre-norm layers and a
-causal mask): vocabulary 32,000, width 768, 12 layers, 12 heads, feed-forward 3,072, learned positions, output head
-tied to the token embedding — 110M parameters, 110M of them prunable under the default rule (every attention and
-feed-forward matrix, and the tied head/embedding once). Scoring batch: 8 sequences of 128 random tokens; loss:
-next-token cross-entropy. Target sparsity 0.9, the paper's exponential schedule over T = 100 rounds, of which only
-the first ``--rounds`` run (the cost of a round does not depend on its index).
+Model: ``examples/transformer_lm.py``'s ``TinyGPT``, a GPT-style causal language model in plain PyTorch
+(``nn.TransformerEncoder`` with pre-norm layers and a causal mask), at GPT-2-small size: vocabulary 32,000, width 768,
+12 layers, 12 heads, feed-forward 3,072, learned positions, output head tied to the token embedding — 110M parameters,
+110M of them prunable under the default rule (every attention and feed-forward matrix, and the tied head/embedding
+once). Scoring batch: 8 sequences of 128 random tokens; loss: next-token cross-entropy. Target sparsity 0.9, the paper's
+exponential schedule over T = 100 rounds, of which only the first ``--rounds`` run (the cost of a round does not depend
+on its index).
 
 Each phase runs in its own fresh worker process, so its peak memory is its own:
 
@@ -44,32 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `examples` imports
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.9
 T = 100
 FULL = {"vocab": 32000, "dim": 768, "layers": 12, "heads": 12, "ff": 3072, "max_len": 1024, "batch": 8, "length": 128}
 QUICK = {"vocab": 1000, "dim": 64, "layers": 2, "heads": 4, "ff": 256, "max_len": 128, "batch": 4, "length": 32}
-
-
-class GPTLike(nn.Module):
-    """Causal transformer language model: embeddings, pre-norm ``nn.TransformerEncoder``, tied output head."""
-
-    def __init__(self, vocab: int, dim: int, layers: int, heads: int, ff: int, max_len: int) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(vocab, dim)
-        self.pos = nn.Embedding(max_len, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.1, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, vocab, bias=False)
-        self.head.weight = self.tok.weight
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        length = ids.shape[1]
-        h = self.tok(ids) + self.pos(torch.arange(length, device=ids.device))[None]
-        mask = nn.Transformer.generate_square_subsequent_mask(length, device=ids.device)
-        return self.head(self.norm(self.blocks(h, mask=mask, is_causal=True)))
 
 
 def next_token_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -129,11 +111,13 @@ class Peak:
 def worker(
     phase: str, size: dict[str, int], device: torch.device, rounds: int, threads: int, masks_file: Path
 ) -> dict[str, Any]:
+    from examples.transformer_lm import TinyGPT
     from lightning_panning import Panning, effective_sparsity, pack_masks, prunable_parameters, unpack_masks
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = GPTLike(size["vocab"], size["dim"], size["layers"], size["heads"], size["ff"], size["max_len"]).to(device)
+    model = TinyGPT(size["vocab"], size["dim"], size["layers"], size["heads"], size["max_len"], ff=size["ff"])
+    model = model.to(device)
     ids = torch.randint(0, size["vocab"], (size["batch"], size["length"] + 1), device=device)
     params = sum(p.numel() for p in model.parameters())
     prunable = sum(p.numel() for p in prunable_parameters(model).values())

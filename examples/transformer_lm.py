@@ -39,14 +39,19 @@ from lightning_panning.callbacks import PanningCallback
 
 
 class TinyGPT(nn.Module):
-    """Causal Transformer language model: token + position embeddings, pre-norm encoder layers, tied output head."""
+    """Causal Transformer language model: token + position embeddings, pre-norm encoder layers, tied output head.
 
-    def __init__(self, vocab: int, dim: int = 64, layers: int = 2, heads: int = 4, max_len: int = 256) -> None:
+    ``ff`` is the feed-forward width (default ``4 * dim``). Input ``(N, L)`` token ids, output ``(N, L, vocab)`` logits.
+    ``benchmarks/transformer_scale.py`` builds it at GPT-2-small size.
+    """
+
+    def __init__(self, vocab: int, dim: int = 64, layers: int = 2, heads: int = 4, max_len: int = 256,
+                 ff: int | None = None) -> None:
         super().__init__()
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Embedding(max_len, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.1, activation="gelu", batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim if ff is None else ff, dropout=0.1, activation="gelu",
+                                           batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab, bias=False)
