@@ -192,6 +192,19 @@ def plot(episodes: Sequence[dict[str, Any]], per_norm: dict[str, list[list[dict[
     plt.close(fig)
 
 
+def run_grid(env: PanningEnv, label: str, targets: list[float], policies: list[str], seeds: list[int],
+             rng_base: int) -> list[dict[str, Any]]:
+    """One episode per (target, policy, seed), actions drawn from ``np.random.default_rng(rng_base + seed)``."""
+    episodes = []
+    for target in targets:
+        for policy in policies:
+            for seed in seeds:
+                episodes.append(run_episode(env, seed, target, policy, np.random.default_rng(rng_base + seed)))
+                print(f"{label} preset: target {target:g} {policy} seed {seed}: {len(episodes[-1]['steps'])} steps",
+                      flush=True)
+    return episodes
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--data-dir", default=os.environ.get("LIGHTNING_PANNING_DATA", "../shared/datasets"))
@@ -212,23 +225,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     env = PanningEnv(data_dir=args.data_dir, rounds=args.rounds)
-    episodes = []
-    for target in args.targets:
-        for policy in args.policies:
-            for seed in args.seeds:
-                rng = np.random.default_rng(1000 + seed)
-                episodes.append(run_episode(env, seed, target, policy, rng))
-                print(f"default preset: target {target:g} {policy} seed {seed}: {len(episodes[-1]['steps'])} steps",
-                      flush=True)
+    episodes = run_grid(env, "default", args.targets, args.policies, args.seeds, rng_base=1000)
     per_norm = {mode: terms_under(episodes, mode, args.rounds) for mode in NORMALIZATIONS}
     authors_env = PanningEnv(data_dir=args.data_dir, rounds=args.rounds, preset="authors")
-    authors = []
-    for target in args.targets:
-        for policy in args.policies:
-            for seed in args.authors_seeds:
-                rng = np.random.default_rng(2000 + seed)
-                authors.append(run_episode(authors_env, seed, target, policy, rng))
-                print(f"authors preset: target {target:g} {policy} seed {seed}", flush=True)
+    authors = run_grid(authors_env, "authors", args.targets, args.policies, args.authors_seeds, rng_base=2000)
     raw = [s for e in episodes for s in e["steps"]]
     gaps = [abs(s["empty_loss"] - s["loss"]) for e in episodes for s in e["steps"][:1]]
     scales = [s["loss_scale"] for e in episodes for s in e["steps"][:1]]
