@@ -317,6 +317,28 @@ def test_summary_puts_the_papers_numbers_beside_panning_authors_and_judges_noise
     assert "**Budget note.** tiny budget" in text and "The paper trains 80 epochs" in text
 
 
+def test_summary_judges_rlpanning_against_table3_weights_and_the_authors_code_paired_by_seed(tmp_path: Path) -> None:
+    rows = [_record("panning", 0.99, s, acc) for s, acc in enumerate((97.0, 97.2, 97.4))]  # 97.20 ± 0.20
+    rows += [_record("panning_authors", 0.99, s, acc) for s, acc in enumerate((96.0, 99.0, 96.0))]  # 97.00 ± 1.73
+    rows += [_record("rlpanning", 0.99, s, acc, policy="default:abc") for s, acc in enumerate((98.0, 98.1, 95.9))]
+    rows += [_record("panning", 0.999, s, 90.0 + s) for s in range(3)]  # no RLPanning at 99.9%: no row
+    text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
+    assert "| Sparsity | RLPanning | vs Panning (Algorithm 1) | vs Panning (authors' code) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 |"))
+    assert "+0.13: within noise; ahead in 2 of 3 seeds" in row  # seeds 0 and 1 above Panning's 97.0 and 97.2
+    assert "+0.33: within noise; ahead in 1 of 3 seeds" in row  # only seed 0 above the authors' 96.0
+    assert not any(line.startswith("| 99.9% | ") and "seeds" in line for line in text.splitlines())
+    rows = [_record("panning", 0.99, s, 97.0 + 0.01 * s) for s in range(3)]
+    rows += [_record("rlpanning", 0.99, s, 95.0 + 0.01 * s) for s in range(3)]
+    rows += [_record("panning_authors", 0.99, 0, 94.0)]
+    row = next(line for line in write_summary(rows, tmp_path / "s2.md", profile=None).read_text().splitlines()
+               if line.startswith("| 99% | 95.01 ± 0.01 |"))
+    assert "-2.00: behind beyond noise; ahead in 0 of 3 seeds" in row
+    assert "+1.01: cannot tell (1 seed); ahead in 1 of 1 seeds" in row
+    text = write_summary([r for r in rows if r["method"] != "rlpanning"], tmp_path / "s3.md", profile=None).read_text()
+    assert "vs Panning (Algorithm 1)" not in text
+
+
 def test_paper_numbers_match_method_md() -> None:
     assert paper_accuracy("lenet5-mnist", "dense", 0.5) == 99.40
     assert paper_accuracy("lenet5-mnist", "rlpanning", 0.9999) == 45.43

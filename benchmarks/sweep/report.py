@@ -18,7 +18,7 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ class Aggregate:
         pruning_seconds: mean pruning time.
         training_seconds: mean training time.
         seeds: the seeds.
+        by_seed: test accuracy (%) of each seed's run.
     """
 
     method: str
@@ -77,6 +78,7 @@ class Aggregate:
     pruning_seconds: float
     training_seconds: float
     seeds: list[int]
+    by_seed: dict[int, float] = field(default_factory=dict)
 
 
 def budget_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -106,6 +108,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
                 pruning_seconds=statistics.fmean(float(r.get("pruning_seconds") or 0.0) for r in rows),
                 training_seconds=statistics.fmean(float(r.get("training_seconds") or 0.0) for r in rows),
                 seeds=sorted(int(r["seed"]) for r in rows),
+                by_seed={int(r["seed"]): float(r["test_acc"]) for r in rows},
             )
         )
     order = list(METHOD_LABELS)
@@ -221,6 +224,41 @@ def _noise_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list
     return lines
 
 
+#: What RLPanning is judged against: Table 3's fixed metric weights in the same Algorithm 1 (``panning``), and the
+#: authors' code (``panning_authors``, whose masks the paper's numbers came from).
+VERDICT_BASELINES: tuple[str, ...] = ("panning", "panning_authors")
+
+
+def _verdict_cell(rl: Aggregate, base: Aggregate) -> str:
+    diff = rl.acc_mean - base.acc_mean
+    noise = within_noise(rl, base)
+    verdict = "cannot tell (1 seed)" if noise is None else "within noise" if noise else (
+        "ahead beyond noise" if diff > 0 else "behind beyond noise")
+    paired = sorted(set(rl.by_seed) & set(base.by_seed))
+    wins = sum(rl.by_seed[s] > base.by_seed[s] for s in paired)
+    return f"{diff:+.2f}: {verdict}; ahead in {wins} of {len(paired)} seeds"
+
+
+def _verdict_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
+    """RLPanning against each of :data:`VERDICT_BASELINES`, per sparsity (empty without RLPanning runs).
+
+    Each cell: the difference of the means, whether it is beyond noise (:func:`within_noise`), and in how many of the
+    seeds both ran RLPanning is ahead (same seed: same initial weights and data order).
+    """
+    by_key = {(a.method, a.sparsity): a for a in aggs}
+    rows = []
+    for s in sparsities:
+        rl = by_key.get(("rlpanning", round(s, 10)))
+        if rl is None:
+            continue
+        cells = [_verdict_cell(rl, b) if (b := by_key.get((m, round(s, 10)))) else "-" for m in VERDICT_BASELINES]
+        rows.append(f"| {format_sparsity(s)} | {_fmt_acc(rl)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    head = "| Sparsity | RLPanning | " + " | ".join(f"vs {_label(m)}" for m in VERDICT_BASELINES) + " |"
+    return [head, "|---" * (2 + len(VERDICT_BASELINES)) + "|", *rows]
+
+
 def _details_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
     lines = ["| Method | " + " | ".join(format_sparsity(s) for s in sparsities) + " |"]
     lines.append("|---" * (len(sparsities) + 1) + "|")
@@ -286,6 +324,15 @@ def _section(
             *_noise_table(aggs, sparsities),
             "",
         ]
+        verdict = _verdict_table(aggs, sparsities)
+        if verdict:
+            lines += [
+                "RLPanning against Table 3's fixed weights in the same Algorithm 1 (Panning (Algorithm 1)) and against "
+                "the authors' code (difference of the means; beyond noise as above; paired by seed):",
+                "",
+                *verdict,
+                "",
+            ]
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
         if plot is not None:
