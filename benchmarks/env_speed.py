@@ -111,7 +111,8 @@ def time_floor(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
     Also timed on its own: the transposed convolution that PyTorch's conv double backward runs for the first layer to
     get the gradient of the *data* (``(B, 20, 24, 24) → (B, 1, 28, 28)``), which nothing needs (the batch does not
-    require grad); it is part of the floor, and no exact change in our code avoids it.
+    require grad); it is part of the floor, and our code cannot skip it without replacing PyTorch's derivative of
+    the convolution.
     """
     from lightning_panning.core.scorers import ScoringContext
 
