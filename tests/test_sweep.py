@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from benchmarks.sweep import cli, methods, records, run
-from benchmarks.sweep.cell import SweepConfig, build_model, init_fingerprint, run_cell
+from benchmarks.sweep.cell import SweepConfig, build_model, init_fingerprint, policy_id, run_cell
 from benchmarks.sweep.methods import METHOD_LABELS, build_callback, core_methods, method_unavailable_reason
 from benchmarks.sweep.paper import paper_accuracy, paper_beside
 from benchmarks.sweep.profiles import PAPER_RECIPE_METHODS, PROFILES, Cell, get_profile, parse_sparsity
@@ -446,6 +447,8 @@ def test_bad_input_gets_clear_errors() -> None:
         (["--backend", "ray", "--jobs", "4"], "--jobs is an option of --backend local"),
         (["--jobs", "0"], "`jobs` must be a positive integer, got 0"),
         (["--sparsities", "150"], "A sparsity must be a fraction in (0, 1)"),
+        (["--methods", "panning", "--policy", __file__], "is used only by rlpanning cells; add rlpanning to --methods"),
+        (["--methods", "rlpanning", "--policy", "no/such.zip"], "--policy 'no/such.zip': no such file"),
     ],
 )
 def test_cli_bad_input(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
@@ -502,9 +505,9 @@ def test_plot_and_meta(tmp_path: Path) -> None:
 
 def test_new_rlpanning_policy_supersedes_old_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _config(tmp_path, methods=("rlpanning",), sparsities=(0.9,))
-    monkeypatch.setattr(run, "policy_id", lambda m: "default:aaaa" if m == "rlpanning" else None)
+    monkeypatch.setattr(run, "policy_id", lambda m, policy=None: "default:aaaa" if m == "rlpanning" else None)
     run_sweep(config, runner=CountingRunner(), progress=NullProgress())
-    monkeypatch.setattr(run, "policy_id", lambda m: "default:bbbb" if m == "rlpanning" else None)
+    monkeypatch.setattr(run, "policy_id", lambda m, policy=None: "default:bbbb" if m == "rlpanning" else None)
     again = CountingRunner()
     run_sweep(config, runner=again, progress=NullProgress())
     assert len(again.cells) == 1  # a new agent: the cell runs again
@@ -513,3 +516,26 @@ def test_new_rlpanning_policy_supersedes_old_runs(tmp_path: Path, monkeypatch: p
     summary = (config.out_dir / "summary.md").read_text()
     assert "earlier agent" in summary and "default:aaaa" in summary
     assert records.RECORDS_FILE == "runs.jsonl"
+
+
+def test_rlpanning_cells_with_a_policy_file_are_their_own_cells(tmp_path: Path) -> None:
+    from lightning_panning.rl.agent import default_policy_path
+
+    mine = tmp_path / "agent50k.zip"
+    shutil.copyfile(default_policy_path(), mine)
+    digest = hashlib.sha256(mine.read_bytes()).hexdigest()[:12]
+    assert policy_id("rlpanning") == f"default:{digest}"  # the same bytes as the shipped one
+    assert policy_id("rlpanning", str(mine)) == f"agent50k:{digest}" and policy_id("snip", str(mine)) is None
+    cb = build_callback("rlpanning", 0.99, policy=str(mine))
+    assert cb.policy_name == str(mine)
+    config = _config(tmp_path, methods=("rlpanning",), sparsities=(0.9,), seeds=(0,))
+    run_sweep(config, runner=CountingRunner(), progress=NullProgress())
+    config.policy = str(mine)
+    again = CountingRunner()
+    run_sweep(config, runner=again, progress=NullProgress())
+    assert len(again.cells) == 1  # another policy (by name): the cell runs again, the shipped policy's run is kept
+    policies = [r["policy"] for r in load_records(config.out_dir / "runs.jsonl")]
+    assert policies == [f"default:{digest}", f"agent50k:{digest}"]
+    seen: list[Any] = []
+    run_sweep(config, runner=CountingRunner(lambda cell, cfg: seen.append(cfg.policy) or {}), progress=NullProgress())
+    assert seen == []  # finished with this policy: never run twice

@@ -49,6 +49,8 @@ class SweepConfig:
         command: the command line that reproduces the sweep (recorded in every run).
         budget_note: free text about the compute budget, saved in ``sweep.json`` and shown in the summary.
         csv_logs: keep a Lightning ``CSVLogger`` per cell under ``<out_dir>/logs``.
+        policy: path of the TD3 zip that ``rlpanning`` cells use (``None``: the policy shipped in lightning_panning);
+            every process that runs cells must be able to read it.
         report_every_cell: rewrite the CSV, summary and plot after every cell (else only at the end).
     """
 
@@ -62,6 +64,7 @@ class SweepConfig:
     budget_note: str | None = None
     csv_logs: bool = False
     report_every_cell: bool = True
+    policy: str | None = None
 
 
 #: ``run(cell, config) -> measurements``; :func:`run_cell` by default, replaceable in tests.
@@ -93,20 +96,24 @@ def versions() -> dict[str, str]:
     }
 
 
-def policy_id(method: str) -> str | None:
-    """Identity of the agent an ``rlpanning`` cell uses: ``"default:<sha256 prefix>"``; ``None`` for other methods.
+def policy_id(method: str, policy: str | None = None) -> str | None:
+    """Identity of the agent an ``rlpanning`` cell uses; ``None`` for other methods.
 
-    It is part of the cell key, so RLPanning cells run again when the shipped policy changes.
+    ``"default:<sha256 prefix>"`` for the policy shipped in lightning_panning (``policy=None``), else
+    ``"<file name without .zip>:<sha256 prefix>"`` of the given file. It is part of the cell key, so RLPanning cells
+    run again when the policy changes, and never twice with the same one.
     """
     if method != "rlpanning" or method_unavailable_reason(method) is not None:
         return None
+    name = "default" if policy is None else Path(policy).stem
     try:
         from lightning_panning.rl.agent import default_policy_path
 
-        digest = hashlib.sha256(Path(default_policy_path()).read_bytes()).hexdigest()
+        path = default_policy_path() if policy is None else Path(policy)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except (ImportError, OSError) as err:
-        return f"default:unknown ({type(err).__name__})"
-    return f"default:{digest[:12]}"
+        return f"{name}:unknown ({type(err).__name__})"
+    return f"{name}:{digest[:12]}"
 
 
 def build_model(profile: Profile) -> Any:
@@ -231,6 +238,7 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
         seed=cell.seed,
         per_class=profile.per_class,
         num_classes=profile.num_classes(),
+        policy=config.policy,
     )
     logger: Any = False
     if config.csv_logs:

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--gpus-per-cell", type=float, help="ray backend: GPUs per cell, e.g. 0.25 for 4 cells per GPU")
     add("--num-threads", type=int, help="torch threads in every process that runs cells")
     add("--num-workers", type=int, default=0, help="DataLoader worker processes when data is not in memory")
+    add("--policy", help="rlpanning cells: a TD3 zip from `train-agent` (default: the policy shipped in the package)")
     add("--budget-note", help="text about the compute budget, shown in summary.md (kept across runs)")
     add("--csv-logs", action="store_true", help="keep a Lightning CSVLogger per run under <out>/logs")
     add("--report-only", action="store_true", help="only rebuild runs.csv, summary.md and the plot")
@@ -201,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.policy is not None and not args.report_only:
+        if "rlpanning" not in profile.methods:
+            parser.error(f"--policy {args.policy!r} is used only by rlpanning cells; add rlpanning to --methods.")
+        if not Path(args.policy).is_file():
+            parser.error(f"--policy {args.policy!r}: no such file; give a TD3 zip written by `train-agent`.")
+        args.policy = str(Path(args.policy).resolve())
     out = Path(args.out) if args.out else RESULTS_ROOT / profile.name
     if args.report_only:
         if args.budget_note:
@@ -224,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command="python benchmarks/sweep.py " + shlex.join(argv),
         budget_note=args.budget_note,
         csv_logs=args.csv_logs,
+        policy=args.policy,
     )
     progress = RichProgress(show_bar=not args.no_progress)
     try:

@@ -150,6 +150,7 @@ def build_callback(
     seed: int = 0,
     per_class: int = 10,
     num_classes: int | None = None,
+    policy: str | None = None,
 ) -> Any:
     """The pruning callback of one sweep cell (``None`` for ``dense``).
 
@@ -160,6 +161,7 @@ def build_callback(
         seed: seed of the scoring batch and of random scores.
         per_class: samples per class of the scoring batch.
         num_classes: classes of the scoring batch.
+        policy: ``rlpanning`` only: path of a TD3 zip (``None``: the policy shipped in lightning_panning).
 
     Returns:
         A ``PanningCallback``, an ``RLPanningCallback`` or ``None``.
@@ -183,7 +185,7 @@ def build_callback(
     if method == "rlpanning":
         from lightning_panning.callbacks import RLPanningCallback
 
-        return RLPanningCallback(sparsity, options=dict(options), **quiet)
+        return RLPanningCallback(sparsity, policy or "default", options=dict(options), **quiet)
     from lightning_panning.callbacks import PanningCallback
 
     if method == "panning_shuffled":

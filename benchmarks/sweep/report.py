@@ -342,7 +342,11 @@ def _section(
         lines += ["Reproduce (resumable; finished cells are skipped):", "", "```bash", *commands, "```", ""]
     policies = sorted({str(r["policy"]) for r in group if r.get("policy")})
     if policies:
-        lines += ["RLPanning agent (shipped policy, sha256 prefix): " + ", ".join(f"`{p}`" for p in policies), ""]
+        lines += [
+            "RLPanning agent (policy name and sha256 prefix; `default` is the policy shipped in lightning_panning): "
+            + ", ".join(f"`{p}`" for p in policies),
+            "",
+        ]
     keys = ("python", "torch", "lightning", "lightning_panning")
     vers = {f"{k} {r.get(k)}" for r in group for k in keys if r.get(k)}
     if vers:

@@ -98,7 +98,7 @@ def base_record(cell: Cell, config: SweepConfig, budget: Mapping[str, Any], back
         "sparsity": round(cell.sparsity, 10),
         "seed": cell.seed,
         **budget,
-        "policy": policy_id(cell.method),
+        "policy": policy_id(cell.method, config.policy),
         "in_memory": config.profile.in_memory,
         "backend": backend,
         "accelerator": config.accelerator,
