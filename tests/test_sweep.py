@@ -526,6 +526,10 @@ def test_rlpanning_cells_with_a_policy_file_are_their_own_cells(tmp_path: Path) 
     digest = hashlib.sha256(mine.read_bytes()).hexdigest()[:12]
     assert policy_id("rlpanning") == f"default:{digest}"  # the same bytes as the shipped one
     assert policy_id("rlpanning", str(mine)) == f"agent50k:{digest}" and policy_id("snip", str(mine)) is None
+    (tmp_path / "export").mkdir()
+    exported = shutil.copyfile(mine, tmp_path / "export" / "default.zip")  # what `train-agent` writes
+    assert policy_id("rlpanning", str(exported)) == f"export/default:{digest}"
+    assert policy_id("rlpanning", str(default_policy_path())) == f"default:{digest}"
     cb = build_callback("rlpanning", 0.99, policy=str(mine))
     assert cb.policy_name == str(mine)
     config = _config(tmp_path, methods=("rlpanning",), sparsities=(0.9,), seeds=(0,))

@@ -100,8 +100,9 @@ def policy_id(method: str, policy: str | None = None) -> str | None:
     """Identity of the agent an ``rlpanning`` cell uses; ``None`` for other methods.
 
     ``"default:<sha256 prefix>"`` for the policy shipped in lightning_panning (``policy=None``), else
-    ``"<file name without .zip>:<sha256 prefix>"`` of the given file. It is part of the cell key, so RLPanning cells
-    run again when the policy changes, and never twice with the same one.
+    ``"<file name without .zip>:<sha256 prefix>"`` of the given file, or ``"<folder>/default:..."`` for another file
+    named ``default.zip`` (``train-agent`` exports to ``<out>/export/default.zip``). It is part of the cell key, so
+    RLPanning cells run again when the policy changes, and never twice with the same one.
     """
     if method != "rlpanning" or method_unavailable_reason(method) is not None:
         return None
@@ -109,8 +110,11 @@ def policy_id(method: str, policy: str | None = None) -> str | None:
     try:
         from lightning_panning.rl.agent import default_policy_path
 
-        path = default_policy_path() if policy is None else Path(policy)
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        shipped = Path(default_policy_path())
+        path = shipped if policy is None else Path(policy)
+        if name == "default" and path.resolve() != shipped.resolve():
+            name = f"{path.resolve().parent.name}/default"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except (ImportError, OSError) as err:
         return f"{name}:unknown ({type(err).__name__})"
     return f"{name}:{digest[:12]}"
