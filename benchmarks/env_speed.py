@@ -106,7 +106,7 @@ def time_floor(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """The pass every step of ours and the authors' needs: forward, backward and double backward (``H g``) of LeNet5.
 
     Timed on its own, on the env's scoring batch at the mask of a session after a few rounds (``args.steps`` calls
-    after ``args.warmup``), as :class:`~lightning_panning.core.scorers.ScoringContext` runs it for SNIP and GraSP.
+    after ``args.warmup``): the session's scoring context of the current mask, as a step builds it for SNIP and GraSP.
     ``1 / seconds`` bounds the env-steps/s of any exact step on this machine and these threads.
 
     Also timed on its own: the transposed convolution that PyTorch's conv double backward runs for the first layer to
@@ -114,7 +114,7 @@ def time_floor(args: argparse.Namespace, device: str) -> dict[str, Any]:
     require grad); it is part of the floor, and our code cannot skip it without replacing PyTorch's derivative of
     the convolution.
     """
-    from lightning_panning.core.scorers import ScoringContext
+    from lightning_panning.rl.episode import set_batch
 
     env = PanningEnv(data_dir=args.data_dir, device=device, target=args.target)
     env.reset(seed=0)
@@ -122,12 +122,11 @@ def time_floor(args: argparse.Namespace, device: str) -> dict[str, Any]:
     for _ in range(5):
         env.step(rng.uniform(-1, 1, (3,)).astype(np.float32))
     assert env.episode is not None
-    session, pruner = env.episode.session, env.pruner
+    session = env.episode.session
 
-    def grasp_pass() -> None:
-        ctx = ScoringContext(session.model, session.scoring_params, session.masks, session.batch,  # type: ignore[arg-type]
-                             pruner.loss_fn, masked_data_scores=True, needs_hvp=True, train_mode=pruner.train_mode)
-        _ = ctx.hvp
+    def grasp_pass() -> None:  # the session's own scoring context of the current mask, built afresh each call
+        set_batch(session, session.batch)
+        _ = session.context(needs_hvp=True).hvp
 
     floor = time_steps(lambda _a: grasp_pass(), args, device, "floor")
     x = session.batch[0]
