@@ -45,6 +45,14 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_PROFILES = ("lenet5-mnist-cpu", "lenet5-fashionmnist-cpu", "lenet300-fashionmnist-cpu")
 
 Group = tuple[str, float]  # (method, sparsity)
+#: what the sweep's Liveness probe records (absent from records made before it existed)
+LIVENESS_FIELDS = (
+    "logit_spread_start",
+    "dead_units_start",
+    "logit_spread_end",
+    "dead_units_end",
+    "dead_units_by_layer_end",
+)
 
 
 def at_chance(record: Mapping[str, Any], classes: int) -> bool:
@@ -215,7 +223,16 @@ def _result(record: Mapping[str, Any], classes: int) -> dict[str, Any]:
         "at_chance": at_chance(record, classes),
         "lr": record.get("lr"),
         "finished_at": record.get("finished_at"),
+        **{key: record[key] for key in LIVENESS_FIELDS if record.get(key) is not None},
     }
+
+
+def _show(result: Mapping[str, Any]) -> str:
+    """``acc[*] (dead s→e%)``: accuracy, at chance or not, and the dead ReLU units after pruning → after training."""
+    text = f"{result['test_acc']:.2f}{'*' if result['at_chance'] else ''}"
+    if "dead_units_start" in result and "dead_units_end" in result:
+        text += f" (dead {100 * result['dead_units_start']:.0f}→{100 * result['dead_units_end']:.0f}%)"
+    return text
 
 
 def write_report(report: Mapping[str, Any], out: Path, command: str) -> tuple[Path, Path]:
@@ -238,7 +255,9 @@ def write_report(report: Mapping[str, Any], out: Path, command: str) -> tuple[Pa
         "1% of ln(classes) (a constant output). Listed: every (method, sparsity) of the committed sweeps in which at",
         "least one seed ended so while its mask kept paths; every seed of that group at each lr (same seed: same",
         "initialisation, mask and data order); `rerun` is the failed run repeated at its own lr. Accuracy in %,",
-        "`*` = at chance; `kept (on paths)`: weights kept by the mask (of them, on an input-output path).",
+        "`*` = at chance; `kept (on paths)`: weights kept by the mask (of them, on an input-output path);",
+        "`dead s→e%`: ReLU units zero for every one of 256 test images, after pruning → after training (the",
+        "sweep's Liveness probe; not recorded by runs made before it, such as the committed lr 0.1 runs).",
         "",
         "| profile | method | sparsity | seed | kept (on paths) | "
         + " | ".join(f"lr {lr}" for lr in lrs)
@@ -251,9 +270,9 @@ def write_report(report: Mapping[str, Any], out: Path, command: str) -> tuple[Pa
         cells = []
         for lr in lrs:
             result = row["runs"].get(lr)
-            cells.append("–" if result is None else f"{result['test_acc']:.2f}{'*' if result['at_chance'] else ''}")
+            cells.append("–" if result is None else _show(result))
         rerun = row.get("rerun")
-        rerun_text = "" if rerun is None else f"{rerun['test_acc']:.2f}{'*' if rerun['at_chance'] else ''}"
+        rerun_text = "" if rerun is None else _show(rerun)
         lines.append(
             f"| {row['profile']} | {row['method']} | {format_sparsity(row['sparsity'])} | {row['seed']} | "
             f"{kept} ({on_paths:.0f}) | " + " | ".join(cells) + f" | {rerun_text} |"

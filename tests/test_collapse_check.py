@@ -74,7 +74,8 @@ def test_reruns_and_report(tmp_path: Path) -> None:
     )
     assert report["groups"][0]["at_chance"][f"{base_lr:g}"] == "1/2"
     text = (out / "collapse_check.md").read_text()
-    assert "| smoke | random | 90% | 0 | 100 (50) |" in text and "lr 0.05" in text
+    assert "| smoke | random | 90% | 0 | 100 (50) | 10.00* |" in text and "lr 0.05" in text
+    assert "dead_units_end" in second["runs"]["0.05"] and "% |" in text  # the re-runs carry the Liveness probe
 
     # a second run trains nothing: every cell is finished
     assert collapse_check.main(argv) == 0

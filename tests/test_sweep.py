@@ -97,6 +97,9 @@ def test_smoke_profile_end_to_end_and_resume(tmp_path: Path) -> None:
         assert record["command"].startswith("python benchmarks/sweep.py --profile smoke")
         assert {"python", "torch", "lightning", "lightning_panning"} <= set(record)
         assert record["optimizer_steps"] == 3  # 192 images / batch 64, one epoch
+        assert record["logit_spread_start"] > 0.0 and record["logit_spread_end"] > 0.0  # Liveness ran on the test set
+        assert 0.0 <= record["dead_units_start"] <= 1.0 and 0.0 <= record["dead_units_end"] <= 1.0
+        assert len(record["dead_units_by_layer_end"]) == 3  # LeNet5's three ReLUs
 
     with (out / "runs.csv").open() as handle:
         assert sorted(r["method"] for r in csv.DictReader(handle)) == ["panning", "random"]

@@ -213,7 +213,9 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
     Returns:
         ``test_acc`` (%), ``test_loss``, ``nominal_sparsity``, ``effective_sparsity``, ``kept_weights``,
         ``total_weights``, ``layer_density``, ``pruning_seconds``, ``training_seconds`` (fit time without pruning),
-        ``test_seconds``, ``device`` and ``optimizer_steps``.
+        ``test_seconds``, ``device``, ``optimizer_steps``, and what :class:`~benchmarks.sweep.liveness.Liveness`
+        measured after pruning and after training (``logit_spread_start``, ``dead_units_start``,
+        ``logit_spread_end``, ``dead_units_end``, ``dead_units_by_layer_end``).
 
     Raises:
         MethodUnavailableError: when the cell's method cannot run in this installation.
@@ -221,6 +223,7 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.loggers import CSVLogger
 
+    from benchmarks.sweep.liveness import Liveness
     from lightning_panning.classifier import ImageClassifier
     from lightning_panning.core.params import prunable_parameters
 
@@ -251,11 +254,12 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
     length: dict[str, Any] = {"max_epochs": profile.epochs}
     if profile.cosine_per_step:
         length = {"max_epochs": -1, "max_steps": profile.epochs * _train_batches(datamodule)}
+    liveness = Liveness()
     trainer = Trainer(
         **length,
         accelerator=config.accelerator,
         devices=1,
-        callbacks=[] if callback is None else [callback],
+        callbacks=([] if callback is None else [callback]) + [liveness],
         logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -288,6 +292,7 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
         "test_seconds": test_seconds,
         "device": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
         "optimizer_steps": int(trainer.global_step),
+        **liveness.results,
     }
 
 

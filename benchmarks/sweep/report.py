@@ -232,8 +232,13 @@ VERDICT_BASELINES: tuple[str, ...] = ("panning", "panning_authors")
 def _verdict_cell(rl: Aggregate, base: Aggregate) -> str:
     diff = rl.acc_mean - base.acc_mean
     noise = within_noise(rl, base)
-    verdict = "cannot tell (1 seed)" if noise is None else "within noise" if noise else (
-        "ahead beyond noise" if diff > 0 else "behind beyond noise")
+    verdict = (
+        "cannot tell (1 seed)"
+        if noise is None
+        else "within noise"
+        if noise
+        else ("ahead beyond noise" if diff > 0 else "behind beyond noise")
+    )
     paired = sorted(set(rl.by_seed) & set(base.by_seed))
     wins = sum(rl.by_seed[s] > base.by_seed[s] for s in paired)
     return f"{diff:+.2f}: {verdict}; ahead in {wins} of {len(paired)} seeds"
