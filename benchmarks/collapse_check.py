@@ -112,42 +112,22 @@ def run_checks(
     for cell in cells:
         groups.setdefault((str(cell["method"]), float(cell["sparsity"])), []).append(int(cell["seed"]))
     finished = latest_records(records)
+
+    def sweep(method: str, sparsity: float, seeds: Iterable[int], lr: float) -> None:
+        seed_args = [str(seed) for seed in sorted(seeds)]
+        _run([*common, "--methods", method, "--sparsities", str(sparsity), "--seeds", *seed_args,
+              "--lr", f"{lr:g}", "--out", str(lr_folder(out, profile, lr))])  # fmt: skip
+
     for lr in lrs:  # the smaller lrs first: they answer the question; the reruns only confirm the failure
         for method, sparsity in sorted(groups):
-            group_seeds = sorted(
-                {int(r["seed"]) for r in finished if r.get("method") == method and r.get("sparsity") == sparsity}
-            )
-            _run(
-                [
-                    *common,
-                    "--methods",
-                    method,
-                    "--sparsities",
-                    str(sparsity),
-                    "--seeds",
-                    *map(str, group_seeds),
-                    "--lr",
-                    f"{lr:g}",
-                    "--out",
-                    str(lr_folder(out, profile, lr)),
-                ]
+            sweep(
+                method,
+                sparsity,
+                {int(r["seed"]) for r in finished if (r.get("method"), r.get("sparsity")) == (method, sparsity)},
+                lr,
             )
     for (method, sparsity), seeds in sorted(groups.items()):
-        _run(
-            [
-                *common,
-                "--methods",
-                method,
-                "--sparsities",
-                str(sparsity),
-                "--seeds",
-                *map(str, sorted(seeds)),
-                "--lr",
-                f"{base.lr:g}",
-                "--out",
-                str(lr_folder(out, profile, base.lr)),
-            ]
-        )
+        sweep(method, sparsity, seeds, base.lr)
 
 
 def _by_cell(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, float, int], dict[str, Any]]:
