@@ -307,7 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for profile in args.profiles:
             run_checks(profile, args.lrs, out, args.data_dir, args.num_threads, Path(args.results))
     report = build_report(args.profiles, args.lrs, out, Path(args.results))
-    paths = write_report(report, out, "python benchmarks/collapse_check.py " + shlex.join(argv))
+    command = "python benchmarks/collapse_check.py " + shlex.join(argv)
+    previous = out / "collapse_check.json"
+    if args.report_only and previous.exists():  # keep the command that ran the cells: it is the one that reproduces
+        command = json.loads(previous.read_text(encoding="utf-8")).get("command", command)
+    paths = write_report(report, out, command)
     for path in paths:
         print(path)
     return 0

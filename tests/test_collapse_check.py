@@ -77,6 +77,10 @@ def test_reruns_and_report(tmp_path: Path) -> None:
     assert "| smoke | random | 90% | 0 | 100 (50) | 10.00* |" in text and "lr 0.05" in text
     assert "dead_units_end" in second["runs"]["0.05"] and "% |" in text  # the re-runs carry the Liveness probe
 
+    # --report-only keeps the command that ran the cells
+    assert collapse_check.main([*argv, "--report-only"]) == 0
+    assert json.loads((out / "collapse_check.json").read_text())["command"].endswith("--num-threads 1")
+
     # a second run trains nothing: every cell is finished
     assert collapse_check.main(argv) == 0
     assert len(load_records(collapse_check.lr_folder(out, "smoke", 0.05) / "runs.jsonl")) == 2
