@@ -192,8 +192,45 @@ def test_prunes_once_in_on_fit_start_before_the_first_step(tmp_path: Path) -> No
     assert set(cb.masks) == {"net.0.weight", "net.4.weight", "net.6.weight"}
     for key in ("target", "nominal_sparsity", "effective_sparsity", "layer_density", "dead_units", "pruning_seconds"):
         assert key in cb.summary
+    assert cb.summary["output_spread_dense"] > 0.0 and cb.summary["output_spread"] >= 0.0
     assert "ClassificationLoss" in cb.summary["loss"]
     assert_masked(model, cb.masks)
+
+
+class DeadAfterPruning(pl.LightningModule):
+    """An MLP whose largest weights all run through one ReLU unit that no input can switch on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        with torch.no_grad():
+            self.net[0].weight.fill_(0.01)
+            self.net[0].weight[0] = 10.0
+            self.net[0].bias.zero_()
+            self.net[0].bias[0] = -1e4  # unit 0 is off for every input below |x| ~ 250
+            self.net[2].weight.fill_(0.01)
+            self.net[2].weight[:, 0] = 10.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_mask_that_leaves_a_constant_output_is_reported(tmp_path: Path) -> None:
+    """Magnitude keeps the 7 large weights (unit 0's), which paths connect but no input activates: spread 0."""
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 4, generator=g), torch.arange(32) % 3)
+    cb = callback(method="magnitude", target=1 - 7 / 56)
+    with pytest.warns(UserWarning, match=r"same output for every sample of the scoring batch \(output spread 0;"):
+        trainer(tmp_path, callbacks=[cb], max_steps=1).fit(DeadAfterPruning(), DataLoader(data, batch_size=16))
+    assert cb.summary["kept_weights"] == 7 and cb.summary["effective_sparsity"] < 1.0  # paths exist...
+    assert cb.summary["output_spread"] == 0.0 and cb.summary["output_spread_dense"] > 0.0  # ...but carry nothing
 
 
 def test_same_seed_same_masks_and_the_seed_matters(tmp_path: Path) -> None:
@@ -614,7 +651,7 @@ def test_summary_goes_to_csv_and_tensorboard_with_figures(tmp_path: Path) -> Non
     )
     metrics = Path(csv.log_dir, "metrics.csv").read_text()
     for key in ("pruning/nominal_sparsity", "pruning/effective_sparsity", "pruning/density/net.0.weight",
-                "pruning/seconds", "pruning/round/weight_grasp", "pruning/target"):
+                "pruning/seconds", "pruning/round/weight_grasp", "pruning/target", "pruning/output_spread"):
         assert key in metrics
     assert "target" in Path(csv.log_dir, "hparams.yaml").read_text()
     for logger in (csv, tb):

@@ -22,6 +22,7 @@ from lightning_panning.callbacks.reporting import (
     build_summary,
     log_summary,
     measure_effective_sparsity,
+    measure_output_spread,
     summary_line,
 )
 from lightning_panning.core.batch import LossFn
@@ -353,11 +354,14 @@ class BasePruningCallback(EnforcingCallback, ABC):
     def _report(self, trainer: pl.Trainer, pl_module: nn.Module, example: Any, loss_fn: LossFn | None) -> None:
         assert self.result is not None and self._masks is not None
         effective = measure_effective_sparsity(pl_module, self._masks, example, type(self).__name__)
+        spread = measure_output_spread(pl_module, self._masks, example, type(self).__name__)
         selection = selection_report(pl_module, self.pruner.parameters(pl_module), self.pruner.exclude)
         extra = {
             "shuffled": self.shuffle_masks,
             "loss": repr(loss_fn) if loss_fn is not None else None,
             "left_dense": dict(selection.dense),
+            "output_spread_dense": None if spread is None else spread[0],
+            "output_spread": None if spread is None else spread[1],
         }
         self.summary = build_summary(self.result, self._masks, effective, {**extra, **self.extra_summary()})
         files = log_summary(trainer, self.summary, self.hparams(), figure=self.log_figure)

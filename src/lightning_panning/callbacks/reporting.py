@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from torch import nn
 
-from lightning_panning.core.masks import EffectiveSparsity, Masks, effective_sparsity
+from lightning_panning.core.masks import EffectiveSparsity, Masks, effective_sparsity, output_spread
 from lightning_panning.core.panning import PruningResult
 from lightning_panning.plotting import agg_figure, figure_to_array
 
@@ -32,6 +32,7 @@ __all__ = [
     "density_figure",
     "log_summary",
     "measure_effective_sparsity",
+    "measure_output_spread",
     "send_to_loggers",
     "summary_line",
 ]
@@ -104,6 +105,36 @@ def measure_effective_sparsity(
         return None
 
 
+def measure_output_spread(model: nn.Module, masks: Masks, example_input: Any, who: str) -> tuple[float, float] | None:
+    """``(dense, pruned)`` output spread on the scoring batch (:func:`~lightning_panning.core.masks.output_spread`).
+
+    Returns ``None`` without a word when there is no example input (the effective sparsity already warned), and
+    with a warning when the spread cannot be measured. Warns when the pruned network gives the same output for every
+    sample while the dense one did not: training such a network can only fit a constant output.
+
+    Args:
+        model: the network (not modified).
+        masks: ``{name: bool tensor W_n}``.
+        example_input: real samples of the scoring batch (a ModelInput, a tensor ``(B, ...)`` or a batch).
+        who: the name that starts the warnings (the callback's class).
+    """
+    if example_input is None:
+        return None
+    try:
+        dense, pruned = output_spread(model, masks, example_input)
+    except (RuntimeError, TypeError, ValueError) as err:
+        rank_zero_warn(f"{who}: the output spread could not be measured ({err}); not reported.")
+        return None
+    if pruned == 0.0 and dense > 0.0:
+        rank_zero_warn(
+            f"{who}: after pruning, the network gives the same output for every sample of the scoring batch (output "
+            f"spread 0; {dense:.3g} before pruning), although weights are kept: "
+            "the activations on every remaining path are zero, so no gradient reaches those weights and training "
+            "will fit a constant output. Lower the target sparsity or choose another method."
+        )
+    return dense, pruned
+
+
 def summary_line(summary: Mapping[str, Any]) -> str:
     """One line for the log: what was pruned, nominal and effective sparsity, time.
 
@@ -160,6 +191,9 @@ def flat_metrics(summary: Mapping[str, Any], prefix: str = "pruning") -> dict[st
     }
     if summary.get("effective_sparsity") is not None:
         metrics[f"{prefix}/effective_sparsity"] = float(summary["effective_sparsity"])
+    for key in ("output_spread", "output_spread_dense"):
+        if summary.get(key) is not None:
+            metrics[f"{prefix}/{key}"] = float(summary[key])
     for layer, value in summary["layer_density"].items():
         metrics[f"{prefix}/density/{layer}"] = float(value)
     for layer, value in (summary.get("layer_effective_density") or {}).items():

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
-from lightning_panning.core.inputs import single_device
+from lightning_panning.core.inputs import model_input, output_logits, single_device
 from lightning_panning.core.scorers import path_saliency
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "density",
     "effective_masks",
     "effective_sparsity",
+    "output_spread",
     "pack_masks",
     "select_at_threshold",
     "select_top_k",
@@ -300,6 +302,62 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
         layer_effective_density={n: float(e.float().mean()) for n, e in eff.items()},
         dead_units=dead,
     )
+
+
+def _spread(output: Any) -> float:
+    logits = output_logits(output)
+    if not isinstance(logits, Tensor) or logits.ndim == 0 or logits.shape[0] < 2:
+        raise ValueError(
+            "the output spread needs a tensor output (or `.logits`) with a batch of at least 2 samples, got "
+            f"{type(logits).__name__}{'' if not isinstance(logits, Tensor) else f' of shape {tuple(logits.shape)}'}"
+        )
+    flat = logits.detach().float().reshape(logits.shape[0], -1)
+    return float(flat.std(dim=0).mean())
+
+
+def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any) -> tuple[float, float]:
+    """How much the output varies over the samples of a real batch, without and with ``masks``.
+
+    The spread of an output of shape ``(B, ...)`` (or its ``logits``) is the standard deviation over the ``B``
+    samples of each output entry, averaged over the entries: 0 when every sample gets the same output. A pruned
+    network can keep input-output paths (effective sparsity below 1) and still have spread 0 on real data, when the
+    activations on every remaining path are zero for every sample (dead ReLUs): then no gradient reaches a kept
+    weight through them, and training fits a constant output. Measured in eval mode without gradients; the pruned
+    call swaps ``weight × mask`` in with :func:`torch.func.functional_call`, so ``model`` is not modified.
+
+    Args:
+        model: the network.
+        masks: ``{name: bool tensor W_n}`` for pruned parameters of ``model``.
+        example_input: real samples: a tensor ``(B, ...)`` with ``B >= 2``, a batch, a dict of keyword arguments or a
+            ModelInput (see :func:`~lightning_panning.core.inputs.model_input`).
+
+    Returns:
+        ``(dense spread, pruned spread)``.
+
+    Raises:
+        ValueError: when the output is not a tensor (or has no ``logits``) or the batch has fewer than 2 samples.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+        >>> dense, pruned = output_spread(net, {"0.weight": torch.zeros(4, 3, dtype=torch.bool)}, x)
+        >>> dense > 0, pruned   # no weight left into the hidden layer: every sample gets the same output
+        (True, 0.0)
+    """
+    inputs = model_input(model, example_input)
+    params = dict(model.named_parameters())
+    check_masks(params, masks)
+    masked = {n: params[n].detach() * masks[n].to(params[n].device, params[n].dtype) for n in masks}
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            dense = _spread(inputs(model))
+            pruned = _spread(functional_call(model, masked, inputs.args, inputs.kwargs, strict=False))
+    finally:
+        model.train(was_training)
+    return dense, pruned
 
 
 def pack_masks(masks: Mapping[str, Tensor]) -> dict[str, dict[str, Any]]:
