@@ -440,3 +440,25 @@ def test_kth_largest_is_exact(kind: str, k: int) -> None:
         "const": lambda: torch.zeros(m),
     }[kind]()
     assert float(kth_largest(x, k)) == float(torch.kthvalue(x, m - k + 1).values)
+
+
+def test_output_spread_reads_tuples_and_refuses_what_it_cannot_measure() -> None:
+    from lightning_panning.core.masks import output_spread
+
+    class TupleNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.fc(x), x.sum()
+
+    net = TupleNet()
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    dense, pruned = output_spread(net, {"fc.weight": torch.zeros(2, 3, dtype=torch.bool)}, x)
+    assert dense > 0.0 and pruned == 0.0  # only the bias is left
+    assert torch.equal(net.fc.weight, net.fc.weight.detach()) and bool((net.fc.weight != 0).all())  # not modified
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        output_spread(net, {}, x[:1])
+    with pytest.raises(ValueError, match="Masks name parameters the model does not have"):
+        output_spread(net, {"nope": torch.ones(2, 3, dtype=torch.bool)}, x)

@@ -306,6 +306,8 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
 
 def _spread(output: Any) -> float:
     logits = output_logits(output)
+    if isinstance(logits, (tuple, list)) and logits and isinstance(logits[0], Tensor):
+        logits = logits[0]  # e.g. a Hugging Face model called with return_dict=False: logits come first
     if not isinstance(logits, Tensor) or logits.ndim == 0 or logits.shape[0] < 2:
         raise ValueError(
             "the output spread needs a tensor output (or `.logits`) with a batch of at least 2 samples, got "
@@ -318,12 +320,13 @@ def _spread(output: Any) -> float:
 def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any) -> tuple[float, float]:
     """How much the output varies over the samples of a real batch, without and with ``masks``.
 
-    The spread of an output of shape ``(B, ...)`` (or its ``logits``) is the standard deviation over the ``B``
-    samples of each output entry, averaged over the entries: 0 when every sample gets the same output. A pruned
-    network can keep input-output paths (effective sparsity below 1) and still have spread 0 on real data, when the
-    activations on every remaining path are zero for every sample (dead ReLUs): then no gradient reaches a kept
-    weight through them, and training fits a constant output. Measured in eval mode without gradients; the pruned
-    call swaps ``weight × mask`` in with :func:`torch.func.functional_call`, so ``model`` is not modified.
+    The spread of an output of shape ``(B, ...)`` (or its ``logits``, or the first tensor of a tuple) is the
+    standard deviation over the ``B`` samples of each output entry, averaged over the entries: 0 when every sample
+    gets the same output. A pruned network can keep input-output paths (effective sparsity below 1) and still have
+    spread 0 on real data, when the activations on every remaining path are zero for every sample (dead ReLUs):
+    then no gradient reaches a kept weight through them, and training fits a constant output. Measured in eval mode
+    without gradients; the pruned call swaps ``weight × mask`` in with :func:`torch.func.functional_call`, so
+    ``model`` is not modified.
 
     Args:
         model: the network.
