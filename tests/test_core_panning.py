@@ -453,12 +453,17 @@ def test_output_spread_reads_tuples_and_refuses_what_it_cannot_measure() -> None
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.fc(x), x.sum()
 
+    class Scalar(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.sum()  # a 0-d output: no batch to spread over
+
     net = TupleNet()
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
     dense, pruned = output_spread(net, {"fc.weight": torch.zeros(2, 3, dtype=torch.bool)}, x)
     assert dense > 0.0 and pruned == 0.0  # only the bias is left
     assert torch.equal(net.fc.weight, net.fc.weight.detach()) and bool((net.fc.weight != 0).all())  # not modified
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        output_spread(net, {}, x[:1])
+    assert output_spread(net, {}, x[:1]) is None  # one sample: no spread
+    with pytest.raises(ValueError, match=r"needs a tensor output of shape \(B, ...\)"):
+        output_spread(Scalar(), {}, x)
     with pytest.raises(ValueError, match="Masks name parameters the model does not have"):
         output_spread(net, {"nope": torch.ones(2, 3, dtype=torch.bool)}, x)

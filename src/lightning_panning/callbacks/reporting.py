@@ -108,7 +108,8 @@ def measure_effective_sparsity(
 def measure_output_spread(model: nn.Module, masks: Masks, example_input: Any, who: str) -> tuple[float, float] | None:
     """``(dense, pruned)`` output spread on the scoring batch (:func:`~lightning_panning.core.masks.output_spread`).
 
-    Returns ``None`` without a word when there is no example input (the effective sparsity already warned), and
+    Returns ``None`` without a word when there is no example input (the effective sparsity already warned) or it
+    has one sample, and
     with a warning when the spread cannot be measured. Warns when the pruned network gives the same output for every
     sample while the dense one did not: training such a network can only fit a constant output.
 
@@ -121,10 +122,13 @@ def measure_output_spread(model: nn.Module, masks: Masks, example_input: Any, wh
     if example_input is None:
         return None
     try:
-        dense, pruned = output_spread(model, masks, example_input)
+        spread = output_spread(model, masks, example_input)
     except (RuntimeError, TypeError, ValueError) as err:
         rank_zero_warn(f"{who}: the output spread could not be measured ({err}); not reported.")
         return None
+    if spread is None:
+        return None  # a one-sample batch has no spread
+    dense, pruned = spread
     if pruned == 0.0 and dense > 0.0:
         rank_zero_warn(
             f"{who}: after pruning, the network gives the same output for every sample of the scoring batch (output "

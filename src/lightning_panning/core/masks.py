@@ -304,20 +304,22 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
     )
 
 
-def _spread(output: Any) -> float:
+def _spread(output: Any) -> float | None:
     logits = output_logits(output)
     if isinstance(logits, (tuple, list)) and logits and isinstance(logits[0], Tensor):
         logits = logits[0]  # e.g. a Hugging Face model called with return_dict=False: logits come first
-    if not isinstance(logits, Tensor) or logits.ndim == 0 or logits.shape[0] < 2:
+    if not isinstance(logits, Tensor) or logits.ndim == 0:
         raise ValueError(
-            "the output spread needs a tensor output (or `.logits`) with a batch of at least 2 samples, got "
-            f"{type(logits).__name__}{'' if not isinstance(logits, Tensor) else f' of shape {tuple(logits.shape)}'}"
+            f"the output spread needs a tensor output of shape (B, ...) (or `.logits`), got {type(logits).__name__}"
+            f"{'' if not isinstance(logits, Tensor) else ' of shape ()'}"
         )
+    if logits.shape[0] < 2:
+        return None  # one sample has no spread
     flat = logits.detach().float().reshape(logits.shape[0], -1)
     return float(flat.std(dim=0).mean())
 
 
-def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any) -> tuple[float, float]:
+def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any) -> tuple[float, float] | None:
     """How much the output varies over the samples of a real batch, without and with ``masks``.
 
     The spread of an output of shape ``(B, ...)`` (or its ``logits``, or the first tensor of a tuple) is the
@@ -331,14 +333,14 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
     Args:
         model: the network.
         masks: ``{name: bool tensor W_n}`` for pruned parameters of ``model``.
-        example_input: real samples: a tensor ``(B, ...)`` with ``B >= 2``, a batch, a dict of keyword arguments or a
-            ModelInput (see :func:`~lightning_panning.core.inputs.model_input`).
+        example_input: real samples: a tensor ``(B, ...)``, a batch, a dict of keyword arguments or a ModelInput
+            (see :func:`~lightning_panning.core.inputs.model_input`).
 
     Returns:
-        ``(dense spread, pruned spread)``.
+        ``(dense spread, pruned spread)``, or ``None`` when the batch has a single sample (``B = 1``: no spread).
 
     Raises:
-        ValueError: when the output is not a tensor (or has no ``logits``) or the batch has fewer than 2 samples.
+        ValueError: when the output is not a tensor of shape ``(B, ...)`` (nor has one as ``logits`` or first).
 
     Example:
         >>> import torch
@@ -357,10 +359,12 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
         model.eval()
         with torch.no_grad():
             dense = _spread(inputs(model))
+            if dense is None:
+                return None
             pruned = _spread(functional_call(model, masked, inputs.args, inputs.kwargs, strict=False))
     finally:
         model.train(was_training)
-    return dense, pruned
+    return None if pruned is None else (dense, pruned)
 
 
 def pack_masks(masks: Mapping[str, Tensor]) -> dict[str, dict[str, Any]]:
