@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import shlex
 import statistics
 import sys
@@ -38,6 +37,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sweep.cli import main as sweep_main  # noqa: E402
+from benchmarks.sweep.liveness import at_chance, has_paths  # noqa: E402
 from benchmarks.sweep.profiles import PROFILES, format_sparsity  # noqa: E402
 from benchmarks.sweep.records import latest_records, load_records  # noqa: E402
 
@@ -53,21 +53,6 @@ LIVENESS_FIELDS = (
     "dead_units_end",
     "dead_units_by_layer_end",
 )
-
-
-def at_chance(record: Mapping[str, Any], classes: int) -> bool:
-    """Whether a finished cell ends at chance: accuracy < 100/classes + 2.5 points, loss > 0.99 ln(classes)."""
-    acc, loss = record.get("test_acc"), record.get("test_loss")
-    if record.get("status") != "ok" or acc is None or loss is None:
-        return False
-    return float(acc) < 100.0 / classes + 2.5 and float(loss) > 0.99 * math.log(classes)
-
-
-def has_paths(record: Mapping[str, Any]) -> bool:
-    """Whether the cell's mask keeps at least one weight on an input-output path (effective sparsity below 100%)."""
-    effective = record.get("effective_sparsity")
-    total = record.get("total_weights") or 0
-    return effective is not None and (1.0 - float(effective)) * float(total) >= 0.5
 
 
 def collapsed_cells(records: Iterable[Mapping[str, Any]], classes: int) -> list[dict[str, Any]]:

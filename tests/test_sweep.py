@@ -343,6 +343,29 @@ def test_summary_judges_rlpanning_against_table3_weights_and_the_authors_code_pa
     assert "vs Panning (Algorithm 1)" not in text
 
 
+def test_summary_reads_the_runs_at_chance(tmp_path: Path) -> None:
+    """Layer collapse, no signal from the start, death in training, and runs made before the Liveness probe."""
+    chance = {"test_loss": 2.3026, "total_weights": 1000}
+    rows = [_record("panning", 0.999, s, 90.0 + s, test_loss=0.3, effective_sparsity=0.9991) for s in (0, 2)]
+    rows += [
+        _record("panning", 0.999, 1, 10.0, **chance, effective_sparsity=0.9991, logit_spread_start=5e-4,
+                logit_spread_end=0.0),
+        _record("snip", 0.999, 0, 10.0, **chance, effective_sparsity=1.0),
+        _record("snip", 0.999, 1, 10.0, **chance, effective_sparsity=0.995, logit_spread_start=0.0,
+                logit_spread_end=0.0),
+        _record("snip", 0.999, 2, 11.35, **chance, effective_sparsity=0.995),
+    ]  # fmt: skip
+    text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
+    table = text[text.index("Runs that end at chance") :].splitlines()
+    assert "| Panning (Algorithm 1) | 99.9% | 1 | 10.00 | 1 | output became constant during training" in text
+    assert "| SNIP | 99.9% | 0 | 10.00 | 0 | no input-output path left (layer collapse) |" in text
+    assert "| SNIP | 99.9% | 1 | 10.00 | 5 | paths left but no signal through them from the start" in text
+    assert "| SNIP | 99.9% | 2 | 11.35 | 5 | paths left; not probed" in text
+    assert sum(line.startswith("| Panning") for line in table) == 1  # the seeds that trained are not listed
+    healthy = write_summary(rows[:2], tmp_path / "s2.md", profile=None).read_text()
+    assert "Runs that end at chance" not in healthy
+
+
 def test_paper_numbers_match_method_md() -> None:
     assert paper_accuracy("lenet5-mnist", "dense", 0.5) == 99.40
     assert paper_accuracy("lenet5-mnist", "rlpanning", 0.9999) == 45.43

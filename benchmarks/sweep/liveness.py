@@ -25,13 +25,15 @@ Example::
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
-__all__ = ["Liveness", "measure"]
+__all__ = ["Liveness", "at_chance", "failure_reading", "has_paths", "measure"]
 
 
 def measure(model: nn.Module, images: Tensor) -> dict[str, Any]:
@@ -115,3 +117,43 @@ class Liveness(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._measure(trainer, pl_module, "end")
+
+
+def at_chance(record: Mapping[str, Any], classes: int) -> bool:
+    """Whether a finished cell ends at chance: accuracy < 100/classes + 2.5 points and loss > 0.99 ln(classes).
+
+    That is a (nearly) constant output: its test loss is the entropy of the test labels (ln 10 when balanced).
+    """
+    acc, loss = record.get("test_acc"), record.get("test_loss")
+    if record.get("status") != "ok" or acc is None or loss is None:
+        return False
+    return float(acc) < 100.0 / classes + 2.5 and float(loss) > 0.99 * math.log(classes)
+
+
+def has_paths(record: Mapping[str, Any]) -> bool:
+    """Whether the cell's mask keeps at least one weight on an input-output path (effective sparsity below 100%)."""
+    effective = record.get("effective_sparsity")
+    total = record.get("total_weights") or 0
+    return effective is not None and (1.0 - float(effective)) * float(total) >= 0.5
+
+
+def failure_reading(record: Mapping[str, Any]) -> str:
+    """What a run at chance shows, from its mask's paths and the :class:`Liveness` probe (if it was recorded).
+
+    Example::
+
+        >>> failure_reading({"effective_sparsity": 0.999, "total_weights": 10_000,
+        ...                  "logit_spread_start": 3e-4, "logit_spread_end": 0.0})
+        'output became constant during training (spread 0.0003 after pruning, 0 at the end)'
+    """
+    if not has_paths(record):
+        return "no input-output path left (layer collapse)"
+    start, end = record.get("logit_spread_start"), record.get("logit_spread_end")
+    if start is None or end is None:
+        return "paths left; not probed (run made before the Liveness probe)"
+    spreads = f"(spread {start:.2g} after pruning, {end:.2g} at the end)"
+    if start == 0.0:
+        return f"paths left but no signal through them from the start {spreads}"
+    if end == 0.0:
+        return f"output became constant during training {spreads}"
+    return f"output nearly constant {spreads}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.sweep.liveness import at_chance, failure_reading
 from benchmarks.sweep.methods import METHOD_LABELS
 from benchmarks.sweep.paper import (
     PAPER_DENSE,
@@ -281,6 +282,23 @@ def _details_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> li
     return lines
 
 
+def _chance_table(group: Sequence[Mapping[str, Any]], profile: Profile | None) -> list[str]:
+    """One row per pruned run at chance: its weights on input-output paths and :func:`failure_reading`."""
+    classes = profile.num_classes() if profile is not None else 10
+    rows = sorted((r for r in group if r.get("method") != "dense" and at_chance(r, classes)), key=record_order)
+    lines = []
+    for r in rows:
+        effective, total = r.get("effective_sparsity"), r.get("total_weights") or 0
+        on_paths = "n/a" if effective is None else f"{round((1.0 - float(effective)) * float(total))}"
+        lines.append(
+            f"| {_label(str(r['method']))} | {format_sparsity(float(r['sparsity']))} | {r['seed']} | "
+            f"{float(r['test_acc']):.2f} | {on_paths} | {failure_reading(r)} |"
+        )
+    if not lines:
+        return []
+    return ["| Method | Sparsity | Seed | Accuracy | Weights on paths | Reading |", "|---|---|---|---|---|---|", *lines]
+
+
 def _paper_note(paper: str) -> list[str]:
     return [
         f"Paper numbers: Kang et al. 2022, {PAPER_SOURCES.get(paper, '')}; dense baseline "
@@ -340,6 +358,10 @@ def _section(
             ]
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
+        chance = _chance_table(group, profile)
+        if chance:
+            lines += ["Runs that end at chance (a nearly constant output) and what their records show:", ""]
+            lines += [*chance, ""]
         if plot is not None:
             lines += [f"![Accuracy against remaining weights]({plot})", ""]
     commands = list(dict.fromkeys(str(r.get("command")) for r in group if r.get("command")))
