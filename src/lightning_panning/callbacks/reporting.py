@@ -109,9 +109,9 @@ def measure_output_spread(model: nn.Module, masks: Masks, example_input: Any, wh
     """``(dense, pruned)`` output spread on the scoring batch (:func:`~lightning_panning.core.masks.output_spread`).
 
     Returns ``None`` without a word when there is no example input (the effective sparsity already warned) or it
-    has one sample, and
-    with a warning when the spread cannot be measured. Warns when the pruned network gives the same output for every
-    sample while the dense one did not: training such a network can only fit a constant output.
+    has one sample, and with a warning when the spread cannot be measured. Warns when the pruned network gives the
+    same output for every sample while the dense one did not: training such a network can only fit a constant
+    output.
 
     Args:
         model: the network (not modified).

@@ -327,8 +327,8 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
     gets the same output. A pruned network can keep input-output paths (effective sparsity below 1) and still have
     spread 0 on real data, when the activations on every remaining path are zero for every sample (dead ReLUs):
     then no gradient reaches a kept weight through them, and training fits a constant output. Measured in eval mode
-    without gradients; the pruned call swaps ``weight × mask`` in with :func:`torch.func.functional_call`, so
-    ``model`` is not modified.
+    without gradients; the pruned call swaps ``weight × mask`` in with :func:`torch.func.functional_call` (one
+    masked copy of the pruned parameters lives for the call), so ``model`` is not modified.
 
     Args:
         model: the network.
