@@ -37,7 +37,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sweep.cli import main as sweep_main  # noqa: E402
-from benchmarks.sweep.liveness import at_chance, has_paths  # noqa: E402
+from benchmarks.sweep.liveness import LIVENESS_FIELDS, at_chance, has_paths, weights_on_paths  # noqa: E402
 from benchmarks.sweep.profiles import PROFILES, format_sparsity  # noqa: E402
 from benchmarks.sweep.records import latest_records, load_records  # noqa: E402
 
@@ -45,14 +45,6 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_PROFILES = ("lenet5-mnist-cpu", "lenet5-fashionmnist-cpu", "lenet300-fashionmnist-cpu")
 
 Group = tuple[str, float]  # (method, sparsity)
-#: what the sweep's Liveness probe records (absent from records made before it existed)
-LIVENESS_FIELDS = (
-    "logit_spread_start",
-    "dead_units_start",
-    "logit_spread_end",
-    "dead_units_end",
-    "dead_units_by_layer_end",
-)
 
 
 def collapsed_cells(records: Iterable[Mapping[str, Any]], classes: int) -> list[dict[str, Any]]:
@@ -231,7 +223,7 @@ def write_report(report: Mapping[str, Any], out: Path, command: str) -> tuple[Pa
     ]
     for row in report["rows"]:
         kept = row["kept_weights"]
-        on_paths = (1.0 - float(row["effective_sparsity"])) * float(row["total_weights"] or 0)
+        on_paths = weights_on_paths(row) or 0
         cells = []
         for lr in lrs:
             result = row["runs"].get(lr)

@@ -33,7 +33,17 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
-__all__ = ["Liveness", "at_chance", "failure_reading", "has_paths", "measure"]
+__all__ = ["LIVENESS_FIELDS", "Liveness", "at_chance", "failure_reading", "has_paths", "measure", "weights_on_paths"]
+
+
+#: the record fields :class:`Liveness` writes (absent from records made before it existed)
+LIVENESS_FIELDS = (
+    "logit_spread_start",
+    "dead_units_start",
+    "logit_spread_end",
+    "dead_units_end",
+    "dead_units_by_layer_end",
+)
 
 
 def measure(model: nn.Module, images: Tensor) -> dict[str, Any]:
@@ -130,11 +140,17 @@ def at_chance(record: Mapping[str, Any], classes: int) -> bool:
     return float(acc) < 100.0 / classes + 2.5 and float(loss) > 0.99 * math.log(classes)
 
 
+def weights_on_paths(record: Mapping[str, Any]) -> int | None:
+    """How many kept weights of the cell's mask lie on an input-output path (``None`` without effective sparsity)."""
+    effective = record.get("effective_sparsity")
+    if effective is None:
+        return None
+    return round((1.0 - float(effective)) * float(record.get("total_weights") or 0))
+
+
 def has_paths(record: Mapping[str, Any]) -> bool:
     """Whether the cell's mask keeps at least one weight on an input-output path (effective sparsity below 100%)."""
-    effective = record.get("effective_sparsity")
-    total = record.get("total_weights") or 0
-    return effective is not None and (1.0 - float(effective)) * float(total) >= 0.5
+    return (weights_on_paths(record) or 0) >= 1
 
 
 def failure_reading(record: Mapping[str, Any]) -> str:

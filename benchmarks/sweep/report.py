@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sweep.liveness import at_chance, failure_reading
+from benchmarks.sweep.liveness import at_chance, failure_reading, weights_on_paths
 from benchmarks.sweep.methods import METHOD_LABELS
 from benchmarks.sweep.paper import (
     PAPER_DENSE,
@@ -288,8 +288,8 @@ def _chance_table(group: Sequence[Mapping[str, Any]], profile: Profile | None) -
     rows = sorted((r for r in group if r.get("method") != "dense" and at_chance(r, classes)), key=record_order)
     lines = []
     for r in rows:
-        effective, total = r.get("effective_sparsity"), r.get("total_weights") or 0
-        on_paths = "n/a" if effective is None else f"{round((1.0 - float(effective)) * float(total))}"
+        count = weights_on_paths(r)
+        on_paths = "n/a" if count is None else str(count)
         lines.append(
             f"| {_label(str(r['method']))} | {format_sparsity(float(r['sparsity']))} | {r['seed']} | "
             f"{float(r['test_acc']):.2f} | {on_paths} | {failure_reading(r)} |"
