@@ -245,3 +245,32 @@ def test_default_policy_ships_and_loads():
     assert record["steps"] > 0 and "final_evaluation_reward" in record["evaluation"]
     action, _ = load_policy("default").predict(np.full(7, 0.5, dtype=np.float32), deterministic=True)
     assert action.shape == (3,) and np.all(np.abs(action) <= 1.0)
+
+
+def test_agent_progress_pairs_checkpoints_with_table3_on_the_same_episodes(tmp_path, monkeypatch):
+    """`benchmarks/agent_progress.py`: each checkpoint and Table 3 play the same (target, seed) episodes."""
+    import lightning_panning.rl.train as train
+    from benchmarks import agent_progress
+
+    monkeypatch.setattr(train, "_env_kwargs", _tiny_env_kwargs)
+    run = tmp_path / "run"
+    assert train.main(["--out", str(run), "--rounds", "4", "--learning-starts", "20", "--checkpoint-every", "20",
+                       "--no-progress", "--total-steps", "40", "--no-export"]) == 0
+    common = ["--run-dir", str(run), "--rounds", "4", "--per-class", "4", "--targets", "0.9", "0.99",
+              "--episodes", "2", "--out", str(tmp_path / "out")]
+    record = agent_progress.main(["--steps", "20", "40", *common])
+    assert [row["steps"] for row in record["checkpoints"]] == [20, 40]
+    assert sorted((e["target"], e["seed"]) for e in record["table3"]) == [(0.9, 10000), (0.9, 10001),
+                                                                          (0.99, 10000), (0.99, 10001)]
+    for row in record["checkpoints"]:
+        for target in ("0.9", "0.99"):
+            cell = row["per_target"][target]
+            assert cell["episodes"] == 2 and 0 <= cell["wins"] <= 2
+            assert cell["mean"] == pytest.approx(cell["agent"] - cell["table3"])
+    # Table 3 is deterministic given the episode: its rewards do not depend on which checkpoint is evaluated
+    again = agent_progress.main(["--steps", "40", *common])
+    assert [e["reward"] for e in again["table3"]] == [e["reward"] for e in record["table3"]]
+    md = (tmp_path / "out" / "agent_progress.md").read_text()
+    assert "| 40 |" in md and "target 0.99" in md
+    with pytest.raises(SystemExit, match="--steps 30"):
+        agent_progress.main(["--steps", "30", *common])
