@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_panning.rl.agent import FixedActionPolicy, evaluate_policy_rewards, load_policy, policy_preset
+from lightning_panning.rl.agent import evaluate_policy_rewards, evaluate_table3_rewards, load_policy, policy_preset
 from lightning_panning.rl.train import build_parser, make_env
 
 FIRST_SEED = 10_000  # the reset seeds the exported policy's own evaluation uses (``default.json``)
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     env_args = build_parser().parse_args(["--data-dir", args.data_dir, "--out", str(run_dir),
                                           "--threads", str(args.threads), "--rounds", str(args.rounds),
                                           "--per-class", str(args.per_class)])
-    presets = {steps: policy_preset(load_policy(str(path))) for steps, path in checkpoints.items()}
+    policies = {steps: load_policy(str(path)) for steps, path in checkpoints.items()}
+    presets = {steps: policy_preset(policy) for steps, policy in policies.items()}
     if len({pr.name for pr in presets.values()}) != 1:
         raise SystemExit(f"--steps {args.steps}: the checkpoints were trained with different presets "
                          f"({sorted({pr.name for pr in presets.values()})})")
@@ -95,14 +96,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def env_factory() -> Any:
         return make_env(env_args)
 
-    table3: list[dict[str, Any]] = []
-    for target in args.targets:
-        fixed = FixedActionPolicy(target, env_args.rounds, layout=preset.observation)
-        table3 += evaluate_policy_rewards(fixed, env_factory, (target,), args.episodes, seed=FIRST_SEED)["episodes"]
-        print(f"Table 3 at {target:g}: done", flush=True)
+    table3 = evaluate_table3_rewards(env_factory, args.targets, args.episodes, env_args.rounds, preset.observation,
+                                     seed=FIRST_SEED)["episodes"]
+    print("Table 3's weights: done", flush=True)
     rows: list[dict[str, Any]] = []
     for steps, path in checkpoints.items():
-        res = evaluate_policy_rewards(str(path), env_factory, tuple(args.targets), args.episodes, seed=FIRST_SEED)
+        res = evaluate_policy_rewards(policies[steps], env_factory, tuple(args.targets), args.episodes,
+                                      seed=FIRST_SEED)
         per_target = {str(t): paired(res["episodes"], table3, t) for t in args.targets}
         rows.append({"steps": steps, "checkpoint": str(path), "episodes": res["episodes"], "per_target": per_target})
         print(f"{steps:,} steps: " + ", ".join(f"{t}: {v['mean']:+.2f}" for t, v in per_target.items()), flush=True)

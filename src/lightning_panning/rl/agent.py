@@ -35,6 +35,8 @@ __all__ = [
     "RLPruningResult",
     "check_policy_spaces",
     "default_policy_path",
+    "evaluate_policy_rewards",
+    "evaluate_table3_rewards",
     "load_policy",
     "make_td3",
     "policy_preset",
@@ -395,13 +397,46 @@ def evaluate_policy_rewards(
                 done = terminated or truncated
             episodes.append({"target": float(target), "seed": seed + j, "reward": total, "length": length,
                              "effective_sparsity": float(info.get("effective_sparsity", float("nan")))})
-    per_target: Mapping[float, float] = {
-        t: float(np.mean([e["reward"] for e in episodes if e["target"] == t])) for t in targets
-    }
     env.close()
-    return {"mean": float(np.mean([e["reward"] for e in episodes])), "per_target": {str(k): v for k, v in
-                                                                                   per_target.items()},
-            "episodes": episodes}
+    return _reward_summary(episodes, targets)
+
+
+def evaluate_table3_rewards(
+    env_factory: Callable[[], Any],
+    targets: Sequence[float] = (0.9, 0.99, 0.999),
+    episodes_per_target: int = 2,
+    rounds: int = 100,
+    layout: str = "paper",
+    seed: int = 10_000,
+) -> dict[str, Any]:
+    """:func:`evaluate_policy_rewards` for Table 3's fixed weights (:class:`FixedActionPolicy`), one target at a time.
+
+    Table 3's actions depend on the episode's target, which the observation does not carry, so each target gets its
+    own policy. The episodes (targets and reset seeds) are those :func:`evaluate_policy_rewards` plays with the same
+    arguments, so the two results pair episode by episode.
+
+    Args:
+        env_factory: builds a :class:`~lightning_panning.rl.env.PanningEnv`.
+        targets: fixed final sparsities.
+        episodes_per_target: episodes per target (seeds ``seed, seed + 1, ...``).
+        rounds: ``T`` of the environment.
+        layout: its observation layout (``"paper"`` or ``"authors"``; a preset's ``observation``).
+        seed: first reset seed.
+
+    Returns:
+        ``{"mean": float, "per_target": {target: mean}, "episodes": [...]}``.
+    """
+    episodes: list[dict[str, Any]] = []
+    for target in targets:
+        policy = FixedActionPolicy(target, rounds, layout=layout)
+        episodes += evaluate_policy_rewards(policy, env_factory, (target,), episodes_per_target, seed)["episodes"]
+    return _reward_summary(episodes, targets)
+
+
+def _reward_summary(episodes: Sequence[Mapping[str, Any]], targets: Sequence[float]) -> dict[str, Any]:
+    per_target = {str(t): float(np.mean([e["reward"] for e in episodes if e["target"] == t])) for t in targets}
+    return {"mean": float(np.mean([e["reward"] for e in episodes])), "per_target": per_target,
+            "episodes": list(episodes)}
 
 
 class FixedActionPolicy:

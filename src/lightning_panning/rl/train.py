@@ -38,8 +38,8 @@ from lightning_panning.rl.agent import (
     EXPLORATION_NOISE,
     NET_ARCH,
     TD3_HYPERPARAMETERS,
-    FixedActionPolicy,
     evaluate_policy_rewards,
+    evaluate_table3_rewards,
     make_td3,
 )
 from lightning_panning.rl.env import ENV_ID, PanningEnv
@@ -398,15 +398,8 @@ def export_policy(args: argparse.Namespace) -> Path:
         return make_env(args)
 
     agent_eval = evaluate_policy_rewards(model, env_factory, targets, args.eval_episodes)
-    baseline: dict[str, Any] = {"episodes": []}
-    for target in targets:
-        layout = get_preset(args.preset).observation
-        res = evaluate_policy_rewards(FixedActionPolicy(target, args.rounds, layout=layout), env_factory, (target,),
-                                      args.eval_episodes)
-        baseline["episodes"].extend(res["episodes"])
-    baseline["mean"] = float(np.mean([e["reward"] for e in baseline["episodes"]]))
-    baseline["per_target"] = {str(t): float(np.mean([e["reward"] for e in baseline["episodes"] if e["target"] == t]))
-                              for t in targets}
+    baseline = evaluate_table3_rewards(env_factory, targets, args.eval_episodes, args.rounds,
+                                       get_preset(args.preset).observation)
     curve: dict[str, Any] = {}
     monitors = sorted(out.glob("*monitor.csv"))
     if monitors:
