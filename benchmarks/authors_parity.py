@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
-from lightning_panning import make_pruner
+from lightning_panning import get_pruner
 from lightning_panning.models import VGG19, LeNet5, authors_init
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,7 +91,7 @@ def run_theirs(authors: SimpleNamespace, preset: str, model: nn.Module, loader: 
 def run_ours(method: str, model: nn.Module, batch: tuple[Tensor, Tensor], target: float,
              rounds: int) -> dict[str, Tensor]:
     """Our masks for ``method`` (seed 0: the Xavier draws equal theirs after ``torch.manual_seed(0)``)."""
-    return make_pruner(method, rounds=rounds, seed=SEED, progress=False).prune(model, batch, target).masks
+    return get_pruner(method, rounds=rounds, seed=SEED, progress=False).prune(model, batch, target).masks
 
 
 # -- data ---------------------------------------------------------------------------------------------------------

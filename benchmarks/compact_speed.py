@@ -55,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_panning import apply_masks, model_cost, prune
+from lightning_panning import apply_masks, prune
 from lightning_panning.callbacks import MaskEnforcer
-from lightning_panning.compaction import compaction
+from lightning_panning.compaction import compaction, model_cost
 from lightning_panning.models import VGG19, LeNet5
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
-from lightning_panning import make_pruner
+from lightning_panning import get_pruner
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.98
@@ -184,7 +184,7 @@ def measure(variant: str, group: str, authors: SimpleNamespace, base: nn.Module,
             sync()
             per_round = [(time.perf_counter() - start) / rounds] * rounds
         else:
-            session = make_pruner(method, rounds=rounds, seed=SEED, progress=False).start(model, batch, TARGET)
+            session = get_pruner(method, rounds=rounds, seed=SEED, progress=False).start(model, batch, TARGET)
             per_round = []
             while not session.done:
                 session.step()

@@ -112,7 +112,7 @@ def worker(
     phase: str, size: dict[str, int], device: torch.device, rounds: int, threads: int, masks_file: Path
 ) -> dict[str, Any]:
     from examples.transformer_lm import TinyGPT
-    from lightning_panning import Panning, effective_sparsity, pack_masks, prunable_parameters, unpack_masks
+    from lightning_panning.core import Panning, effective_sparsity, pack_masks, prunable_parameters, unpack_masks
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -34,8 +34,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import lightning_panning
-from lightning_panning import DefaultRule
 from lightning_panning.callbacks import PanningCallback
+from lightning_panning.core import DefaultRule
 
 
 class TinyGPT(nn.Module):

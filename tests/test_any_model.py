@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from lightning_panning import (
+from lightning_panning.callbacks import PanningCallback
+from lightning_panning.core import (
     DefaultRule,
     ModelInput,
     Panning,
@@ -30,7 +31,6 @@ from lightning_panning import (
     prune,
     selection_report,
 )
-from lightning_panning.callbacks import PanningCallback
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -19,14 +19,14 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_panning import TABLE3, Panning, StageTable, exponential, keep_count, make_pruner, prune
 from lightning_panning.callbacks import PanningCallback
 from lightning_panning.cli import cli_main
+from lightning_panning.core import TABLE3, Panning, StageTable, exponential, get_pruner, keep_count, prune
 from lightning_panning.core.fusion import normalize
-from lightning_panning.core.masks import select_at_threshold
 from lightning_panning.core.params import DefaultRule, prunable_parameters
 from lightning_panning.core.schedules import authors_keep_count, authors_keep_fractions
 from lightning_panning.core.scorers import GraSP, ScoringContext, SynFlow
+from lightning_panning.core.selection import select_at_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,10 +91,10 @@ def test_panning_authors_keeps_nothing_once_synflow_is_dead_like_theirs(caplog: 
         net[2].weight.zero_()  # no path from input to output: SynFlow is 0 everywhere from round 1
     zeros = DefaultRule(zeros=True)  # the default rule leaves an all-zero weight dense; here it must be pruned too
     with caplog.at_level("WARNING", logger="lightning_panning.core.fusion"):
-        result = make_pruner("panning_authors", rounds=2, progress=False, predicate=zeros).prune(net, batch(), 0.5)
+        result = get_pruner("panning_authors", rounds=2, progress=False, predicate=zeros).prune(net, batch(), 0.5)
     assert kept(result.masks) == 0 and [r.keep for r in result.history] == [0, 0]
     assert "no weight is kept" in caplog.text
-    assert kept(make_pruner("panning", rounds=2, progress=False, predicate=zeros).prune(net, batch(), 0.5).masks) == 480
+    assert kept(get_pruner("panning", rounds=2, progress=False, predicate=zeros).prune(net, batch(), 0.5).masks) == 480
 
 
 def test_sum_normalisation_is_the_authors_ranking_factor() -> None:
@@ -166,9 +166,9 @@ def test_authors_schedule_values_at_the_float_boundaries() -> None:
 
 def test_stage_rule_at_the_float_boundaries() -> None:
     rho = 0.9000000000000028
-    assert StageTable()(0, rho) == TABLE3[1][1]  # paper: ρ is 0.9, row (0.8, 0.9]
-    assert StageTable(tolerance=0.0)(0, rho) == TABLE3[2][1]  # authors: 0.9 < ρ in floats, next row
-    assert StageTable(tolerance=0.0)(0, 0.9) == TABLE3[1][1]
+    assert StageTable().weights_at(rho) == TABLE3[1][1]  # paper: ρ is 0.9, row (0.8, 0.9]
+    assert StageTable(tolerance=0.0).weights_at(rho) == TABLE3[2][1]  # authors: 0.9 < ρ in floats, next row
+    assert StageTable(tolerance=0.0).weights_at(0.9) == TABLE3[1][1]
 
     # the authors' loop: `if stair[psta] < 1 - keep_ratio: psta += 1`, at most one row per round
     def theirs(sparsities: list[float]) -> list[int]:
@@ -182,11 +182,11 @@ def test_stage_rule_at_the_float_boundaries() -> None:
     for target, rounds in [(0.9999, 100), (0.98, 100), (0.999, 4), (0.9999, 3)]:
         sparsities, _ = authors_keep_fractions(exponential, target, rounds)
         table = StageTable(one_row_per_round=True, tolerance=0.0)
-        used = [table(k, r) for k, r in enumerate(sparsities)]  # stateful: one call per round
+        used = [table.weights_at(r) for r in sparsities]  # stateful: one call per round
         ours = [next(i for i, (_, w) in enumerate(TABLE3) if w == u) for u in used]
         assert ours == theirs(sparsities), (target, rounds)
     jump = StageTable(one_row_per_round=True, tolerance=0.0)
-    assert [jump(i, r) for i, r in enumerate([0.999, 0.999])] == [TABLE3[1][1], TABLE3[2][1]]  # one row per round
+    assert [jump.weights_at(r) for r in [0.999, 0.999]] == [TABLE3[1][1], TABLE3[2][1]]  # one row per round
 
 
 def test_keep_count_at_the_float_boundaries() -> None:
@@ -196,7 +196,7 @@ def test_keep_count_at_the_float_boundaries() -> None:
     assert authors_keep_count(960, 1 - 0.9) == 95 and keep_count(960, 0.9) == 96
     net = mlp()  # m = 960
     exact = Panning(rounds=1, progress=False).prune(net, batch(), 0.9)
-    authors = Panning(rounds=1, progress=False, keep_rule="authors").prune(net, batch(), 0.9)
+    authors = Panning(rounds=1, progress=False, selector="authors").prune(net, batch(), 0.9)
     assert kept(exact.masks) == exact.history[0].keep == 96
     assert kept(authors.masks) == authors.history[0].keep == 95
 
@@ -210,8 +210,8 @@ def test_authors_keep_rule_keeps_ties_at_the_threshold() -> None:
 
 
 def test_rule_options_are_validated() -> None:
-    with pytest.raises(ValueError, match="Unknown `keep_rule` 'floor'"):
-        Panning(keep_rule="floor")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown `selector` 'floor'"):
+        Panning(selector="floor")
     with pytest.raises(ValueError, match="Unknown `stage_rule` 'table'"):
         Panning(stage_rule="table")
     with pytest.raises(ValueError, match="configure it directly"):
@@ -227,38 +227,38 @@ def test_reinit_linear_draws_xavier_from_the_seed_and_leaves_the_model() -> None
     net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Flatten(), nn.Linear(3 * 6 * 6, 10), nn.ReLU(), nn.Linear(10, 4))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     params = prunable_parameters(net)
-    scoring = Panning(reinit_linear=True, seed=5).scoring_weights(net, params)
+    scoring = Panning(reinit_linear=True, seed=5).scoring_params(net, params)
     torch.manual_seed(5)  # the authors' code draws from the global RNG right after the seed, in module order
     expected = [nn.init.xavier_normal_(torch.empty(10, 108)), nn.init.xavier_normal_(torch.empty(4, 10))]
     assert torch.equal(scoring["2.weight"], expected[0]) and torch.equal(scoring["4.weight"], expected[1])
     assert scoring["0.weight"] is params["0.weight"]  # convolutions keep their weights
     x, y = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(4).repeat(2)
-    a = make_pruner("snip_authors", seed=5, progress=False).prune(net, (x, y), 0.9).masks
-    b = make_pruner("snip_authors", seed=5, progress=False, reinit_linear=False).prune(net, (x, y), 0.9).masks
+    a = get_pruner("snip_authors", seed=5, progress=False).prune(net, (x, y), 0.9).masks
+    b = get_pruner("snip_authors", seed=5, progress=False, reinit_linear=False).prune(net, (x, y), 0.9).masks
     assert any(not torch.equal(a[n], b[n]) for n in a)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
 # -- the presets through prune, the callback and the CLI --------------------------------------------------------------
 def test_presets_are_methods_with_the_authors_options() -> None:
-    pruner = make_pruner("panning_authors")
-    assert pruner.normalization == "authors" and pruner.keep_rule == "authors" and pruner.stage_rule == "authors"
+    pruner = get_pruner("panning_authors")
+    assert pruner.normalization == "authors" and pruner.selector.name == "authors" and pruner.stage_rule == "authors"
     assert pruner.masked_data_scores is False and pruner.reinit_linear is False
     synflow = pruner.scorers["synflow"]
     assert isinstance(synflow, SynFlow) and synflow.signed and synflow.abs_buffers and synflow.dtype == "float32"
-    assert make_pruner("snip_authors").reinit_linear and make_pruner("snip_authors").normalization == "sum"
-    assert make_pruner("grasp_authors").scorers["grasp"].factor == 2.0  # type: ignore[attr-defined]
-    synflow_it = make_pruner("synflow_authors")
+    assert get_pruner("snip_authors").reinit_linear and get_pruner("snip_authors").normalization == "sum"
+    assert get_pruner("grasp_authors").scorers["grasp"].factor == 2.0  # type: ignore[attr-defined]
+    synflow_it = get_pruner("synflow_authors")
     assert synflow_it.resurrect is False and synflow_it.rounds == 100 and synflow_it.normalization == "none"
-    default = make_pruner("panning")  # the paper's Algorithm 1 stays the default
-    assert default.normalization == "rms" and default.keep_rule == "exact" and default.stage_rule == "paper"
+    default = get_pruner("panning")  # the paper's Algorithm 1 stays the default
+    assert default.normalization == "rms" and default.selector.name == "top_k" and default.stage_rule == "paper"
     assert default.masked_data_scores is True
-    assert make_pruner("panning_authors", normalization=None).normalization == "authors"  # None keeps the preset
-    assert make_pruner("panning_authors", normalization="rms").normalization == "rms"  # explicit values override
+    assert get_pruner("panning_authors", normalization=None).normalization == "authors"  # None keeps the preset
+    assert get_pruner("panning_authors", normalization="rms").normalization == "rms"  # explicit values override
 
 
 def test_panning_authors_through_prune() -> None:
-    result = make_pruner("panning_authors", rounds=4, progress=False).prune(mlp(), batch(), 0.995)
+    result = get_pruner("panning_authors", rounds=4, progress=False).prune(mlp(), batch(), 0.995)
     # unmasked SNIP/GraSP: the same loss every round; ρ_i = 0.73, 0.93, 0.98, 0.995: the authors' stage lags one row
     assert len({r.loss for r in result.history}) == 1
     assert [r.weights for r in result.history] == [TABLE3[i][1] for i in (0, 1, 2, 3)]
@@ -306,7 +306,7 @@ def test_panning_authors_through_the_callback(tmp_path: Path, monkeypatch: pytes
     trainer.fit(_Net(), DataLoader(TensorDataset(x, y), batch_size=20))
     assert cb.result is not None and [r.weights for r in cb.result.history] == [TABLE3[i][1] for i in (0, 1, 2, 3)]
     net, scoring_batch = seen[0]
-    expected = make_pruner("panning_authors", rounds=4, progress=False).prune(net, scoring_batch, 0.995).masks
+    expected = get_pruner("panning_authors", rounds=4, progress=False).prune(net, scoring_batch, 0.995).masks
     assert cb.masks is not None and all(torch.equal(cb.masks[f"net.{n}"].cpu(), expected[n]) for n in expected)
     assert PanningCallback(method="panning_authors", options={"normalization": "rms"}).pruner.normalization == "rms"
 
@@ -316,7 +316,7 @@ def test_panning_authors_through_the_cli(tmp_path: Path) -> None:
     for cb in text["trainer"]["callbacks"]:
         if "Panning" in cb["class_path"]:
             cb["init_args"].update({"method": "panning_authors", "verbose": False})
-            cb["init_args"]["options"]["rounds"] = 3
+            cb["init_args"]["rounds"] = 3
     config = tmp_path / "authors.yaml"
     config.write_text(yaml.safe_dump(text))
     cli = cli_main(

@@ -604,19 +604,19 @@ def test_options_reach_scorers_train_mode_resurrect_and_predicate(tmp_path: Path
 
 
 def test_new_scorer_is_one_small_subclass_inside_the_callback(tmp_path: Path) -> None:
-    """A scorer that makes its own pass over the batch declares `needs_data` and gets the scoring batch."""
+    """A scorer that makes its own pass over the batch declares `Needs.DATA` and gets the scoring batch."""
     from lightning_panning.core import METHODS, Scorer, ScoringContext, register_method, register_scorer
-    from lightning_panning.core.scorers import SCORERS
+    from lightning_panning.core.scorers import SCORERS, Needs
 
     batches: list[Any] = []
 
     @register_scorer("test_input_activity")
     class InputActivity(Scorer):
-        needs_data = True
+        needs = Needs.DATA | Needs.OWN_PASSES
 
         def saliency(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
             batches.append(ctx.batch)
-            return {n: w * ctx.batch[0].abs().mean() for n, w in ctx.weights.items()}
+            return {n: w * ctx.batch[0].abs().mean() for n, w in ctx.theta.items()}
 
     try:
         register_method("test_activity", scorers=("test_input_activity",), rounds=2)
@@ -819,5 +819,39 @@ def test_serialisable_by_jsonargparse() -> None:
     assert "weights" in dumped and "0.95" in dumped
     cb = parser.instantiate(cfg).callback
     assert isinstance(cb, PanningCallback) and cb.pruner.rounds == 7 and cb.pruner.train_mode is False
-    assert cb.pruner.weight_schedule.table == [(0.9, {"synflow": 0.5, "snip": 0.5}), (1.0, {"grasp": 1.0})]
+    assert cb.pruner.weights.table == [(0.9, {"synflow": 0.5, "snip": 0.5}), (1.0, {"grasp": 1.0})]
     assert cb.pruner.include == ["net.*"] and cb.loss == "training_step"
+
+
+def test_typed_settings_and_a_panning_object_through_jsonargparse() -> None:
+    """`method` resolves a `Panning` by class_path; typed keyword arguments are type-checked by the parser."""
+    from jsonargparse import ArgumentParser
+
+    from lightning_panning.core import LayerQuotas
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--callback", type=PanningCallback)
+    cfg = parser.parse_object(
+        {
+            "callback": {
+                "class_path": "lightning_panning.callbacks.PanningCallback",
+                "init_args": {
+                    "target": 0.9,
+                    "method": {
+                        "class_path": "lightning_panning.Panning",
+                        "init_args": {"scorers": ["snip", "grasp"], "weights": {"snip": 0.5, "grasp": 0.5},
+                                      "selector": "erk", "rounds": 3},
+                    },
+                    "seed": 4,
+                    "micro_batch": 8,
+                },
+            }
+        }
+    )
+    cb = parser.instantiate(cfg).callback
+    assert isinstance(cb.pruner.selector, LayerQuotas) and cb.pruner.rounds == 3
+    assert cb.pruner.seed == 4 and cb.pruner.micro_batch == 8 and list(cb.pruner.scorers) == ["snip", "grasp"]
+    bad = {"callback": {"class_path": "lightning_panning.callbacks.PanningCallback",
+                        "init_args": {"target": 0.9, "rounds": "many"}}}
+    with pytest.raises(Exception, match="rounds"):
+        parser.parse_object(bad)

@@ -15,9 +15,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_panning import apply_masks, compact, model_cost, prunable_parameters
+from lightning_panning import apply_masks, compact, prunable_parameters
 from lightning_panning.callbacks import CompactionCallback, MaskEnforcer, PanningCallback
-from lightning_panning.compaction import CompactionError, SparseLinear, UnsupportedModelError, compaction, surgery
+from lightning_panning.compaction import (
+    CompactionError,
+    SparseLinear,
+    UnsupportedModelError,
+    compaction,
+    model_cost,
+    surgery,
+)
 from lightning_panning.models import VGG19, LeNet5, LeNet300100, ResNet, ResNet18, ResNet20
 
 pytest.importorskip("torch_pruning")  # the surgery's library (the `compact` / `dev` extras)

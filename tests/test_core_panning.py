@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_panning import (
+from lightning_panning.core import (
     METHODS,
     TABLE3,
     FixedWeights,
@@ -21,9 +21,9 @@ from lightning_panning import (
     density,
     effective_sparsity,
     exponential,
+    get_pruner,
     keep_count,
     linear,
-    make_pruner,
     normalize,
     pack_masks,
     prunable_parameters,
@@ -85,7 +85,7 @@ def test_every_method_keeps_the_exact_count_and_leaves_model_untouched() -> None
     total = sum(p.numel() for p in prunable_parameters(model).values())
     for method in METHODS:
         masks = prune(model, batch(), 0.9, method=method, rounds=4, progress=False)
-        if METHODS[method].get("keep_rule") == "authors":  # int(960 · 0.09999999999999998) = 95, ties kept
+        if METHODS[method].get("selector") == "authors":  # int(960 · 0.09999999999999998) = 95, ties kept
             assert kept(masks) >= int(total * (1 - 0.9)) == 95, method
         else:
             assert kept(masks) == keep_count(total, 0.9) == 96, method
@@ -104,7 +104,7 @@ def test_same_seed_gives_bit_identical_masks_and_seed_matters_for_random() -> No
 def test_resurrection_is_observed() -> None:
     result = Panning(rounds=20, progress=False).prune(mlp(), batch(), 0.99)
     assert sum(r.resurrected for r in result.history) > 0
-    no_res = make_pruner("synflow", rounds=20, progress=False).prune(mlp(), batch(), 0.99)
+    no_res = get_pruner("synflow", rounds=20, progress=False).prune(mlp(), batch(), 0.99)
     assert sum(r.resurrected for r in no_res.history) == 0
 
 
@@ -178,7 +178,7 @@ def test_scoring_batch_rule() -> None:
     assert scoring_batch(None) is None and scoring_batch((x, y)) == (x, y)
     with pytest.raises(TypeError, match="`data` must be"):
         scoring_batch(3)  # type: ignore[arg-type]
-    custom_loss = make_pruner(loss_fn=lambda m, b: m(b[0]).sum(), per_class=2, rounds=2, progress=False)
+    custom_loss = get_pruner(loss_fn=lambda m, b: m(b[0]).sum(), per_class=2, rounds=2, progress=False)
     assert custom_loss.scoring_batch(labelled)[1].tolist() == [0, 0, 1, 1, 2, 2]  # same rule as the callback's
 
 
@@ -194,7 +194,7 @@ def test_register_method_and_replace_and_settings() -> None:
 
     register_method("test_snip_fixed", scorers=("snip", "grasp"), weights={"snip": 1.0})
     try:
-        pruner = make_pruner("test_snip_fixed", rounds=3)
+        pruner = get_pruner("test_snip_fixed", rounds=3)
         assert pruner.name == "test_snip_fixed" and pruner.rounds == 3
         assert kept(prune(mlp(), batch(), 0.9, method="test_snip_fixed", rounds=2, progress=False)) == keep_count(
             12 * 32 + 32 * 16 + 16 * 4, 0.9
@@ -202,7 +202,7 @@ def test_register_method_and_replace_and_settings() -> None:
         with pytest.raises(ValueError, match="already registered"):
             register_method("test_snip_fixed", scorers=("snip",))
         register_method("test_snip_fixed", scorers=("snip",), overwrite=True)
-        assert make_pruner("test_snip_fixed").scorers.keys() == {"snip"}
+        assert get_pruner("test_snip_fixed").scorers.keys() == {"snip"}
     finally:
         METHODS.pop("test_snip_fixed", None)
     with pytest.raises(ValueError, match=r"`weights` names scorers \['magnitude'\]"):
@@ -263,19 +263,19 @@ def test_authors_normalization_formula() -> None:
 
 def test_stage_table_rows_and_boundaries() -> None:
     table = StageTable()
-    assert table(0, 0.5) == TABLE3[0][1]
-    assert table(0, 0.8) == TABLE3[0][1]
-    assert table(0, 1 - 0.2 + 1e-15) == TABLE3[0][1]  # float error at the boundary
-    assert table(0, 0.85) == TABLE3[1][1]
-    assert table(0, 0.98) == TABLE3[2][1]
-    assert table(0, 0.985) == TABLE3[3][1]
-    assert table(0, 0.9999) == TABLE3[4][1]
+    assert table.weights_at(0.5) == TABLE3[0][1]
+    assert table.weights_at(0.8) == TABLE3[0][1]
+    assert table.weights_at(1 - 0.2 + 1e-15) == TABLE3[0][1]  # float error at the boundary
+    assert table.weights_at(0.85) == TABLE3[1][1]
+    assert table.weights_at(0.98) == TABLE3[2][1]
+    assert table.weights_at(0.985) == TABLE3[3][1]
+    assert table.weights_at(0.9999) == TABLE3[4][1]
     slow = StageTable(one_row_per_round=True)
-    assert [slow(i, 0.999)["snip"] for i in range(5)] == [0.4, 0.3, 0.2, 0.0, 0.0]
+    assert [slow.weights_at(0.999)["snip"] for _ in range(5)] == [0.4, 0.3, 0.2, 0.0, 0.0]
 
 
 def test_weight_options() -> None:
-    assert FixedWeights({"snip": 2})(3, 0.5) == {"snip": 2.0}
+    assert FixedWeights({"snip": 2})(None) == {"snip": 2.0}
     with pytest.raises(ValueError, match=r"`weights\['snip'\]` must be a finite number ≥ 0, got -1"):
         FixedWeights({"snip": -1})
     with pytest.raises(ValueError, match="last row"):
@@ -359,7 +359,9 @@ def test_unknown_names() -> None:
         Panning(normalization="zscore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Unknown `schedule`"):
         Panning(schedule="cosine")
-    with pytest.raises(ValueError, match="`rounds` must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"`rounds` must be an integer in \[1, 10000\] .*got 10000000"):
+        Panning(rounds=10**7)
+    with pytest.raises(ValueError, match=r"`rounds` must be an integer in \[1, 10000\] .*got 0"):
         Panning(rounds=0)
 
 
@@ -429,7 +431,7 @@ def test_custom_batch_layout_with_loss_fn_and_data_scorers_only() -> None:
 @pytest.mark.parametrize("kind", ["rand", "ties", "sorted", "const"])
 @pytest.mark.parametrize("k", [1, 37, 5_000, 150_000, 299_999, 300_000])
 def test_kth_largest_is_exact(kind: str, k: int) -> None:
-    from lightning_panning.core.masks import kth_largest
+    from lightning_panning.core.selection import kth_largest
 
     g = torch.Generator().manual_seed(k)
     m = 300_000  # above the sampling threshold (4 × 65,536)

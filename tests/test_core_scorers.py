@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_panning import (
+from lightning_panning.core import (
     SCORERS,
     SNIP,
     GraSP,
@@ -18,7 +18,7 @@ from lightning_panning import (
     get_scorer,
     prunable_parameters,
 )
-from lightning_panning.core.scorers import Scorer, ScorerOutput, register_scorer
+from lightning_panning.core.scorers import Needs, Scorer, ScorerOutput, register_scorer
 
 
 def small_cnn() -> nn.Module:
@@ -225,7 +225,7 @@ def test_unknown_scorer_and_bad_variant() -> None:
 def test_new_scorer_is_one_small_subclass() -> None:
     @register_scorer("test_gradient_magnitude")
     class GradMagnitude(Scorer):
-        requires = frozenset({"grad"})
+        needs = Needs.GRAD
 
         def saliency(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
             return dict(ctx.grad)
@@ -248,7 +248,7 @@ def test_scorers_declare_what_they_need() -> None:
         needs_data = True
 
         def saliency(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
-            return dict(ctx.weights)
+            return dict(ctx.theta)
 
     assert OwnPass.needs_data and Panning([OwnPass()], rounds=1).needs_data
     with pytest.raises(ValueError, match=r"Scorers \['OwnPass'\] need data"):

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_panning import keep_count, prunable_parameters, prune
 from lightning_panning.callbacks import PanningCallback
 from lightning_panning.classifier import ImageClassifier
+from lightning_panning.core import keep_count, prunable_parameters, prune
 
 pytestmark = [
     pytest.mark.gpu,

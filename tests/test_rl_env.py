@@ -327,7 +327,7 @@ def test_authors_preset_is_their_pruning_env(monkeypatch):
     env = make_env(rounds=5, preset="authors")
     assert env.preset.done_offset == 1 and env.preset.grad_term_scale == 0.2
     assert env.pruner.masked_data_scores is False and env.pruner.normalization == "authors"
-    assert env.pruner.keep_rule == "authors" and env.pruner.scorers["synflow"].signed  # the core's panning_authors
+    assert env.pruner.selector.name == "authors" and env.pruner.scorers["synflow"].signed  # the core's panning_authors
     obs, info = env.reset(seed=0, options={"target": 0.9})
     np.testing.assert_array_equal(obs[2:], 0.0)  # their reset state (N(L), N(ΔL), 0, 0, 0, 0, 0)
     lo, hi = env.normalizer.bounds["loss"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from abc import ABC
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -27,11 +27,14 @@ from lightning_panning.callbacks.reporting import (
 )
 from lightning_panning.core.batch import LossFn
 from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks
-from lightning_panning.core.panning import Panning, PanningSession, PruningResult, RoundRecord, plain
+from lightning_panning.core.methods import get_pruner
 from lightning_panning.core.params import selection_report
+from lightning_panning.core.pruner import Panning, plain
+from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import validate_target
+from lightning_panning.core.session import PanningSession
 
-__all__ = ["LOSSES", "BasePruningCallback", "TrainingStepLoss", "muted_logging", "pruner_from_options"]
+__all__ = ["LOSSES", "BasePruningCallback", "TrainingStepLoss", "callback_pruner", "muted_logging"]
 
 #: ``Panning`` arguments that a callback sets itself: the method name, the progress bar (``verbose``) and the loss.
 RESERVED_OPTIONS = ("name", "progress", "loss_fn")
@@ -39,12 +42,18 @@ RESERVED_OPTIONS = ("name", "progress", "loss_fn")
 _NOT_MASK_SETTINGS = ("progress", "track_effective")
 
 
-def pruner_from_options(options: Mapping[str, Any] | None, build: Callable[..., Panning]) -> Panning:
-    """``build(**options)``, with ``options`` checked as a dict of :class:`Panning` arguments (errors name it).
+def callback_pruner(
+    method: str | Panning, options: Mapping[str, Any] | None = None, **settings: Any
+) -> Panning:
+    """The pruner of a callback: :func:`~lightning_panning.core.methods.get_pruner` with the callback's arguments.
+
+    ``settings`` (the callback's typed keyword arguments; ``None`` = not given) override ``options`` (any other
+    :class:`Panning` argument), which override the method's preset. Every error names the callback argument.
 
     Args:
+        method: a method name or a configured :class:`Panning`.
         options: ``Panning`` arguments, e.g. ``{"rounds": 20, "weights": {"snip": 1.0}}``.
-        build: a callable returning a :class:`Panning` from keyword arguments.
+        **settings: further ``Panning`` arguments the callback sets (typed keyword arguments, name, progress).
     """
     if options is None:
         options = {}
@@ -63,10 +72,13 @@ def pruner_from_options(options: Mapping[str, Any] | None, build: Callable[..., 
             f"`options` has unknown keys {unknown}; allowed: {sorted(allowed - set(RESERVED_OPTIONS))} (the "
             "arguments of lightning_panning.Panning)."
         )
+    if not isinstance(method, (str, Panning)):
+        raise ValueError(f"`method` must be a method name or a lightning_panning.Panning, got {method!r}.")
+    given = {k: v for k, v in settings.items() if v is not None}
     try:
-        return build(**options)
+        return get_pruner(method, **{**options, **given})
     except (TypeError, ValueError) as err:
-        raise ValueError(f"Invalid `options`: {err}") from None
+        raise ValueError(f"Invalid pruning settings (`options` or arguments): {err}") from None
 
 
 def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device) -> PruningResult:
@@ -111,9 +123,10 @@ class BasePruningCallback(EnforcingCallback, ABC):
     7. **Observability.** A rank-zero tqdm bar over the rounds (off with ``verbose=False`` or
        ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger.
 
-    **Subclassing.** Pass the configured pruner to ``__init__``, then override :meth:`round_weights` (each round's
-    ``{scorer: p_k}`` from the live session), or :meth:`compute_masks` entirely; :meth:`on_round` is called after
-    every round and :meth:`extra_summary` adds entries to the summary. Settings that change the masks belong in
+    **Subclassing.** Pass the configured pruner to ``__init__`` (each round's ``{scorer: p_k}`` comes from its
+    :class:`~lightning_panning.core.weights.WeightSchedule`, which sees the live session), or override
+    :meth:`compute_masks` entirely; :meth:`on_round` is called after every round and :meth:`extra_summary` adds
+    entries to the summary. Settings that change the masks belong in
     :meth:`settings`.
 
     Args:
@@ -173,10 +186,6 @@ class BasePruningCallback(EnforcingCallback, ABC):
         """Method name (logs, summary, state key)."""
         return self.pruner.name
 
-    def round_weights(self, session: PanningSession) -> Mapping[str, float] | None:
-        """Metric weights ``{scorer: p_k}`` for the session's next round; ``None`` uses the pruner's schedule."""
-        return None
-
     def on_round(self, record: RoundRecord, session: PanningSession) -> None:
         """Called after every pruning round (on every rank)."""
 
@@ -201,7 +210,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
         example_input: Any,
     ) -> PruningResult:
-        """Run the pruning and return its result (the default runs ``pruner``, asking :meth:`round_weights`).
+        """Run the pruning and return its result (the default runs ``pruner``).
 
         Args:
             trainer: the trainer.
@@ -212,7 +221,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
         """
         return pruner.prune(
             pl_module, batch, self.target, example_input=example_input, on_round=self.on_round,
-            progress=self._show_progress(trainer), round_weights=self.round_weights,
+            progress=self._show_progress(trainer),
         )
 
     def _show_progress(self, trainer: pl.Trainer) -> bool:

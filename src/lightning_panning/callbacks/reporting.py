@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from torch import nn
 
 from lightning_panning.core.masks import EffectiveSparsity, Masks, effective_sparsity, output_spread
-from lightning_panning.core.panning import PruningResult
+from lightning_panning.core.results import PruningResult
 from lightning_panning.plotting import agg_figure, figure_to_array
 
 if TYPE_CHECKING:

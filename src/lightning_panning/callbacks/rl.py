@@ -10,14 +10,14 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from lightning_panning.callbacks.base import BasePruningCallback, pruner_from_options
+from lightning_panning.callbacks.base import BasePruningCallback, callback_pruner
 from lightning_panning.callbacks.reporting import send_to_loggers
-from lightning_panning.core.batch import LossFn
-from lightning_panning.core.panning import Panning, PruningResult
-from lightning_panning.core.scorers import get_scorer
-from lightning_panning.rl.agent import DEFAULT_POLICY, Policy, default_policy_path, load_policy, rl_prune
+from lightning_panning.core.batch import ClassificationLoss, LossFn
+from lightning_panning.core.pruner import Panning
+from lightning_panning.core.results import PruningResult
+from lightning_panning.rl.agent import DEFAULT_POLICY, Policy, PolicyWeights, default_policy_path, load_policy
+from lightning_panning.rl.env import PreciseClassificationLoss
 from lightning_panning.rl.figures import rl_rounds_figure
 
 __all__ = ["RL_FIGURE_FILE", "RL_SCORERS", "RLPanningCallback", "log_rl_rounds"]
@@ -51,13 +51,6 @@ def log_rl_rounds(
     return written or {}
 
 
-def _rl_pruner(**options: Any) -> Panning:
-    """SynFlow + SNIP + GraSP (or ``options["scorers"]``); the agent gives the weights, equal ones pass the check."""
-    scorers = options.pop("scorers", RL_SCORERS)
-    equal = {get_scorer(s).label: 1.0 for s in scorers} if not isinstance(scorers, str) else None
-    return Panning(scorers, **{"weights": equal, **options, "name": "rlpanning", "progress": False})
-
-
 class RLPanningCallback(BasePruningCallback):
     """Prune any LightningModule before training with RLPanning, then train it sparse.
 
@@ -79,9 +72,13 @@ class RLPanningCallback(BasePruningCallback):
         target: final sparsity in (0, 1).
         policy: ``"default"`` (shipped), a path to a TD3 zip saved by ``python -m lightning_panning.rl.train``, or
             an object with SB3's ``predict(obs, deterministic=True)`` (e.g. a ``TD3`` model).
-        options: :class:`~lightning_panning.core.Panning` arguments, e.g. ``{"rounds": 100, "per_class": 10,
-            "seed": 0}`` (the shipped agent was trained with 100 rounds, ``"rms"`` score normalisation and the
-            exponential schedule; ``scorers`` must match the policy's action order).
+        options: further :class:`~lightning_panning.core.Panning` arguments (the shipped agent was trained with
+            100 rounds, ``"rms"`` score normalisation and the exponential schedule; ``scorers`` must match the
+            policy's action order; the weights are the policy's).
+        rounds: ``T`` (default 100, as the agent was trained).
+        per_class: samples per class of the scoring batch.
+        seed: seed of the scoring batch.
+        micro_batch: score in chunks of at most this many samples.
         alpha: ``α`` of the logged reward.
         grad_term_scale: factor on the logged reward's gradient-norm term.
         loss: ``"auto"``, ``"classification"``, ``"training_step"`` or a callable ``loss_fn(model, batch)``.
@@ -93,7 +90,7 @@ class RLPanningCallback(BasePruningCallback):
         ValueError: at construction, for an invalid argument or option, or a policy that cannot be found.
 
     Example:
-        >>> cb = RLPanningCallback(target=0.9, options={"rounds": 10}, verbose=False)
+        >>> cb = RLPanningCallback(target=0.9, rounds=10, verbose=False)
         >>> cb.method, cb.state_key
         ('rlpanning', "RLPanningCallback{'target': 0.9, 'method': 'rlpanning', 'policy': 'default'}")
     """
@@ -104,6 +101,10 @@ class RLPanningCallback(BasePruningCallback):
         policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
         options: dict[str, Any] | None = None,
         *,
+        rounds: int | None = None,
+        per_class: int | None = None,
+        seed: int | None = None,
+        micro_batch: int | None = None,
         alpha: float = 100.0,
         grad_term_scale: float = 1.0,
         loss: str | LossFn = "auto",
@@ -112,18 +113,26 @@ class RLPanningCallback(BasePruningCallback):
         verbose: bool = True,
     ) -> None:
         self.options = dict(options or {})
-        super().__init__(
-            target, pruner_from_options(options, _rl_pruner), loss=loss, dataloader=dataloader,
-            log_figure=log_figure, verbose=verbose,
-        )
         self.policy = policy
         self.policy_name = self._check_policy(policy)
+        if "weights" in self.options:
+            raise ValueError(
+                "`options` may not set `weights`: RLPanning's metric weights come from `policy` every round."
+            )
+        self.schedule = PolicyWeights(policy, alpha=alpha, grad_term_scale=grad_term_scale)
+
+        pruner = callback_pruner(
+            "panning", {"scorers": RL_SCORERS, **self.options}, rounds=rounds, per_class=per_class, seed=seed,
+            micro_batch=micro_batch, weights=self.schedule, name="rlpanning", progress=False,
+        )
+        super().__init__(
+            target, pruner, loss=loss, dataloader=dataloader, log_figure=log_figure, verbose=verbose,
+        )
         for name, value in (("alpha", alpha), ("grad_term_scale", grad_term_scale)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"`{name}` must be a number ≥ 0, got {value!r}.")
         self.alpha, self.grad_term_scale = float(alpha), float(grad_term_scale)
         self.rl_steps: list[dict[str, Any]] = []
-        self._agent: Policy | None = None
 
     @staticmethod
     def _check_policy(policy: Any) -> str:
@@ -164,35 +173,23 @@ class RLPanningCallback(BasePruningCallback):
         super()._reset()
         self.rl_steps = []
 
+    def resolve_loss(self, pl_module: pl.LightningModule, batch: Any) -> LossFn:
+        """The base class's loss, with the classification loss in float64 as the agent's training environment."""
+        loss_fn = super().resolve_loss(pl_module, batch)
+        if type(loss_fn) is ClassificationLoss:
+            return PreciseClassificationLoss(loss_fn.temperature)
+        return loss_fn
+
     def compute_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, pruner: Panning, batch: Any,
         example_input: Any,
     ) -> PruningResult:
-        """Run Panning with the agent's weights each round and log the per-round trace (see the class docstring)."""
-        if self._agent is None:
-            self._agent = load_policy(self.policy)
-        progress = self._show_progress(trainer)
-        bar = tqdm(total=pruner.rounds, desc=f"rlpanning → {self.target:g}", unit="round") if progress else None
-
-        def on_step(summary: dict[str, Any], _step: Any) -> None:
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(sparsity=f"{summary['sparsity']:.4f}", reward=f"{summary['reward']:.3f}",
-                                refresh=False)
-
-        try:
-            result = rl_prune(
-                pl_module, batch, self.target, self._agent, pruner=pruner, example_input=example_input,
-                alpha=self.alpha, grad_term_scale=self.grad_term_scale, on_step=on_step,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        self.rl_steps = result.steps
-        log_rl_rounds(trainer, result.steps, f"RLPanning ({self.policy_name}) → {self.target:g}",
+        """The base class's run (the policy is the pruner's weight schedule), then the per-round trace to loggers."""
+        result = super().compute_masks(trainer, pl_module, pruner, batch, example_input)
+        self.rl_steps = list(self.schedule.steps)
+        log_rl_rounds(trainer, self.rl_steps, f"RLPanning ({self.policy_name}) → {self.target:g}",
                       figure=self.log_figure)
-        return PruningResult(masks=result.masks, target=result.target, method=self.method, history=result.history,
-                             seconds=result.seconds)
+        return result
 
     def extra_summary(self) -> dict[str, Any]:
         """The policy, the total reward, and per-round actions and rewards."""

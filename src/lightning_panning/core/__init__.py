@@ -1,7 +1,15 @@
-"""The pruning engine in pure PyTorch: parameter selection, scorers, fusion, schedules, masks and the Panning loop."""
+"""The pruning engine in pure PyTorch, one concern per module.
+
+* :mod:`.params` — which parameters are prunable; :mod:`.batch` / :mod:`.inputs` — the scoring batch and the call
+  of ``forward``; :mod:`.scorers` — the scoring context and the scorers; :mod:`.probe` — the data-free path probe;
+* :mod:`.fusion` — normalisation and fusion; :mod:`.weights` — the metric weights per round; :mod:`.schedules` — the
+  sparsity per round; :mod:`.selection` — which weights a round keeps;
+* :mod:`.session` — the loop; :mod:`.pruner` — ``Panning``, every setting; :mod:`.methods` — named presets and
+  ``prune``; :mod:`.results` — what a run returns; :mod:`.masks` — applying and measuring masks.
+"""
 
 from lightning_panning.core.batch import ClassificationLoss, LossFn, SamplePool, balanced_batch, scoring_batch
-from lightning_panning.core.fusion import TABLE3, FixedWeights, StageTable, WeightSchedule, fuse, normalize
+from lightning_panning.core.fusion import fuse, normalize
 from lightning_panning.core.inputs import ModelInput, model_input
 from lightning_panning.core.masks import (
     EffectiveSparsity,
@@ -10,23 +18,16 @@ from lightning_panning.core.masks import (
     density,
     effective_masks,
     effective_sparsity,
+    output_spread,
     pack_masks,
-    select_top_k,
     shuffle_masks,
     unpack_masks,
     zero_pruned_,
 )
-from lightning_panning.core.panning import (
-    METHODS,
-    Panning,
-    PanningSession,
-    PruningResult,
-    RoundRecord,
-    make_pruner,
-    prune,
-    register_method,
-)
+from lightning_panning.core.methods import METHODS, get_pruner, prune, register_method
 from lightning_panning.core.params import DefaultRule, SelectionReport, prunable_parameters, selection_report
+from lightning_panning.core.pruner import Panning
+from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import SCHEDULES, exponential, keep_count, linear
 from lightning_panning.core.scorers import (
     SCORERS,
@@ -41,19 +42,34 @@ from lightning_panning.core.scorers import (
     get_scorer,
     register_scorer,
 )
+from lightning_panning.core.selection import (
+    SELECTORS,
+    AuthorsThreshold,
+    LayerQuotas,
+    Selector,
+    TopK,
+    get_selector,
+    layer_quotas,
+    select_top_k,
+)
+from lightning_panning.core.session import PanningSession
+from lightning_panning.core.weights import TABLE3, FixedWeights, StageTable, WeightSchedule
 
 __all__ = [
     "METHODS",
     "SCHEDULES",
     "SCORERS",
+    "SELECTORS",
     "SNIP",
     "TABLE3",
+    "AuthorsThreshold",
     "ClassificationLoss",
     "DefaultRule",
     "EffectiveSparsity",
     "FixedWeights",
     "GraSP",
     "GraSPOriginal",
+    "LayerQuotas",
     "LossFn",
     "Magnitude",
     "Masks",
@@ -67,8 +83,10 @@ __all__ = [
     "Scorer",
     "ScoringContext",
     "SelectionReport",
+    "Selector",
     "StageTable",
     "SynFlow",
+    "TopK",
     "WeightSchedule",
     "apply_masks",
     "balanced_batch",
@@ -77,12 +95,15 @@ __all__ = [
     "effective_sparsity",
     "exponential",
     "fuse",
+    "get_pruner",
     "get_scorer",
+    "get_selector",
     "keep_count",
+    "layer_quotas",
     "linear",
-    "make_pruner",
     "model_input",
     "normalize",
+    "output_spread",
     "pack_masks",
     "prunable_parameters",
     "prune",

@@ -383,3 +383,56 @@ def balanced_batch(
         batch = _read(data, per_class, _num_classes(data, num_classes), True, True, max_samples)
     assert isinstance(batch, tuple)
     return batch
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in a batch: the leading dimension of its model input (the first tensor of a dict of inputs).
+
+    Example:
+        >>> batch_size((torch.zeros(5, 3), torch.zeros(5))), batch_size({"input_ids": torch.zeros(4, 7)})
+        (5, 4)
+    """
+    try:
+        inputs = batch_inputs(batch)
+    except TypeError:  # another layout (read by a custom loss_fn): its first tensor with a batch dimension
+        inputs = batch
+    found = _first_tensor(inputs)
+    if found is None:
+        raise TypeError(f"Cannot count the samples of a batch of type {type(batch).__name__}: it holds no tensor.")
+    return int(found.shape[0])
+
+
+def _first_tensor(value: Any) -> Tensor | None:
+    if isinstance(value, Tensor):
+        return value if value.ndim > 0 else None
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (tuple, list)) else ()
+    for item in items:
+        found = _first_tensor(item)
+        if found is not None:
+            return found
+    return None
+
+
+def split_batch(batch: Any, micro_batch: int) -> list[Any]:
+    """``batch`` as consecutive chunks of at most ``micro_batch`` samples.
+
+    Every per-sample tensor (leading dimension = the batch size) is sliced; other entries are shared by the chunks.
+
+    Example:
+        >>> [c[0].shape[0] for c in split_batch((torch.zeros(5, 2), torch.arange(5)), 2)]
+        [2, 2, 1]
+    """
+    size = batch_size(batch)
+    if micro_batch >= size:
+        return [batch]
+
+    def cut(value: Any, start: int) -> Any:
+        if _per_sample(value, size):
+            return value[start : start + micro_batch]
+        if isinstance(value, Mapping):
+            return type(value)({k: cut(v, start) for k, v in value.items()})  # type: ignore[call-arg]
+        if isinstance(value, (tuple, list)):
+            return type(value)(cut(v, start) for v in value)
+        return value
+
+    return [cut(batch, start) for start in range(0, size, micro_batch)]

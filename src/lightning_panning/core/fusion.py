@@ -1,42 +1,22 @@
-"""Normalisation of metric scores and the metric weights ``p_k`` of each round (METHOD §3, Table 3)."""
+"""Score normalisation ``N(S)`` and fusion ``S = Σ_k p_k N(S_k)`` of the metrics (METHOD §3)."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-__all__ = [
-    "NORMALIZATIONS",
-    "TABLE3",
-    "FixedWeights",
-    "NonFiniteScores",
-    "Normalization",
-    "StageTable",
-    "WeightSchedule",
-    "fuse",
-    "normalize",
-]
+__all__ = ["NORMALIZATIONS", "NonFiniteScores", "Normalization", "fuse", "normalize"]
 
 Normalization = Literal["rms", "authors", "sum", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("rms", "authors", "sum", "none")
 log = logging.getLogger(__name__)
 #: The ε of the authors' ``ranking_mask`` normalisation ``S / (|Σ S| + ε)`` (``normalization="sum"``).
 SUM_EPS = 1e-10
-
-#: Table 3: upper bound of the round's sparsity → weights (SynFlow, SNIP, GraSP).
-TABLE3: tuple[tuple[float, dict[str, float]], ...] = (
-    (0.80, {"synflow": 0.2, "snip": 0.5, "grasp": 0.3}),
-    (0.90, {"synflow": 0.2, "snip": 0.4, "grasp": 0.4}),
-    (0.98, {"synflow": 0.2, "snip": 0.3, "grasp": 0.5}),
-    (0.99, {"synflow": 0.4, "snip": 0.2, "grasp": 0.4}),
-    (1.00, {"synflow": 0.5, "snip": 0.0, "grasp": 0.5}),
-)
-
 
 class NonFiniteScores(ValueError):
     """A metric's statistics are not finite (some score is NaN or inf)."""
@@ -147,123 +127,3 @@ def fuse(normalized: Mapping[str, Tensor], weight: float, into: dict[str, Tensor
         else:
             fused[name] = s * weight
     return fused
-
-
-@runtime_checkable
-class WeightSchedule(Protocol):
-    """Gives the metric weights ``{scorer: p_k}`` of a round; :meth:`reset` is called before each pruning run."""
-
-    def __call__(self, round_index: int, sparsity: float) -> dict[str, float]:
-        """Weights for round ``round_index`` (0-based) whose sparsity is ``sparsity``."""
-        ...
-
-    def reset(self) -> None:
-        """Forget any state of a previous run."""
-        ...
-
-
-def _check_weights(weights: Mapping[str, float], argument: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in weights.items():
-        if not isinstance(key, str):
-            raise TypeError(f"`{argument}` keys must be scorer names, got {key!r}.")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"`{argument}[{key!r}]` must be a finite number ≥ 0, got {value!r}.")
-        out[key] = float(value)
-    if not out or sum(out.values()) <= 0:
-        raise ValueError(f"`{argument}` must give at least one positive weight, got {dict(weights)!r}.")
-    return out
-
-
-class FixedWeights:
-    """The same weights every round, e.g. ``FixedWeights({"snip": 1.0})`` for iterative SNIP.
-
-    Example:
-        >>> FixedWeights({"synflow": 1})(0, 0.5)
-        {'synflow': 1.0}
-    """
-
-    def __init__(self, weights: Mapping[str, float]) -> None:
-        self.weights = _check_weights(weights, "weights")
-
-    def __call__(self, round_index: int, sparsity: float) -> dict[str, float]:
-        """The fixed weights."""
-        return dict(self.weights)
-
-    def reset(self) -> None:
-        """Nothing to reset."""
-
-    def __repr__(self) -> str:
-        return f"FixedWeights({self.weights!r})"
-
-
-class StageTable:
-    """Weights by the round's sparsity, Table 3 by default.
-
-    Args:
-        table: rows ``(upper_bound, {scorer: weight})`` with increasing upper bounds, the last one ``1.0``; the row
-            used for sparsity ``ρ`` is the first whose bound satisfies ``ρ ≤ bound + tolerance``.
-        one_row_per_round: the authors' code advances the stage index by at most one row per round; ``True``
-            reproduces that (not the paper's rule).
-        tolerance: slack on each bound. The default ``1e-12`` absorbs float error, so a round whose sparsity is
-            mathematically 0.9 but computes as ``0.9000000000000028`` still uses the ``(0.8, 0.9]`` row, as Table 3
-            says; ``0.0`` is the authors' plain float comparison ``ρ > bound`` (it moves on to the next row).
-
-    Example:
-        >>> StageTable()(0, 0.95)
-        {'synflow': 0.2, 'snip': 0.3, 'grasp': 0.5}
-        >>> StageTable()(0, 0.9000000000000028)["snip"], StageTable(tolerance=0.0)(0, 0.9000000000000028)["snip"]
-        (0.4, 0.3)
-    """
-
-    def __init__(
-        self,
-        table: Sequence[tuple[float, Mapping[str, float]]] | None = None,
-        one_row_per_round: bool = False,
-        tolerance: float = 1e-12,
-    ) -> None:
-        rows = TABLE3 if table is None else table
-        checked: list[tuple[float, dict[str, float]]] = []
-        previous = 0.0
-        for i, row in enumerate(rows):
-            if not (isinstance(row, (tuple, list)) and len(row) == 2):
-                raise ValueError(f"`table[{i}]` must be (upper_bound, {{scorer: weight}}), got {row!r}.")
-            bound, weights = float(row[0]), row[1]
-            if not previous < bound <= 1.0:
-                raise ValueError(f"`table` bounds must increase within (0, 1]; row {i} has bound {bound!r}.")
-            checked.append((bound, _check_weights(weights, f"table[{i}]")))
-            previous = bound
-        if not checked or checked[-1][0] != 1.0:
-            raise ValueError("The last row of `table` must have upper bound 1.0 so every sparsity has weights.")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0.0 <= tolerance < 1e-3:
-            raise ValueError(f"`tolerance` must be a number in [0, 0.001), got {tolerance!r}.")
-        self.table = checked
-        self.one_row_per_round = one_row_per_round
-        self.tolerance = float(tolerance)
-        self._stage = 0
-
-    def row(self, sparsity: float) -> int:
-        """Index of the row that covers ``sparsity``."""
-        for i, (bound, _) in enumerate(self.table):
-            if sparsity <= bound + self.tolerance:
-                return i
-        return len(self.table) - 1
-
-    def __call__(self, round_index: int, sparsity: float) -> dict[str, float]:
-        """The row's weights for this sparsity."""
-        target_row = self.row(sparsity)
-        if self.one_row_per_round:
-            if target_row > self._stage:
-                self._stage += 1
-            return dict(self.table[self._stage][1])
-        return dict(self.table[target_row][1])
-
-    def reset(self) -> None:
-        """Restart the stage index at the first row."""
-        self._stage = 0
-
-    def __repr__(self) -> str:
-        return (
-            f"StageTable(rows={len(self.table)}, one_row_per_round={self.one_row_per_round}, "
-            f"tolerance={self.tolerance!r})"
-        )

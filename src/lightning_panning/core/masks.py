@@ -1,4 +1,4 @@
-"""Masks: global top-k selection, application, density, effective sparsity and compact storage."""
+"""Masks: application, density, effective sparsity, the output-spread probe and compact storage."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ __all__ = [
     "effective_sparsity",
     "output_spread",
     "pack_masks",
-    "select_at_threshold",
-    "select_top_k",
     "shuffle_masks",
     "unpack_masks",
     "zero_pruned_",
@@ -32,111 +30,6 @@ __all__ = [
 
 #: ``{qualified parameter name: bool tensor of the parameter's shape}``; ``True`` = kept.
 Masks = dict[str, Tensor]
-
-
-def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
-    """Keep exactly the ``k`` largest scores over all layers together; ties go to the lower global index.
-
-    The global index runs over the layers in the mapping's order, each flattened row-major, so the result is
-    deterministic. Uses an O(m) selection (``kthvalue``) rather than a full sort.
-
-    Args:
-        scores: ``{name: tensor W_n}`` (any real dtype, all finite).
-        k: how many to keep, ``0 ≤ k ≤ m``.
-
-    Returns:
-        ``{name: bool tensor W_n}`` with exactly ``k`` ``True`` values in total.
-
-    Example:
-        >>> import torch
-        >>> m = select_top_k({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor([3.0, 0.0])}, 2)
-        >>> m["a"].tolist(), m["b"].tolist()
-        ([False, True], [True, False])
-    """
-    names = list(scores)
-    flat = torch.cat([scores[n].reshape(-1) for n in names])
-    m = flat.numel()
-    if not 0 <= k <= m:
-        raise ValueError(f"Cannot keep k={k} of {m} weights.")
-    if k == 0:
-        keep = torch.zeros(m, dtype=torch.bool, device=flat.device)
-    elif k == m:
-        keep = torch.ones(m, dtype=torch.bool, device=flat.device)
-    else:
-        threshold = kth_largest(flat, k)
-        keep = flat > threshold
-        short = k - int(torch.count_nonzero(keep))
-        if short > 0:
-            ties = torch.nonzero(flat == threshold).squeeze(1)[:short]
-            keep[ties] = True
-    out: Masks = {}
-    offset = 0
-    for n in names:
-        size = scores[n].numel()
-        out[n] = keep[offset : offset + size].view(scores[n].shape)
-        offset += size
-    return out
-
-
-def select_at_threshold(scores: Mapping[str, Tensor], k: int) -> Masks:
-    """Keep every score ``≥`` the ``k``-th largest over all layers: the authors' rule (``keep_rule="authors"``).
-
-    Their code takes ``threshold = topk(scores, k)[-1]`` and keeps ``score >= threshold``, so ties at the threshold
-    are all kept and the count can exceed ``k`` (use :func:`select_top_k` for exactly ``k``).
-
-    Args:
-        scores: ``{name: tensor W_n}`` (any real dtype).
-        k: the rank of the threshold, ``1 ≤ k ≤ m``.
-
-    Returns:
-        ``{name: bool tensor W_n}`` with at least ``k`` ``True`` values in total (for finite scores).
-
-    Example:
-        >>> import torch
-        >>> m = select_at_threshold({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor([3.0, 0.0])}, 1)
-        >>> m["a"].tolist(), m["b"].tolist()
-        ([False, True], [True, False])
-    """
-    flat = torch.cat([s.reshape(-1) for s in scores.values()])
-    if not 1 <= k <= flat.numel():
-        raise ValueError(f"Cannot take the threshold at rank k={k} of {flat.numel()} weights.")
-    threshold = kth_largest(flat, k)
-    del flat
-    return {n: s >= threshold for n, s in scores.items()}
-
-
-def kth_largest(flat: Tensor, k: int, sample: int = 65536) -> Tensor:
-    """The ``k``-th largest value of a 1-D tensor (exact), as a 0-d tensor.
-
-    Large inputs first narrow the search with a strided sample: a quantile of the sample gives a bound on the
-    safe side of the answer, one pass gathers the values beyond that bound (a few more than ``k``, or than
-    ``m - k + 1`` from below), and ``kthvalue`` runs on those alone. The gathered count proves the bound was safe;
-    if it was not (it cannot be for non-adversarial data, but correctness must not depend on it), the full
-    ``kthvalue`` runs instead. Either way the result equals ``torch.kthvalue(flat, m - k + 1).values``.
-
-    Example:
-        >>> import torch
-        >>> x = torch.arange(1_000_000.0).flip(0)
-        >>> float(kth_largest(x, 10)), float(torch.kthvalue(x, x.numel() - 10 + 1).values)
-        (999990.0, 999990.0)
-    """
-    m = flat.numel()
-    full = flat.cpu() if flat.device.type == "mps" else flat
-    if m <= 4 * sample:
-        return torch.kthvalue(full, m - k + 1).values
-    from_top = k <= m - k + 1  # search among the largest values, else among the smallest
-    need = k if from_top else m - k + 1
-    probe = torch.sort(flat[:: m // sample], descending=from_top).values
-    n = probe.numel()
-    rank = need / m * n  # expected rank of the answer within the sorted sample
-    bound = probe[min(int(rank + 4.0 * rank**0.5 + 8.0), n - 1)]  # ~4 standard deviations beyond it
-    candidates = flat[flat >= bound] if from_top else flat[flat <= bound]
-    if candidates.numel() >= need:  # the bound is on the safe side: the answer is among the candidates
-        if candidates.device.type == "mps":
-            candidates = candidates.cpu()
-        position = candidates.numel() - need + 1 if from_top else need
-        return torch.kthvalue(candidates, position).values
-    return torch.kthvalue(full, m - k + 1).values
 
 
 def check_masks(params: Mapping[str, nn.Parameter | Tensor], masks: Mapping[str, Tensor]) -> None:

@@ -9,18 +9,28 @@ A new metric is one subclass::
 
     @register_scorer("grad_norm")
     class GradNorm(Scorer):
-        requires = frozenset({"grad"})
+        needs = Needs.GRAD
 
         def saliency(self, ctx):
-            return {n: ctx.grad[n] for n in ctx.weights}
+            return {n: ctx.grad[n] for n in ctx.theta}
 
-A scorer declares what it needs: ``requires`` names the shared computations it reads, and ``needs_data`` (inferred
-from ``requires``, or set explicitly by a scorer that makes its own pass over ``ctx.batch``) whether it needs the
-scoring batch. Its own expensive intermediate results can be shared through :meth:`ScoringContext.cached`.
+A scorer states what it needs by :class:`Needs` flags — the scoring set (``DATA``), the shared gradient (``GRAD``),
+the Hessian-gradient product (``HVP``), the data-free path pass (``PATHS``), passes of its own (``OWN_PASSES``,
+through :meth:`ScoringContext.forward` over :attr:`ScoringContext.chunks`) — and the loop reads nothing else. Its own
+expensive intermediate results can be shared through :meth:`ScoringContext.cached`.
+
+**Chunks and ranks.** The scoring set reaches the context as a :class:`ScoringSet`: a sequence of chunks and a
+``reduce`` function (e.g. an all-reduce across processes). Every data pass accumulates size-weighted chunk results,
+``Σ_c (n_c / N) ∂L_c/∂θ`` with ``L_c`` the chunk's mean loss, then reduces them; GraSP's ``Hg`` takes the whole
+set's ``g``: a second pass accumulates ``∂(gᵀ∇L_c)/∂θ`` with ``g`` held fixed. With one chunk and no ``reduce`` the
+context computes exactly the single-batch result; with several it equals it up to floating-point summation order on
+networks whose layers treat samples independently. BatchNorm in train mode normalises each chunk by its own
+statistics (as the GraSP authors' code does when it iterates over batches).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -31,7 +41,7 @@ from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_labels
+from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_labels, batch_size, split_batch
 from lightning_panning.core.functional import call_with, preserved_modes, seeded, twice_differentiable_attention
 from lightning_panning.core.inputs import ModelInput, model_input
 from lightning_panning.core.probe import PathProbe
@@ -42,14 +52,91 @@ __all__ = [
     "GraSP",
     "GraSPOriginal",
     "Magnitude",
+    "Needs",
     "Random",
     "Scorer",
     "ScorerOutput",
     "ScoringContext",
+    "ScoringSet",
     "SynFlow",
     "get_scorer",
     "register_scorer",
 ]
+
+
+class Needs(enum.Flag):
+    """What a scorer needs from the scoring context (combine with ``|``)."""
+
+    NOTHING = 0
+    #: the scoring set (implied by GRAD, HVP and, for data passes, OWN_PASSES)
+    DATA = enum.auto()
+    #: the shared gradient ``∂L/∂θ`` of the masked network (one forward + backward, shared by SNIP-like scorers)
+    GRAD = enum.auto()
+    #: the shared Hessian-gradient product ``Hg`` (one double backward, shared with the gradient)
+    HVP = enum.auto()
+    #: the data-free path pass (SynFlow): calls ``forward`` on an all-ones input
+    PATHS = enum.auto()
+    #: passes of the scorer's own, through :meth:`ScoringContext.forward` (over :attr:`ScoringContext.chunks` when
+    #: combined with ``DATA``)
+    OWN_PASSES = enum.auto()
+
+
+#: Flags that read the scoring set.
+DATA_NEEDS = Needs.DATA | Needs.GRAD | Needs.HVP
+
+#: ``reduce(tensors) -> tensors``: sums each tensor over the processes sharing the scoring work (identity alone).
+Reduce = Callable[[list[Tensor]], list[Tensor]]
+
+
+class ScoringSet:
+    """The scoring set as chunks scored one after another, and how per-chunk sums are combined across processes.
+
+    Args:
+        chunks: batches (each ``(x, y)`` with ``x`` of shape ``(n_c, ...)``, or any layout the loss reads).
+        reduce: sums a list of tensors over the processes that share the scoring work (each process scoring its
+            own chunks), returning the sums; ``None`` for one process.
+
+    Example:
+        >>> import torch
+        >>> data = ScoringSet.split((torch.randn(10, 3), torch.arange(10) % 2), micro_batch=4)
+        >>> data.sizes
+        [4, 4, 2]
+    """
+
+    def __init__(self, chunks: list[Any], reduce: Reduce | None = None) -> None:
+        if not chunks:
+            raise ValueError("A scoring set needs at least one chunk.")
+        self.chunks = list(chunks)
+        self.reduce = reduce
+
+    @property
+    def sizes(self) -> list[int]:
+        """Samples in each chunk."""
+        return [batch_size(c) for c in self.chunks]
+
+    @classmethod
+    def split(cls, batch: Any, micro_batch: int | None = None, reduce: Reduce | None = None) -> ScoringSet:
+        """``batch`` as chunks of at most ``micro_batch`` samples (``None``: one chunk)."""
+        if isinstance(batch, ScoringSet):
+            return batch
+        if micro_batch is None:
+            return cls([batch], reduce)
+        return cls(split_batch(batch, micro_batch), reduce)
+
+    @property
+    def exact(self) -> bool:
+        """One chunk in one process: the passes are the single-batch passes, bit for bit."""
+        return len(self.chunks) == 1 and self.reduce is None
+
+    def total(self) -> int:
+        """Samples over all chunks of all processes."""
+        local = sum(self.sizes)
+        if self.reduce is None:
+            return local
+        return int(self.reduce([torch.tensor([float(local)], dtype=torch.float64)])[0].item())
+
+    def __repr__(self) -> str:
+        return f"ScoringSet(chunks={len(self.chunks)}, sizes={self.sizes}, reduced={self.reduce is not None})"
 
 
 @dataclass
@@ -69,7 +156,9 @@ class ScoringContext:
         model: the network; never modified (parameters, buffers, modes, ``requires_grad``, ``.grad``).
         params: ``{name: parameter}`` of the prunable weights, each of shape ``W_n``.
         masks: ``{name: bool tensor of shape W_n}``, or ``None`` for the dense network.
-        batch: the scoring batch (``(x, y)`` with ``x`` of shape ``(B, ...)``), or ``None`` for data-free scoring.
+        batch: the scoring batch (``(x, y)`` with ``x`` of shape ``(B, ...)``), a :class:`ScoringSet` of chunks, or
+            ``None`` for data-free scoring. ``loss_fn`` must return the mean over a chunk's samples (as the default
+            cross-entropy does) so that size-weighted chunk results make the whole set's.
         loss_fn: ``loss_fn(model, batch) -> scalar``; default: cross-entropy with logit temperature 200.
         resurrect: multiply gradients by the original ``w`` (``True``, removed weights can return) or by ``c ⊙ w``.
         masked_data_scores: evaluate the loss (SNIP/GraSP) at ``c ⊙ w`` (``True``, Algorithm 1) or at the unmasked
@@ -81,7 +170,7 @@ class ScoringContext:
         seed: seed for dropout and the Random scorer.
         shared: a store for results that do not depend on the mask (with ``masked_data_scores=False``: the loss,
             gradient and Hessian-gradient product of the unmasked network). Contexts given the same store compute
-            them once; a :class:`~lightning_panning.core.panning.PanningSession` passes one store to all its rounds.
+            them once; a :class:`~lightning_panning.core.session.PanningSession` passes one store to all its rounds.
     """
 
     def __init__(
@@ -104,6 +193,7 @@ class ScoringContext:
         self.params = dict(params)
         self.masks = dict(masks) if masks is not None else None
         self.batch = batch
+        self.scoring_set: ScoringSet | None = None if batch is None else ScoringSet.split(batch)
         self.loss_fn: LossFn = loss_fn if loss_fn is not None else ClassificationLoss()
         self.resurrect = resurrect
         self.masked_data_scores = masked_data_scores
@@ -118,8 +208,8 @@ class ScoringContext:
             self.masked: dict[str, Tensor] = {
                 n: (p.detach() * self.masks[n] if self.masks is not None else p.detach()) for n, p in params.items()
             }
-        #: θ that multiplies each gradient: the original weights (resurrection) or the masked ones.
-        self.weights: dict[str, Tensor] = {n: p.detach() for n, p in params.items()} if resurrect else self.masked
+        #: ``θ`` that multiplies each gradient, ``{name: W_n}``: the original weights (resurrection) or the masked ones.
+        self.theta: dict[str, Tensor] = {n: p.detach() for n, p in params.items()} if resurrect else self.masked
 
     # -- shared computations -------------------------------------------------------------------------------------
     def cached(self, key: str, compute: Callable[[], Any], *, mask_independent: bool = False) -> Any:
@@ -149,14 +239,55 @@ class ScoringContext:
                 f"Scorer {scorer!r} needs data, but no batch was given. Pass data (a DataLoader, Dataset or (x, y) "
                 "batch), or use a data-free scorer ('synflow', 'magnitude', 'random')."
             )
-        if getattr(self.loss_fn, "needs_labels", False) and batch_labels(self.batch) is None:
+        assert self.scoring_set is not None
+        if getattr(self.loss_fn, "needs_labels", False) and batch_labels(self.scoring_set.chunks[0]) is None:
             raise ValueError(
                 f"Scorer {scorer!r} uses the classification loss, which needs integer labels, but the batch has "
                 "none. Give labelled (x, y) data or a `loss_fn(model, batch)` that needs no labels."
             )
 
+    @property
+    def chunks(self) -> list[Any]:
+        """The scoring set's chunks (``[batch]`` for a single batch); empty without data."""
+        return [] if self.scoring_set is None else self.scoring_set.chunks
+
+    def chunk_shares(self) -> list[float]:
+        """Each chunk's share ``n_c / N`` of the whole scoring set (all processes), in :attr:`chunks` order."""
+        assert self.scoring_set is not None
+        total = self.scoring_set.total()
+        return [n / total for n in self.scoring_set.sizes]
+
+    def forward(
+        self, fn: Callable[[nn.Module, Any], Any], chunk: Any, tensors: Mapping[str, Tensor] | None = None
+    ) -> Any:
+        """``fn(model, chunk)`` with the prunable weights replaced by ``tensors`` (default: the masked ``c ⊙ w``).
+
+        The pass every data computation of the context makes, for scorers with passes of their own
+        (:attr:`Needs.OWN_PASSES`): the model in the context's train/eval mode, buffers copied (BatchNorm's running
+        statistics are not touched), dropout seeded from the context's seed, the model itself never modified.
+        Gradients flow to ``tensors`` if they require them.
+
+        Args:
+            fn: e.g. ``lambda model, batch: model(batch[0])`` or the context's ``loss_fn``.
+            chunk: one of :attr:`chunks`.
+            tensors: ``{name: tensor W_n}`` for some or all prunable weights.
+        """
+        overrides = {**self._buffers(), **(self.masked if tensors is None else tensors)}
+        with preserved_modes(self.model, self.train_mode), seeded(self.seed, self.device), torch.enable_grad():
+            return call_with(self.model, overrides, fn, chunk)
+
+    def _loss_and_grads(self, leaves: dict[str, Tensor], chunk: Any, create_graph: bool) -> tuple[Tensor, list[Tensor]]:
+        """The chunk's scalar loss and its gradients with respect to ``leaves`` (zeros where unused)."""
+        loss = call_with(self.model, {**self._buffers(), **leaves}, self.loss_fn, chunk)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise TypeError(f"`loss_fn` must return a scalar tensor, got {type(loss).__name__} {loss!r:.80}.")
+        names = list(leaves)
+        grads = torch.autograd.grad(loss, [leaves[n] for n in names], create_graph=create_graph, allow_unused=True)
+        return loss, [torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads, strict=True)]
+
     def _compute_gradients(self) -> Gradients:
         self.require_labels("snip/grasp")
+        assert self.scoring_set is not None
         source = self.masked if self.masked_data_scores else {n: p.detach() for n, p in self.params.items()}
         leaves = {n: t.detach().requires_grad_(True) for n, t in source.items()}
         names = list(leaves)
@@ -167,13 +298,9 @@ class ScoringContext:
             torch.enable_grad(),
             twice_differentiable_attention(self.needs_hvp),
         ):
-            loss = call_with(self.model, {**self._buffers(), **leaves}, self.loss_fn, self.batch)
-            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-                raise TypeError(f"`loss_fn` must return a scalar tensor, got {type(loss).__name__} {loss!r:.80}.")
-            grads = torch.autograd.grad(
-                loss, [leaves[n] for n in names], create_graph=self.needs_hvp, allow_unused=True
-            )
-            grads = tuple(torch.zeros_like(leaves[n]) if g is None else g for n, g in zip(names, grads, strict=False))
+            if not self.scoring_set.exact:
+                return self._chunked_gradients(leaves)
+            loss, grads = self._loss_and_grads(leaves, self.scoring_set.chunks[0], create_graph=self.needs_hvp)
             if self.needs_hvp:
                 # z = g(θ)ᵀ stop_grad(g)  ⇒  ∂z/∂θ = H g   (GraSP; one double backward, graph freed right after)
                 z = sum((g * g.detach()).sum() for g in grads if g.requires_grad)
@@ -188,6 +315,41 @@ class ScoringContext:
             loss=float(loss.detach()),
             grad_norm=float(sum((g.detach().double() ** 2).sum() for g in grads)),
             grad={n: g.detach() for n, g in zip(names, grads, strict=False)},
+            hvp=hvp,
+        )
+
+    def _chunked_gradients(self, leaves: dict[str, Tensor]) -> Gradients:
+        """``g = Σ_c (n_c/N) ∇L_c`` (reduced), then ``Hg = Σ_c (n_c/N) ∂(gᵀ∇L_c)/∂θ`` with ``g`` fixed (reduced)."""
+        assert self.scoring_set is not None
+        names = list(leaves)
+        shares = self.chunk_shares()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        grad = [torch.zeros_like(leaves[n]) for n in names]
+        for chunk, share in zip(self.scoring_set.chunks, shares, strict=True):
+            loss, grads = self._loss_and_grads(leaves, chunk, create_graph=False)
+            loss_sum += loss.detach().double() * share
+            for acc, g in zip(grad, grads, strict=True):
+                acc.add_(g.detach(), alpha=share)
+        if self.scoring_set.reduce is not None:
+            loss_sum, *grad = self.scoring_set.reduce([loss_sum, *grad])
+        hvp: dict[str, Tensor] | None = None
+        if self.needs_hvp:
+            acc_h = [torch.zeros_like(leaves[n]) for n in names]
+            for chunk, share in zip(self.scoring_set.chunks, shares, strict=True):
+                _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
+                z = sum((g * fixed).sum() for g, fixed in zip(grads, grad, strict=True) if g.requires_grad)
+                if isinstance(z, Tensor) and z.requires_grad:
+                    hs = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)
+                    for a, h in zip(acc_h, hs, strict=True):
+                        if h is not None:
+                            a.add_(h.detach(), alpha=share)
+            if self.scoring_set.reduce is not None:
+                acc_h = self.scoring_set.reduce(acc_h)
+            hvp = dict(zip(names, acc_h, strict=True))
+        return Gradients(
+            loss=float(loss_sum),
+            grad_norm=float(sum((g.double() ** 2).sum() for g in grad)),
+            grad=dict(zip(names, grad, strict=True)),
             hvp=hvp,
         )
 
@@ -234,7 +396,9 @@ class ScoringContext:
 
         Taken from ``example_input`` if given, else from the batch (:func:`~lightning_panning.core.inputs.model_input`).
         """
-        example = self.example_input if self.example_input is not None else self.batch
+        example = self.example_input
+        if example is None and self.scoring_set is not None:
+            example = self.scoring_set.chunks[0]
         if example is None:
             raise ValueError(
                 "SynFlow and effective sparsity feed a data-free input through `forward` and need its shape: pass "
@@ -255,7 +419,7 @@ class ScoringContext:
         """
 
         def compute() -> dict[str, Tensor]:
-            multipliers = {n: w.abs() for n, w in self.weights.items()}
+            multipliers = {n: w.abs() for n, w in self.theta.items()}
             scores = path_saliency(self.model, self.params, self.masked, multipliers, self.model_input(), abs_rest=True)
             warn_if_all_zero(self.model, scores)
             return scores
@@ -358,9 +522,6 @@ def warn_if_all_zero(model: nn.Module, scores: Mapping[str, Tensor]) -> None:
         )
 
 
-#: The shared computations that read the scoring batch.
-DATA_COMPUTATIONS = frozenset({"grad", "hvp"})
-
 
 class ScorerOutput(NamedTuple):
     """What :meth:`Scorer.scores` returns: ``{name: tensor W_n}`` each."""
@@ -378,16 +539,13 @@ class Scorer(ABC):
 
     #: Registry name (set by :func:`register_scorer`).
     name: ClassVar[str] = ""
-    #: Which shared computations the scorer uses: subset of ``{"grad", "hvp", "synflow"}``.
-    requires: ClassVar[frozenset[str]] = frozenset()
-    #: Whether the scorer needs the scoring batch. Inferred from :attr:`requires` (``"grad"``/``"hvp"``) unless a
-    #: subclass sets it, e.g. a scorer that makes its own pass over ``ctx.batch``.
-    needs_data: ClassVar[bool] = False
+    #: What the scorer needs from the context (:class:`Needs` flags); the loop reads nothing else.
+    needs: ClassVar[Needs] = Needs.NOTHING
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "needs_data" not in cls.__dict__:
-            cls.needs_data = bool(cls.requires & DATA_COMPUTATIONS)
+    @property
+    def needs_data(self) -> bool:
+        """Whether the scorer reads the scoring set (:data:`Needs.DATA`, ``GRAD`` or ``HVP``)."""
+        return bool(self.needs & DATA_NEEDS)
 
     @abstractmethod
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
@@ -485,11 +643,11 @@ class SNIP(Scorer):
         {'0.weight': (8, 4), '2.weight': (3, 8)}
     """
 
-    requires = frozenset({"grad"})
+    needs = Needs.GRAD
 
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
         """``∂L/∂θ ⊙ θ``."""
-        return {n: ctx.grad[n] * w for n, w in ctx.weights.items()}
+        return {n: ctx.grad[n] * w for n, w in ctx.theta.items()}
 
 
 @register_scorer("grasp")
@@ -506,7 +664,7 @@ class GraSP(Scorer):
             matters only where a constant is added to a statistic of the scores (``normalization="sum"``'s ε).
     """
 
-    requires = frozenset({"grad", "hvp"})
+    needs = Needs.GRAD | Needs.HVP
 
     def __init__(self, variant: Literal["improved", "original"] = "improved", factor: float = 1.0) -> None:
         if variant not in ("improved", "original"):
@@ -519,8 +677,8 @@ class GraSP(Scorer):
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
         """``factor · Hg ⊙ θ``."""
         if self.factor == 1.0:
-            return {n: ctx.hvp[n] * w for n, w in ctx.weights.items()}
-        return {n: (ctx.hvp[n] * self.factor) * w for n, w in ctx.weights.items()}
+            return {n: ctx.hvp[n] * w for n, w in ctx.theta.items()}
+        return {n: (ctx.hvp[n] * self.factor) * w for n, w in ctx.theta.items()}
 
     def keep_score(self, saliency: Tensor) -> Tensor:
         """``|Hg ⊙ θ|`` (improved) or ``Hg ⊙ θ`` (original)."""
@@ -559,7 +717,7 @@ class SynFlow(Scorer):
         SynFlow(signed=True, abs_buffers=True, dtype='float32')
     """
 
-    requires = frozenset({"synflow"})
+    needs = Needs.PATHS
 
     def __init__(
         self, signed: bool = False, abs_buffers: bool = False, dtype: Literal["auto", "float32", "float64"] = "auto"
@@ -579,7 +737,7 @@ class SynFlow(Scorer):
                 ctx.model,
                 ctx.params,
                 ctx.masked,
-                {n: w.abs() for n, w in ctx.weights.items()},
+                {n: w.abs() for n, w in ctx.theta.items()},
                 ctx.model_input(),
                 abs_rest=True,
                 abs_buffers=self.abs_buffers,
@@ -589,7 +747,7 @@ class SynFlow(Scorer):
         if not self.signed:
             return scores
         # |θ|·g carries the sign of θ exactly: -(|θ|·g) == θ·g in floating point
-        return {n: torch.where(ctx.weights[n] < 0, -s, s) for n, s in scores.items()}
+        return {n: torch.where(ctx.theta[n] < 0, -s, s) for n, s in scores.items()}
 
     def __repr__(self) -> str:
         return f"SynFlow(signed={self.signed!r}, abs_buffers={self.abs_buffers!r}, dtype={self.dtype!r})"
@@ -608,7 +766,7 @@ class Magnitude(Scorer):
 
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
         """``θ`` itself."""
-        return dict(ctx.weights)
+        return dict(ctx.theta)
 
 
 @register_scorer("random")
@@ -618,7 +776,7 @@ class Random(Scorer):
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
         """Uniform ``[0, 1)`` per weight, reproducible across devices."""
         generator = torch.Generator().manual_seed(ctx.seed)
-        return {n: torch.rand(w.shape, generator=generator).to(w.device) for n, w in ctx.weights.items()}
+        return {n: torch.rand(w.shape, generator=generator).to(w.device) for n, w in ctx.theta.items()}
 
 
 @register_scorer("grasp_original")

@@ -9,7 +9,8 @@
     vec = lightning_panning.rl.make_vec_env(16, data_dir="/path/to/mnist/root")  # 16 episodes, batched
 """
 
-from lightning_panning.rl.env import ENV_ID, PanningEnv, curriculum_target, load_mnist
+from lightning_panning.rl.agent import PolicyWeights, rl_prune
+from lightning_panning.rl.env import ENV_ID, ActionWeights, PanningEnv, curriculum_target, load_mnist
 from lightning_panning.rl.episode import Episode, EpisodeStep, Measurement
 from lightning_panning.rl.state import (
     OBSERVATION_LAYOUTS,
@@ -30,6 +31,7 @@ __all__ = [
     "OBSERVATION_LAYOUTS",
     "OBSERVATION_NAMES",
     "PRESETS",
+    "ActionWeights",
     "Episode",
     "EpisodeStep",
     "LossNormalizer",
@@ -37,6 +39,7 @@ __all__ = [
     "PanningEnv",
     "PanningPreset",
     "PanningVecEnv",
+    "PolicyWeights",
     "RewardTerms",
     "action_to_weights",
     "curriculum_target",
@@ -45,4 +48,5 @@ __all__ = [
     "make_vec_env",
     "observation_vector",
     "reward_terms",
+    "rl_prune",
 ]

@@ -21,10 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.core.batch import ClassificationLoss
+from lightning_panning.core.batch import ClassificationLoss, Data
 from lightning_panning.core.masks import Masks
-from lightning_panning.core.panning import Data, Panning, RoundRecord
-from lightning_panning.rl.env import PreciseClassificationLoss, make_env_pruner
+from lightning_panning.core.methods import get_pruner
+from lightning_panning.core.pruner import Panning
+from lightning_panning.core.results import RoundRecord
+from lightning_panning.core.session import PanningSession
+from lightning_panning.rl.env import PreciseClassificationLoss
 from lightning_panning.rl.episode import Episode, EpisodeStep
 from lightning_panning.rl.state import LEGACY_PRESET, PRESETS, NormalizationMode, PanningPreset, get_preset
 
@@ -32,6 +35,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "TD3_HYPERPARAMETERS",
     "Policy",
+    "PolicyWeights",
     "RLPruningResult",
     "check_policy_spaces",
     "default_policy_path",
@@ -273,6 +277,101 @@ def step_summary(step: EpisodeStep, scorers: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+class PolicyWeights:
+    """RLPanning's metric weights as a :class:`~lightning_panning.core.weights.WeightSchedule`: a TD3 policy.
+
+    Before each round the policy sees the environment's observation of the live session (the same
+    :class:`~lightning_panning.rl.episode.Episode` code as :class:`~lightning_panning.rl.env.PanningEnv`) and its
+    action ``a ∈ [-1, 1]^κ`` gives the weights ``p = (a + 1) / 2``; after the round the new mask is measured and
+    eq. (7)'s reward computed (:meth:`update`). :attr:`steps` holds one summary per round
+    (:func:`step_summary`). Put it in any :class:`~lightning_panning.core.pruner.Panning` as ``weights=``.
+
+    Args:
+        policy: ``"default"`` (shipped), a TD3 zip path, or an object with SB3's ``predict`` (loaded on first use).
+        preset: the environment preset the policy was trained with; default: the one stored with the policy.
+        alpha: ``α`` of the reward (logs only); default: the preset's.
+        grad_term_scale: factor on the gradient-norm reward term (logs only); default: the preset's.
+        loss_normalization: the losses' ``N(·)`` in the observation; default: the preset's.
+        deterministic: deterministic actions (inference).
+        on_step: called after each round with its summary and the raw
+            :class:`~lightning_panning.rl.episode.EpisodeStep`.
+    """
+
+    def __init__(
+        self,
+        policy: str | os.PathLike[str] | Policy = DEFAULT_POLICY,
+        *,
+        preset: str | PanningPreset | None = None,
+        alpha: float | None = None,
+        grad_term_scale: float | None = None,
+        loss_normalization: NormalizationMode | None = None,
+        deterministic: bool = True,
+        on_step: Callable[[dict[str, Any], EpisodeStep], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.preset, self.alpha, self.grad_term_scale = preset, alpha, grad_term_scale
+        self.loss_normalization = loss_normalization
+        self.deterministic = deterministic
+        self.on_step = on_step
+        self._steps: list[dict[str, Any]] = []
+        self._agent: Policy | None = None
+        self._spec: PanningPreset | None = None
+        self._episode: Episode | None = None
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """One summary per round of the current (or last) run (:func:`step_summary`)."""
+        return self._steps
+
+    @property
+    def agent(self) -> Policy:
+        """The loaded policy."""
+        if self._agent is None:
+            self._agent = load_policy(self.policy, action_dim=None)
+        return self._agent
+
+    @property
+    def spec(self) -> PanningPreset:
+        """The environment preset the observations are built with (one scoring batch for the whole run)."""
+        if self._spec is None:
+            spec = get_preset(self.preset if self.preset is not None else policy_preset(self.agent), alpha=self.alpha,
+                              grad_term_scale=self.grad_term_scale, loss_normalization=self.loss_normalization)
+            self._spec = replace(spec, batch_per_step=False)
+        return self._spec
+
+    def reset(self) -> None:
+        """Start a new run."""
+        self._steps = []
+        self._episode = None
+
+    def __call__(self, state: PanningSession) -> dict[str, float]:
+        """The policy's weights for the session's next round."""
+        if self._episode is None or self._episode.session is not state:
+            label = str(self.policy) if isinstance(self.policy, (str, os.PathLike)) else type(self.policy).__name__
+            check_policy_spaces(self.agent, 7, len(state.pruner.scorers), label=label)
+            self._episode = Episode(state, self.spec, stop_when_dead=False)
+        action, _ = self.agent.predict(self._episode.observation, deterministic=self.deterministic)
+        return self._episode.choose(np.asarray(action, dtype=np.float32).reshape(-1))
+
+    def update(self, record: RoundRecord, state: PanningSession) -> None:
+        """Measure the round's new mask: the next observation and the round's reward."""
+        assert self._episode is not None
+        self._episode.played(record)
+        step = self._episode.finish(self._episode.measure())
+        summary = step_summary(step, list(state.pruner.scorers))
+        self._steps.append(summary)
+        if self.on_step is not None:
+            self.on_step(summary, step)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings, not a loaded agent or a live run."""
+        return {**self.__dict__, "_agent": None, "_episode": None, "on_step": None}
+
+    def __repr__(self) -> str:
+        policy = self.policy if isinstance(self.policy, (str, os.PathLike)) else type(self.policy).__name__
+        return f"PolicyWeights({str(policy)!r})"
+
+
 def rl_prune(
     model: nn.Module,
     data: Data,
@@ -282,17 +381,18 @@ def rl_prune(
     preset: str | PanningPreset | None = None,
     alpha: float | None = None,
     grad_term_scale: float | None = None,
-    normalization: NormalizationMode | None = None,
+    loss_normalization: NormalizationMode | None = None,
     example_input: Tensor | None = None,
     deterministic: bool = True,
     on_step: Callable[[dict[str, Any], EpisodeStep], None] | None = None,
     pruner: Panning | None = None,
-    **panning_kwargs: Any,
+    **settings: Any,
 ) -> RLPruningResult:
     """Prune ``model`` with RLPanning: each round's metric weights come from ``policy`` (METHOD §5).
 
-    The policy sees exactly the environment's observation (:class:`~lightning_panning.rl.episode.Episode`); all
-    ``T`` rounds run even if the network dies early, so the result always has the target's keep count.
+    The run is an ordinary :class:`~lightning_panning.core.pruner.Panning` run whose weight schedule is
+    :class:`PolicyWeights`; all ``T`` rounds run even if the network dies early, so the result always has the
+    target's keep count.
 
     Args:
         model: any network (not modified; apply the masks with :func:`~lightning_panning.apply_masks`).
@@ -305,16 +405,18 @@ def rl_prune(
             batch for every round.
         alpha: ``α`` of the reward (for logs only; it does not change the masks); default: the preset's.
         grad_term_scale: factor on the gradient-norm reward term (logs only); default: the preset's.
-        normalization: the losses' ``N(·)``; default: the preset's (it must match the policy's training).
+        loss_normalization: the losses' ``N(·)``; default: the preset's (it must match the policy's training).
         example_input: input shape for SynFlow / effective sparsity when ``data`` has none.
         deterministic: deterministic actions (inference).
         on_step: called after each round with the step's summary (see :func:`step_summary`) and the raw step.
-        pruner: a ready :class:`Panning`; give either it or ``panning_kwargs``, not both.
-        **panning_kwargs: :class:`Panning` arguments: ``rounds`` (``T``, default 100), ``per_class``, ``seed``,
-            ``scorers`` (in the policy's action order; default SynFlow, SNIP, GraSP), ``loss_fn``, ``include``, ...
+        pruner: a ready :class:`Panning` (its weights are replaced by the policy's); give either it or
+            ``settings``, not both.
+        **settings: :class:`Panning` arguments over the preset's scoring method: ``rounds`` (``T``, default 100),
+            ``per_class``, ``seed``, ``scorers`` (in the policy's action order; default SynFlow, SNIP, GraSP),
+            ``loss_fn``, ``include``, ...
 
     Raises:
-        ValueError: for ``pruner`` together with ``panning_kwargs`` (they would be ignored).
+        ValueError: for ``pruner`` together with ``settings`` (they would be ignored).
 
     Example:
         >>> import torch
@@ -328,38 +430,23 @@ def rl_prune(
         (19, 5)
     """
     start = time.perf_counter()
-    if pruner is not None and panning_kwargs:
+    if pruner is not None and settings:
         raise ValueError(
-            f"rl_prune got a ready `pruner` and Panning arguments {sorted(panning_kwargs)}, which it would ignore; "
+            f"rl_prune got a ready `pruner` and Panning arguments {sorted(settings)}, which it would ignore; "
             "set them on the pruner (`pruner.replace(...)`) or pass no pruner."
         )
-    agent = load_policy(policy, action_dim=None)
-    spec = get_preset(preset if preset is not None else policy_preset(agent), alpha=alpha,
-                      grad_term_scale=grad_term_scale, loss_normalization=normalization)
-    spec = replace(spec, batch_per_step=False)
+    schedule = PolicyWeights(policy, preset=preset, alpha=alpha, grad_term_scale=grad_term_scale,
+                             loss_normalization=loss_normalization, deterministic=deterministic, on_step=on_step)
     if pruner is None:  # the preset's scoring method, then the caller's arguments; the policy sets the weights
-        kwargs = {**spec.panning_kwargs, **panning_kwargs}
-        pruner = make_env_pruner(spec.method, kwargs.pop("scorers", None), kwargs.pop("rounds", 100),
-                                 kwargs.pop("per_class", 10), kwargs)
-    check_policy_spaces(agent, 7, len(pruner.scorers), label=str(policy) if isinstance(policy, (str, os.PathLike))
-                        else type(policy).__name__)
+        spec = schedule.spec
+        pruner = get_pruner(spec.method, **{"rounds": 100, "per_class": 10, **spec.panning_kwargs, **settings,
+                                            "weights": schedule, "progress": False})
+    else:
+        pruner = get_pruner(pruner, weights=schedule, progress=False)
     if type(pruner.loss_fn) is ClassificationLoss:  # the training env's float64 loss, so observations match
-        pruner.loss_fn = PreciseClassificationLoss(pruner.loss_fn.temperature)
-    session = pruner.start(model, data, target, example_input)
-    episode = Episode(session, spec, stop_when_dead=False)
-    names = list(pruner.scorers)
-    steps: list[dict[str, Any]] = []
-    obs = episode.observation
-    while not episode.done:
-        action, _ = agent.predict(obs, deterministic=deterministic)
-        step = episode.step(np.asarray(action, dtype=np.float32).reshape(-1))
-        summary = step_summary(step, names)
-        steps.append(summary)
-        if on_step is not None:
-            on_step(summary, step)
-        obs = step.observation
-    result = session.result()
-    return RLPruningResult(masks=result.masks, target=target, history=result.history, steps=steps,
+        pruner = pruner.replace(loss_fn=PreciseClassificationLoss(pruner.loss_fn.temperature))
+    result = pruner.prune(model, data, target, example_input=example_input)
+    return RLPruningResult(masks=result.masks, target=target, history=result.history, steps=list(schedule.steps),
                            seconds=time.perf_counter() - start)
 
 
@@ -460,8 +547,8 @@ class FixedActionPolicy:
 
     def __init__(self, target: float, rounds: int, scorers: Sequence[str] = ("synflow", "snip", "grasp"),
                  layout: str = "paper") -> None:
-        from lightning_panning.core.fusion import StageTable
         from lightning_panning.core.schedules import exponential
+        from lightning_panning.core.weights import StageTable
 
         self.table = StageTable()
         self.schedule = exponential(target, rounds)
@@ -474,5 +561,5 @@ class FixedActionPolicy:
         t = round(float(observation[-1]) * self.rounds)
         if self.layout == "authors" and float(observation[5]) > 0.0:
             t += 1
-        weights = self.table(t, self.schedule[min(t, self.rounds - 1)])
+        weights = self.table.weights_at(self.schedule[min(t, self.rounds - 1)])
         return np.array([2.0 * weights.get(s, 0.0) - 1.0 for s in self.scorers], dtype=np.float32), None

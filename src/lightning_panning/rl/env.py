@@ -2,7 +2,7 @@
 
 One episode is one Panning run of ``T`` rounds on a freshly initialised network; the step index is the round. The
 agent's action ``a ∈ [-1, 1]^κ`` sets the metric weights ``p_k = (a_k + 1) / 2`` of that round. Scoring, fusion,
-top-k selection and effective sparsity are the core's (:class:`~lightning_panning.core.panning.PanningSession`);
+top-k selection and effective sparsity are the core's (:class:`~lightning_panning.core.session.PanningSession`);
 the observation and reward maths live in :mod:`lightning_panning.rl.state` and are shared with the callback.
 """
 
@@ -23,20 +23,22 @@ from torch.utils.data import Dataset
 
 from lightning_panning import ENV_ID as _PACKAGE_ENV_ID
 from lightning_panning.core.batch import ClassificationLoss, SamplePool, batch_inputs, batch_labels
-from lightning_panning.core.panning import METHODS, Panning, PanningSession
+from lightning_panning.core.methods import get_pruner
+from lightning_panning.core.pruner import Panning
 from lightning_panning.core.schedules import keep_count, validate_target
-from lightning_panning.core.scorers import ScoringContext, get_scorer
+from lightning_panning.core.scorers import ScoringContext
+from lightning_panning.core.session import PanningSession
 from lightning_panning.rl.episode import Episode
 from lightning_panning.rl.state import OBSERVATION_NAMES, LossNormalizer, NormalizationMode, PanningPreset, get_preset
 
 __all__ = [
     "ENV_ID",
+    "ActionWeights",
     "PanningEnv",
     "PreciseClassificationLoss",
     "curriculum_target",
     "draw_target",
     "load_mnist",
-    "make_env_pruner",
     "observation_space",
     "seed_running_bounds",
 ]
@@ -160,7 +162,7 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         normalization: the losses' ``N``: ``"sensitivity"``, ``"relative"`` or ``"running"`` (default: the
             preset's).
         device: where the network and batch live.
-        panning_kwargs: further :class:`~lightning_panning.core.panning.Panning` arguments (over the preset's), e.g.
+        panning_kwargs: further :class:`~lightning_panning.core.pruner.Panning` arguments (over the preset's), e.g.
             ``{"masked_data_scores": False}``.
 
     Example:
@@ -231,7 +233,12 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.device = torch.device(device)
         self.normalizer = LossNormalizer(self.preset.loss_normalization)
         kwargs = {**self.preset.panning_kwargs, **(panning_kwargs or {})}
-        self.pruner = make_env_pruner(self.preset.method, scorers, rounds, per_class, kwargs)
+        if scorers is not None:
+            kwargs["scorers"] = tuple(scorers)
+        if "loss_fn" not in kwargs:  # float64 loss: the reward's loss terms are not quantised
+            kwargs["loss_fn"] = PreciseClassificationLoss(float(kwargs.pop("temperature", 200.0)))
+        kwargs.update(rounds=rounds, per_class=per_class, progress=False, weights=ActionWeights())
+        self.pruner = get_pruner(self.preset.method, **kwargs)
         self.scorers = list(self.pruner.scorers)
         self.observation_space = observation_space(self.preset)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(len(self.scorers),), dtype=np.float32)
@@ -328,26 +335,25 @@ class PreciseClassificationLoss(ClassificationLoss):
         return F.cross_entropy(output.double() / self.temperature, labels)
 
 
-def make_env_pruner(
-    method: str, scorers: Sequence[Any] | None, rounds: int, per_class: int, kwargs: dict[str, Any]
-) -> Panning:
-    """The :class:`Panning` an env drives: ``METHODS[method]``'s settings, then ``kwargs``.
+class ActionWeights:
+    """The metric weights of an environment's pruner: each round's arrive with the agent's action.
 
-    The agent supplies every round's weights (equal weights only satisfy Panning's check for custom scorers); the loss
-    is :class:`PreciseClassificationLoss` unless ``loss_fn`` is given.
+    :class:`PanningEnv` (and the vector env) pass the action's weights to ``PanningSession.step``; a run asked for
+    its weights any other way has no agent to ask, which is an error.
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown `method` {method!r}; allowed: {sorted(METHODS)}.")
-    config: dict[str, Any] = {k: v for k, v in METHODS[method].items() if k != "rounds"}
-    config.update(kwargs)
-    if scorers is not None:
-        config["scorers"] = tuple(scorers)
-    config.setdefault("scorers", ("synflow", "snip", "grasp"))
-    if "loss_fn" not in config:
-        config["loss_fn"] = PreciseClassificationLoss(float(config.pop("temperature", 200.0)))
-    labels = [get_scorer(s).label for s in config["scorers"]]
-    config.update({"rounds": rounds, "per_class": per_class, "progress": False, "weights": dict.fromkeys(labels, 1.0)})
-    return Panning(**config)
+
+    def __call__(self, state: Any) -> dict[str, float]:
+        """Never called by the environment; the weights come with each action."""
+        raise RuntimeError(
+            "This pruner's metric weights come from an RL agent's actions: step it through PanningEnv, or prune with "
+            "rl_prune / RLPanningCallback, which ask a policy every round."
+        )
+
+    def reset(self) -> None:
+        """Nothing to reset."""
+
+    def __repr__(self) -> str:
+        return "ActionWeights()"
 
 
 def draw_target(env: Any, total: int, options: dict[str, Any] | None) -> float:

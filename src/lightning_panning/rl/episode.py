@@ -1,4 +1,4 @@
-"""One RLPanning episode on top of a :class:`~lightning_panning.core.panning.PanningSession`.
+"""One RLPanning episode on top of a :class:`~lightning_panning.core.session.PanningSession`.
 
 Shared by :class:`~lightning_panning.rl.env.PanningEnv`, the batched vector env
 (:func:`~lightning_panning.rl.vec_env.make_vec_env`) and :func:`~lightning_panning.rl.agent.rl_prune` /
@@ -35,8 +35,9 @@ import torch
 
 from lightning_panning.core.functional import call_with, preserved_modes, seeded
 from lightning_panning.core.masks import effective_masks
-from lightning_panning.core.panning import PanningSession, RoundRecord
+from lightning_panning.core.results import RoundRecord
 from lightning_panning.core.scorers import ScoringContext
+from lightning_panning.core.session import PanningSession
 from lightning_panning.rl.state import (
     LossNormalizer,
     PanningPreset,
@@ -143,7 +144,7 @@ def masked_loss(session: PanningSession, dense: bool = False) -> tuple[float, fl
     )
     grad = ctx.grad
     assert ctx.loss is not None and ctx.grad_norm is not None
-    return float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.weights)
+    return float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.theta)
 
 
 class Episode:
@@ -203,7 +204,7 @@ class Episode:
         ctx = self.session.context()
         grad = ctx.grad
         assert ctx.loss is not None and ctx.grad_norm is not None
-        return float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.weights)
+        return float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.theta)
 
     def set_dense(self, dense: tuple[float, float, float]) -> None:
         """Use these dense-network figures from now on (episode start, or a new batch)."""
@@ -226,13 +227,21 @@ class Episode:
         return self._observation.copy()
 
     # -- one step ------------------------------------------------------------------------------------------------
-    def play(self, action: np.ndarray | Any) -> RoundRecord:
-        """Phase 1: run the next round with the metric weights ``p = (a + 1) / 2`` (``action`` of shape ``(κ,)``)."""
+    def choose(self, action: np.ndarray | Any) -> dict[str, float]:
+        """Take ``action`` (shape ``(κ,)``) for the next round; its metric weights ``p = (a + 1) / 2``."""
         if self.done:
             raise RuntimeError("The episode has ended; start a new one.")
         self._action = np.asarray(action, dtype=np.float32).reshape(-1)
         self._weights = action_to_weights(self._action, self.scorers)
-        self._record = self.session.step(self._weights)
+        return self._weights
+
+    def played(self, record: RoundRecord) -> None:
+        """The round chosen by :meth:`choose` has run (by :meth:`play`, or by a session asking a schedule)."""
+        self._record = record
+
+    def play(self, action: np.ndarray | Any) -> RoundRecord:
+        """Phase 1: run the next round with the metric weights ``p = (a + 1) / 2`` (``action`` of shape ``(κ,)``)."""
+        self.played(self.session.step(self.choose(action)))
         return self._record
 
     def measure(self) -> Measurement:
@@ -260,7 +269,7 @@ class Episode:
                 ctx = session.context(needs_hvp=False if last else None)
                 grad = ctx.grad
                 assert ctx.loss is not None and ctx.grad_norm is not None
-                dense = float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.weights)
+                dense = float(ctx.loss), float(ctx.grad_norm), loss_scale(grad, ctx.theta)
         return Measurement(effective=1.0 - effective_kept / session.total, dead=dead, sparse_loss=sparse[0],
                            sparse_grad_norm=sparse[1], dense=dense)
 

@@ -111,11 +111,11 @@ class PanningPreset:
         batch_per_step: draw a new scoring batch every step (the authors) instead of once per episode.
         fixed_network: one network for every episode (the authors) instead of a new one at each reset.
         running_init_batches: batches whose dense loss and ``gᵀg`` initialise the running bounds (authors: 10).
-        method: the pruning method of :data:`~lightning_panning.core.panning.METHODS` whose settings the episodes use
+        method: the pruning method of :data:`~lightning_panning.core.methods.METHODS` whose settings the episodes use
             (the agent supplies the metric weights): ``"panning"`` (Algorithm 1) or ``"panning_authors"`` (the
             authors' code bit for bit: unmasked SNIP/GraSP, their score normalisation, signed float32 SynFlow, their
             keep rule).
-        panning_kwargs: further :class:`~lightning_panning.core.panning.Panning` arguments of the preset.
+        panning_kwargs: further :class:`~lightning_panning.core.pruner.Panning` arguments of the preset.
     """
 
     name: str = "default"

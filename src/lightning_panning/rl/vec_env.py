@@ -3,7 +3,7 @@
 :func:`make_vec_env` returns a Stable-Baselines3 ``VecEnv`` of ``n_envs`` :class:`~lightning_panning.rl.env.PanningEnv`
 slots. Each slot keeps its own random stream, network, batch, target and :class:`~lightning_panning.rl.episode.Episode`
 (so the observation and reward code is the single env's), and each slot's round (normalisation, fusion, global top-k)
-runs through the core's :class:`~lightning_panning.core.panning.PanningSession`. What is batched is every pass over
+runs through the core's :class:`~lightning_panning.core.session.PanningSession`. What is batched is every pass over
 the networks: the ``n_envs`` networks are stacked into one :class:`StackedModel` whose forward is
 :func:`torch.func.vmap` of :func:`torch.func.functional_call` over the stacked parameters, and the core's own
 :class:`~lightning_panning.core.scorers.ScoringContext`, SynFlow and effective-sparsity passes run on it unchanged. One
@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from lightning_panning.core.batch import ClassificationLoss
 from lightning_panning.core.masks import effective_masks
 from lightning_panning.core.params import prunable_parameters
-from lightning_panning.core.scorers import Gradients, ScoringContext, SynFlow
+from lightning_panning.core.scorers import Gradients, Needs, ScoringContext, SynFlow
 from lightning_panning.rl.env import PanningEnv
 from lightning_panning.rl.episode import Measurement, masked_loss, set_batch
 
@@ -246,7 +246,7 @@ class PanningVecEnv(DummyVecEnv):
         go_on = not all(last)
         # the context's shared SynFlow pass is batched; a SynFlow with the authors' options runs its own pass per slot
         needs_synflow = go_on and any(
-            "synflow" in s.requires and not (isinstance(s, SynFlow) and (s.abs_buffers or s.dtype != "auto"))
+            Needs.PATHS in s.needs and not (isinstance(s, SynFlow) and (s.abs_buffers or s.dtype != "auto"))
             for s in pruner.scorers.values()
         )
         spec = self.slots[0].preset
@@ -277,7 +277,7 @@ class PanningVecEnv(DummyVecEnv):
                 _ = ctx.grad
                 assert self.stacked_loss.last is not None
                 dense_losses, dense_norms = self.stacked_loss.last.tolist(), _grad_norms(ctx.grad)
-                scales = _grad_norms({n: ctx.grad[n] * ctx.weights[n] for n in ctx.weights}, sqrt=True)
+                scales = _grad_norms({n: ctx.grad[n] * ctx.theta[n] for n in ctx.theta}, sqrt=True)
                 for i in range(len(sessions)):
                     dense[i] = (dense_losses[i], dense_norms[i], scales[i])
                     if not last[i]:
