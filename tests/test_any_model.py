@@ -5,6 +5,7 @@ Lightning's demo Transformer, torchvision ResNet-18 and ViT-B/16) pruned with th
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -592,3 +593,194 @@ def test_token_models_on_cuda(tmp_path: Path) -> None:
     for name, mask in pruner.masks.items():
         weight = module.get_parameter(name).detach()
         assert weight.is_cuda and bool((weight[~mask.to(weight.device)] == 0).all()), name
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 7. the default method on every architecture (issue 27): SynFlow that cannot overflow, GraSP through any activation,
+#    encoder-decoders
+
+
+def synflow_scores(model: nn.Module, example: Any, scaling: str, dtypes: tuple[torch.dtype, ...] = (torch.float64,)):
+    from lightning_panning.core.scorers import path_saliency
+
+    params = prunable_parameters(model)
+    values = {n: p.detach() for n, p in params.items()}
+    return path_saliency(model, params, values, {n: v.abs() for n, v in values.items()}, example, abs_rest=True,
+                         dtypes=dtypes, scaling=scaling)  # type: ignore[arg-type]
+
+
+def top_k_masks(scores: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
+    from lightning_panning.core.masks import select_top_k
+
+    return select_top_k(scores, keep)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "vgg19_bn"])
+def test_normalised_synflow_is_todays_synflow_times_one_factor_on_homogeneous_networks(name: str) -> None:
+    from lightning_panning.core.scorers import layer_scales
+    from lightning_panning.models import VGG19, LeNet5
+
+    torch.manual_seed(0)
+    model, example = (LeNet5(), torch.zeros(1, 1, 28, 28)) if name == "lenet5" else (VGG19(), torch.zeros(1, 3, 32, 32))
+    plain = synflow_scores(model, example, "plain")
+    normalized = synflow_scores(model, example, "normalized")
+    params = prunable_parameters(model)
+    factor = math.prod(layer_scales(model, {n: p.detach().abs().double() for n, p in params.items()}).values())
+    assert factor != 1.0
+    for n in plain:  # powers of two scale exactly: bit for bit, not just the same ranking
+        assert torch.equal(normalized[n] * factor, plain[n]), n
+    keep = sum(p.numel() for p in params.values()) // 20
+    plain_masks, normalized_masks = top_k_masks(plain, keep), top_k_masks(normalized, keep)
+    assert all(torch.equal(plain_masks[n], normalized_masks[n]) for n in plain)
+
+
+def test_todays_synflow_path_is_unchanged_where_it_is_finite() -> None:
+    from lightning_panning.models import VGG19, LeNet5, ResNet20
+
+    torch.manual_seed(0)
+    for model, example in ((LeNet5(), torch.zeros(1, 1, 28, 28)), (VGG19(), torch.zeros(1, 3, 32, 32)),
+                           (ResNet20(), torch.zeros(1, 3, 32, 32))):
+        auto = synflow_scores(model, example, "auto", (torch.float32, torch.float64))
+        plain = synflow_scores(model, example, "plain", (torch.float32, torch.float64))
+        assert all(torch.equal(auto[n], plain[n]) for n in plain), type(model).__name__  # same dtype, same bits
+
+
+def test_synflow_beyond_float64_ranks_like_the_same_network_scaled_down() -> None:
+    torch.manual_seed(0)
+    deep = nn.Sequential(*[nn.Linear(16, 16, bias=False) for _ in range(120)])
+    with torch.no_grad():
+        for layer in deep:
+            layer.weight.mul_(256.0)  # R ≈ (16 · 0.8 · 256 / 4)^120 ≫ 1e308: float64 overflows
+    smaller = copy.deepcopy(deep)
+    with torch.no_grad():
+        for layer in smaller:
+            layer.weight.mul_(2.0**-10)  # the same network, each layer scaled by a power of two: R ≈ 1e-60
+    example = torch.zeros(1, 16)
+    plain = synflow_scores(deep, example, "plain")
+    assert not all(bool(torch.isfinite(s).all()) for s in plain.values())  # today's float64 pass
+    scores = SynFlow()(ScoringContext(deep, prunable_parameters(deep), example_input=example))
+    assert all(bool(torch.isfinite(s).all()) and bool((s > 0).all()) for s in scores.values())
+    reference = synflow_scores(smaller, example, "plain")
+    keep = 16 * 16 * 120 // 10
+    masks, expected = top_k_masks(scores, keep), top_k_masks(reference, keep)
+    assert all(torch.equal(masks[n], expected[n]) for n in masks)
+    # the authors' float32 pass still reports the overflow instead of falling back, with SynFlow's own advice
+    with pytest.raises(ValueError, match=r"Scorer 'synflow' produced non-finite.*no loss; .*dtype='auto'") as err:
+        prune(deep, None, 0.9, method="synflow_authors", rounds=1, example_input=example, progress=False)
+    assert "temperature" not in str(err.value)
+
+
+def test_synflow_on_gated_and_attention_blocks_is_finite() -> None:
+    from lightning.pytorch.demos import LightningTransformer
+    from torchvision.models import efficientnet_b0
+
+    torch.manual_seed(0)
+    net = efficientnet_b0(num_classes=10)  # squeeze-excitation: float32 gradients overflow while R is small
+    masks = prune(net, None, 0.9, method="synflow", rounds=3, example_input=torch.zeros(1, 3, 64, 64), progress=False)
+    assert sum(int(m.sum()) for m in masks.values()) == math.floor(sum(m.numel() for m in masks.values()) * 0.1 + 1e-6)
+    normalized = synflow_scores(net, torch.zeros(1, 3, 64, 64), "normalized")
+    assert all(bool(torch.isfinite(s).all()) and bool((s > 0).any()) for s in normalized.values())
+    demo = LightningTransformer()  # the default size: SynFlow gave NaN/inf in the attention input projection
+    ids = tokens(2, 35, vocab=33278)
+    scores = SynFlow()(ScoringContext(demo, prunable_parameters(demo), example_input=ModelInput((ids, ids))))
+    assert all(bool(torch.isfinite(s).all()) for s in scores.values())
+
+
+class HardGated(nn.Module):
+    """MobileNetV3's ingredients: hard-swish (in place) and a hard-sigmoid squeeze-excitation gate."""
+
+    def __init__(self, gate: nn.Module | None = None, act: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = act if act is not None else nn.Hardswish(inplace=True)
+        self.fc1 = nn.Linear(8, 4)
+        self.fc2 = nn.Linear(4, 8)
+        self.gate = gate if gate is not None else nn.Hardsigmoid()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv(x)).mean((2, 3))
+        return self.head(h * self.gate(self.fc2(F.relu(self.fc1(h)))))
+
+
+class ClampHardSigmoid(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+class ClampHardSwish(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def test_grasp_through_hard_sigmoid_and_hard_swish() -> None:
+    from lightning_panning import GraSP
+
+    torch.manual_seed(0)
+    model = HardGated()
+    by_hand = HardGated(ClampHardSigmoid(), ClampHardSwish())
+    by_hand.load_state_dict(model.state_dict())
+    batch = (torch.randn(6, 3, 8, 8), torch.arange(6) % 3)
+    state = copy.deepcopy(model.state_dict())
+    scores = GraSP()(ScoringContext(model, prunable_parameters(model), batch=batch, needs_hvp=True))
+    expected = GraSP()(ScoringContext(by_hand, prunable_parameters(by_hand), batch=batch, needs_hvp=True))
+    assert all(torch.equal(scores[n], expected[n]) for n in scores)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert isinstance(model.gate, nn.Hardsigmoid) and model.act.inplace  # the model is as it was
+    assert F.hardsigmoid is torch.nn.functional.hardsigmoid
+
+
+def test_the_stand_ins_compute_torchs_values() -> None:
+    from lightning_panning.core.functional import TWICE_DIFFERENTIABLE
+
+    x = torch.cat([torch.randn(10_000) * 4, torch.linspace(-4, 4, 1001), torch.tensor([-3.0, 3.0, math.inf, -math.inf])])
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        for original, stand_in in TWICE_DIFFERENTIABLE.items():
+            expected = original(x.to(dtype))
+            torch.testing.assert_close(stand_in(x.to(dtype)), expected, rtol=0, atol=0, equal_nan=True)
+            inplace = x.to(dtype).clone()
+            stand_in(inplace, inplace=True)
+            torch.testing.assert_close(inplace, expected, rtol=0, atol=0, equal_nan=True)
+
+
+def test_grasp_through_an_op_without_double_backward_is_a_clear_error() -> None:
+    class Squares(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.ops.aten.hardsigmoid(self.fc1(x)))  # the aten op itself: no stand-in reaches it
+
+    batch = (torch.randn(6, 4), torch.arange(6) % 3)
+    with pytest.raises(ValueError, match=r"GraSP differentiates.*aten::hardsigmoid_backward.*method='snip'"):
+        prune(Squares(), batch, 0.5, method="grasp", progress=False)
+    assert int(sum(m.sum() for m in prune(Squares(), batch, 0.5, method="snip", progress=False).values())) == 28
+
+
+def tiny_t5() -> nn.Module:
+    t = transformers_or_skip()
+    config = t.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+                        decoder_start_token_id=0, pad_token_id=0)
+    return t.T5ForConditionalGeneration(config)
+
+
+def test_encoder_decoder_gets_decoder_inputs_in_the_data_free_pass() -> None:
+    from lightning_panning.core.probe import with_decoder_inputs
+
+    torch.manual_seed(0)
+    t5 = tiny_t5()
+    batch = {"input_ids": tokens(4, 8, 64), "attention_mask": torch.ones(4, 8, dtype=torch.long),
+             "labels": tokens(4, 6, 64, seed=1)}
+    sample = with_decoder_inputs(t5, model_input(t5, batch).first_sample())
+    assert sample.kwargs["decoder_input_ids"].shape == (1, 8) and not bool(sample.kwargs["decoder_input_ids"].any())
+    masks = prune(t5, None, 0.8, method="synflow", rounds=2, example_input=batch, progress=False)
+    scores = SynFlow()(ScoringContext(t5, prunable_parameters(t5), example_input=batch))
+    decoder = [n for n in scores if n.startswith("decoder.")]
+    assert decoder and all(bool((scores[n] > 0).any()) for n in decoder)  # the decoder was on the signal's path
+    assert effective_sparsity(t5, masks, batch).effective < 1.0
+    # given decoder inputs are used as they are
+    given = ModelInput(kwargs={"input_ids": tokens(1, 8, 64), "decoder_input_ids": tokens(1, 3, 64)})
+    assert with_decoder_inputs(t5, given) is given
+    with pytest.raises(ValueError, match=r"T5ForConditionalGeneration\.forward takes `decoder_input_ids`.*ModelInput"):
+        with_decoder_inputs(t5, ModelInput(kwargs={"inputs_embeds": torch.ones(1, 8, 32)}))

@@ -7,15 +7,27 @@ buffers, ``requires_grad`` flags and ``.grad`` are never written; :func:`preserv
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["call_with", "output_sum", "preserved_modes", "seeded", "twice_differentiable_attention"]
+__all__ = [
+    "TWICE_DIFFERENTIABLE",
+    "call_with",
+    "output_sum",
+    "preserved_modes",
+    "seeded",
+    "twice_differentiable",
+    "twice_differentiable_activations",
+    "twice_differentiable_attention",
+]
 
 
 class _Closure(nn.Module):
@@ -73,6 +85,91 @@ def twice_differentiable_attention(enabled: bool = True) -> Iterator[None]:
         yield
         return
     with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+def _working_copy(input: Tensor, inplace: bool) -> Tensor:
+    """The tensor the stand-ins compute from.
+
+    Float32 for half precisions (as torch's kernels compute them), a copy when the result overwrites ``input`` (so
+    that the graph does not save a tensor modified in place).
+    """
+    if input.dtype in (torch.float16, torch.bfloat16):
+        return input.float()
+    return input.clone() if inplace else input
+
+
+def _hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """``relu6(x + 3) / 6`` with ``clamp``, whose backward is differentiable; the same values as torch's kernel."""
+    x = _working_copy(input, inplace)
+    out = (torch.clamp(x + 3.0, 0.0, 6.0) / 6.0).to(input.dtype)
+    return input.copy_(out) if inplace else out
+
+
+def _hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """``x · relu6(x + 3) / 6`` with ``clamp``; the same values as torch's kernel."""
+    x = _working_copy(input, inplace)
+    out = (x * torch.clamp(x + 3.0, 0.0, 6.0) / 6.0).to(input.dtype)
+    return input.copy_(out) if inplace else out
+
+
+#: Activations whose backward torch cannot differentiate again, and twice-differentiable stand-ins with the same
+#: values (checked bit for bit in float32/float64/bfloat16/float16 by the tests); used during GraSP's double backward.
+TWICE_DIFFERENTIABLE: dict[Callable[..., Any], Callable[..., Any]] = {
+    F.hardsigmoid: _hardsigmoid,  # aten::hardsigmoid_backward has no derivative
+    F.hardswish: _hardswish,  # twice differentiable in recent torch, but not in every version
+}
+
+
+class _Substitute(TorchFunctionMode):
+    """Routes the functions of :data:`TWICE_DIFFERENTIABLE` (``nn.Hardsigmoid``, ``F.hardswish``, ...) to stand-ins."""
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        return TWICE_DIFFERENTIABLE.get(func, func)(*args, **kwargs)
+
+
+_NO_DOUBLE_BACKWARD = re.compile(r"derivative for (\S+) is not implemented")
+
+
+@contextmanager
+def twice_differentiable_activations(enabled: bool = True) -> Iterator[None]:
+    """Run the model with twice-differentiable stand-ins for the activations of :data:`TWICE_DIFFERENTIABLE`.
+
+    GraSP's Hessian-gradient product differentiates the gradient again; torch has no derivative for some backward
+    kernels (``hardsigmoid_backward``: MobileNetV3's squeeze-excitation gate). Inside this context those
+    functions compute the same values with ``clamp``, whose backward is differentiable, whether called as modules
+    (``nn.Hardsigmoid``) or functions; the model itself is not touched. Any other operation without a double
+    backward raises a ``ValueError`` that names it and the methods that do not need one, instead of torch's error.
+    A no-op when ``enabled`` is ``False``.
+    """
+    if not enabled:
+        yield
+        return
+    try:
+        with _Substitute():
+            yield
+    except RuntimeError as err:
+        found = _NO_DOUBLE_BACKWARD.search(str(err))
+        if found is None:
+            raise
+        raise ValueError(
+            f"GraSP differentiates the gradient a second time (its Hessian-gradient product), but torch has no "
+            f"derivative for {found.group(1)}, which the model uses. Use a method without GraSP: method='snip', "
+            "'synflow' or 'iterative_snip', or Panning(scorers=['synflow', 'snip'], weights={'synflow': 0.5, "
+            "'snip': 0.5})."
+        ) from err
+
+
+@contextmanager
+def twice_differentiable(enabled: bool = True) -> Iterator[None]:
+    """The context of a gradient pass that will be differentiated again (a no-op when ``enabled`` is ``False``).
+
+    Both :func:`twice_differentiable_attention` and :func:`twice_differentiable_activations`.
+    """
+    with twice_differentiable_attention(enabled), twice_differentiable_activations(enabled):
         yield
 
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from lightning_panning.core.batch import _LABEL_KEYS, batch_inputs
 
-__all__ = ["ModelInput", "check_forward", "model_input", "output_logits", "single_device"]
+__all__ = ["ModelInput", "check_forward", "forward_parameters", "model_input", "output_logits", "single_device"]
 
 #: Methods the scorers can run without calling ``forward`` (they need the loss only, or no data).
 _WITHOUT_FORWARD = "method='snip', 'grasp', 'iterative_snip', 'magnitude' or 'random'"
@@ -154,6 +154,17 @@ def _forward_spec(model: nn.Module) -> _ForwardSpec:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 positional.append(p.name)
     return _ForwardSpec(names, required, positional, var_keyword)
+
+
+def forward_parameters(model: nn.Module) -> list[str]:
+    """The names of the parameters of ``model.forward``, in order (``*args`` and ``**kwargs`` left out).
+
+    Example:
+        >>> import torch
+        >>> forward_parameters(torch.nn.Linear(2, 2))
+        ['input']
+    """
+    return list(_forward_spec(model).names)
 
 
 def _missing(model: nn.Module, what: str, batch: Any) -> ValueError:

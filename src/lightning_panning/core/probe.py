@@ -15,6 +15,9 @@ first layer that turns ids into vectors:
   the probe: give an example as long as the table.)
 * **Other integer inputs** (``attention_mask``, ``token_type_ids``, padding masks) keep the values of the first
   sample of the example; floating-point inputs become ones. The probe is one sample: ``(1, ...)``.
+* **Encoder-decoders** (a ``forward`` taking ``decoder_input_ids``, as Hugging Face's T5 and BART) get decoder token
+  ids of the encoder input's shape when the example has none (:func:`with_decoder_inputs`); the embedding reading
+  them receives the all-ones signal too.
 * **Effective sparsity is pure connectivity**: on top of the above, normalisation layers (``LayerNorm``,
   ``GroupNorm``, ``RMSNorm``, and any module class named ``*LayerNorm``/``*RMSNorm``/``*GroupNorm``) pass their input
   through unchanged, the outputs of these layers and of the embeddings are scaled by a (constant, detached) factor
@@ -40,9 +43,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from lightning_panning.core.functional import output_sum
-from lightning_panning.core.inputs import ModelInput, model_input
+from lightning_panning.core.inputs import ModelInput, forward_parameters, model_input
 
-__all__ = ["PathProbe"]
+__all__ = ["PathProbe", "with_decoder_inputs"]
 
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
@@ -97,7 +100,7 @@ class PathProbe:
         if isinstance(example, tuple) and all(isinstance(s, int) for s in example):
             sample = ModelInput((torch.ones((1, *example)),))
         else:
-            sample = model_input(model, example).first_sample()
+            sample = with_decoder_inputs(model, model_input(model, example).first_sample())
         self.sample = sample
         self.connectivity = connectivity
         tensors = sample.tensors()
@@ -172,6 +175,51 @@ class PathProbe:
         if not self.connectivity:
             return output_sum(output)
         return _weighted_sum(output)
+
+
+#: Keyword arguments through which an encoder-decoder's ``forward`` receives the decoder's input.
+_DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds")
+
+
+def _decoder_start(model: nn.Module) -> int:
+    """``config.decoder_start_token_id`` of the model or a sub-module (Hugging Face), else 0."""
+    for module in model.modules():
+        start = getattr(getattr(module, "config", None), "decoder_start_token_id", None)
+        if isinstance(start, int):
+            return start
+    return 0
+
+
+def with_decoder_inputs(model: nn.Module, sample: ModelInput) -> ModelInput:
+    """``sample`` with ``decoder_input_ids`` added when ``forward`` takes them and the sample has no decoder input.
+
+    An encoder-decoder (Hugging Face's T5, BART, ...) called without labels needs its decoder's input too; the data-free
+    probe gives it token ids of the encoder input's shape, all ``decoder_start_token_id``. They are token input
+    like the encoder's, so the embedding that reads them receives the all-ones signal as well.
+
+    Args:
+        model: the network.
+        sample: the one-sample call of ``forward``.
+
+    Raises:
+        ValueError: when ``forward`` takes decoder inputs, the sample has none, and it has no integer token input
+            whose shape they could copy.
+    """
+    names = forward_parameters(model)
+    if "decoder_input_ids" not in names or any(k in sample.kwargs for k in _DECODER_INPUTS):
+        return sample
+    if len(sample.args) > names.index("decoder_input_ids"):
+        return sample  # given positionally
+    tokens = [t for t in sample.tensors() if _is_integer(t) and t.ndim >= 2]
+    if not tokens:
+        raise ValueError(
+            f"{type(model).__name__}.forward takes `decoder_input_ids` (an encoder-decoder), but the example input "
+            f"{sample.describe()} has no decoder input and no integer token ids whose shape the data-free pass could "
+            "copy. Pass `example_input=ModelInput(kwargs={'input_ids': ..., 'decoder_input_ids': ...})` (token ids "
+            "of shape (1, length) each), or give batches with a `decoder_input_ids` entry."
+        )
+    decoder = torch.full_like(tokens[0], _decoder_start(model))
+    return ModelInput(sample.args, {**sample.kwargs, "decoder_input_ids": decoder})
 
 
 def _norm_identity(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:

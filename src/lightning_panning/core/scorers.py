@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_labels, batch_size, split_batch
-from lightning_panning.core.functional import call_with, preserved_modes, seeded, twice_differentiable_attention
+from lightning_panning.core.functional import call_with, preserved_modes, seeded, twice_differentiable
 from lightning_panning.core.inputs import ModelInput, model_input
 from lightning_panning.core.probe import PathProbe
 
@@ -296,7 +296,7 @@ class ScoringContext:
             preserved_modes(self.model, self.train_mode),
             seeded(self.seed, self.device),
             torch.enable_grad(),
-            twice_differentiable_attention(self.needs_hvp),
+            twice_differentiable(self.needs_hvp),
         ):
             if not self.scoring_set.exact:
                 return self._chunked_gradients(leaves)
@@ -428,9 +428,59 @@ class ScoringContext:
         return result
 
 
-#: Float32 is used for a SynFlow-style pass when its path sum ``R`` lies in this band, else float64 (exact either
-#: way up to rounding; float32 is several times faster on CPUs, float64 keeps VGG19-scale products finite).
+#: Float32 is used for a SynFlow-style pass when its path sum ``R`` lies in this band and every score is finite,
+#: else float64 (exact either way up to rounding; float32 is several times faster on CPUs, float64 keeps VGG19-scale
+#: products finite).
 FLOAT32_SAFE_BAND = (1e-30, 1e30)
+
+#: How a SynFlow-style pass treats magnitudes: ``"auto"`` (plain passes, then the normalised one if they were not
+#: finite), ``"plain"`` (plain passes only) or ``"normalized"`` (the normalised pass only); see :func:`path_saliency`.
+Scaling = Literal["auto", "plain", "normalized"]
+SCALINGS: tuple[str, ...] = ("auto", "plain", "normalized")
+
+#: Modules whose weight is laid out ``(inputs, outputs, ...)`` (their output units are along dimension 1).
+_INPUT_FIRST = (nn.Embedding, nn.EmbeddingBag, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def layer_scales(model: nn.Module, values: Mapping[str, Tensor]) -> dict[str, float]:
+    """The power of two nearest to each prunable tensor's gain ``Σ|v| / (output units)``.
+
+    The gain is the mean output of the layer for an all-ones input with weights ``|v|``: the mean row sum of ``|W|``
+    for a ``Linear``/``Conv`` weight ``(out, in, ...)``, the mean column sum for an embedding fed every token or a
+    weight stored ``(in, out)`` (transposed convolutions, Hugging Face's ``Conv1D``), the mean for a 1-D tensor.
+    Dividing a layer's weights by its scale keeps the data-free signal near 1 from layer to layer, and a power of
+    two divides exactly.
+
+    Args:
+        model: the network (its module types decide the layout).
+        values: ``{name: tensor W_n}``.
+
+    Returns:
+        ``{name: 2^k}``, ``1.0`` for an all-zero or non-finite tensor.
+    """
+    scales: dict[str, float] = {}
+    for name, v in values.items():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        try:
+            module: nn.Module | None = model.get_submodule(owner)
+        except AttributeError:
+            module = None
+        if v.ndim < 2:
+            units = max(v.numel(), 1)
+        elif isinstance(module, _INPUT_FIRST) or type(module).__name__ == "Conv1D":
+            units = v.shape[1]
+        else:
+            units = v.shape[0]
+        gain = float(v.detach().abs().sum(dtype=torch.float64)) / max(units, 1)
+        if gain > 0 and math.isfinite(gain):
+            scales[name] = math.ldexp(1.0, min(max(round(math.log2(gain)), -1000), 1000))
+        else:
+            scales[name] = 1.0
+    return scales
+
+
+def _all_finite(scores: Mapping[str, Tensor]) -> bool:
+    return all(bool(torch.isfinite(s).all()) for s in scores.values())
 
 
 def path_saliency(
@@ -442,13 +492,25 @@ def path_saliency(
     abs_rest: bool,
     abs_buffers: bool = False,
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
+    scaling: Scaling = "auto",
 ) -> dict[str, Tensor]:
     """``∂R/∂v ⊙ multiplier`` for ``R = sum(model(ones))`` with the prunable weights set to ``|values|``, eval mode.
 
-    With the default ``dtypes`` the pass runs in float32 when its path sum stays within
-    :data:`FLOAT32_SAFE_BAND` and is repeated in float64 otherwise, so it cannot overflow (VGG19's SynFlow sum
-    exceeds float32's range once weights grow). Token-input models get the all-ones signal at their embeddings
-    (:class:`~lightning_panning.core.probe.PathProbe`).
+    **Plain passes.** With the default ``dtypes`` the pass runs in float32 when its path sum stays within
+    :data:`FLOAT32_SAFE_BAND` and every score is finite, and is repeated in float64 otherwise (VGG19's SynFlow sum
+    exceeds float32's range once weights grow; the squeeze-excitation gates of EfficientNet overflow float32 in their
+    gradients while ``R`` is still small).
+
+    **The normalised pass** (``scaling="auto"`` when the last plain pass is still not finite, or
+    ``scaling="normalized"``) cannot overflow: every prunable tensor ``v_l`` enters as ``|v_l| / c_l``, where
+    ``c_l`` is the power of two nearest to its gain (:func:`layer_scales`), so the all-ones signal stays near 1
+    from layer to layer, and the result is ``∂R/∂v'_l ⊙ multiplier_l / c_l``. On a network that is positively
+    homogeneous in each layer's weights (bias-free or zero-bias ReLU/max-pool networks, BatchNorm at initialisation:
+    LeNet5, VGG) this is today's score divided by the one factor ``∏ c_l`` — the same ranking, bit for bit while no
+    value under- or overflows, since powers of two scale exactly. Elsewhere (residual sums, sigmoid/SiLU gates,
+    softmax attention, LayerNorm, non-zero biases) it is SynFlow of the network whose layers have unit gain: gates
+    and attention work in their active range instead of saturating (``docs/differences.md``). Token-input models get
+    the all-ones signal at their embeddings (:class:`~lightning_panning.core.probe.PathProbe`).
 
     Args:
         model: the network; not modified.
@@ -465,15 +527,26 @@ def path_saliency(
             output matters).
         abs_buffers: with ``abs_rest``, floating-point buffers enter as ``|b|`` too (BatchNorm's running mean), as
             the authors' and Synaptic-Flow's ``linearize`` do; by default they enter unchanged.
-        dtypes: the precisions to try in order; every one but the last is used only while ``R`` lies in
-            :data:`FLOAT32_SAFE_BAND`. ``(torch.float32,)`` is the authors' plain float32 pass.
+        dtypes: the precisions of the plain passes, tried in order; every one but the last is used only while ``R``
+            lies in :data:`FLOAT32_SAFE_BAND` and the scores are finite. ``(torch.float32,)`` is the authors' plain
+            float32 pass. The normalised pass runs in the last of them.
+        scaling: ``"auto"`` (plain passes, then the normalised one if the last is not finite), ``"plain"`` (the
+            last plain pass is returned as it is, finite or not) or ``"normalized"`` (only the normalised pass).
 
     Returns:
         ``{name: tensor W_n}`` in the dtype of the pass that was used.
     """
+    if scaling not in SCALINGS:
+        raise ValueError(f"`scaling` must be one of {list(SCALINGS)}, got {scaling!r}.")
     device = next(iter(params.values())).device
     probe = PathProbe(model, example, connectivity=not abs_rest)
-    for dtype in dtypes:
+    passes: list[tuple[torch.dtype, bool]] = []
+    if scaling != "normalized":
+        passes += [(dtype, False) for dtype in dtypes]
+    if scaling != "plain":
+        passes.append((dtypes[-1], True))
+    for i, (dtype, normalized) in enumerate(passes):
+        last = i == len(passes) - 1
         overrides: dict[str, Tensor] = {}
         for name, buf in model.named_buffers():
             if not buf.is_floating_point():
@@ -492,20 +565,29 @@ def path_saliency(
             else:
                 fill = 0.0 if name.rsplit(".", 1)[-1] == "bias" else 1.0
                 overrides[name] = torch.full_like(p, fill, dtype=dtype)
-        leaves = {n: values[n].detach().abs().to(dtype).requires_grad_(True) for n in params}
+        magnitudes = {n: values[n].detach().abs().to(dtype) for n in params}
+        scales = layer_scales(model, magnitudes) if normalized else dict.fromkeys(params, 1.0)
+        leaves = {n: (m / scales[n] if normalized else m).requires_grad_(True) for n, m in magnitudes.items()}
         overrides.update(leaves)
         with preserved_modes(model, False), torch.enable_grad(), probe.installed(model, dtype, device) as inputs:
             r = probe.reduce(model, call_with(model, overrides, lambda m, inp: inp(m), inputs))
             r_value = float(r.detach())
-            if dtype != dtypes[-1] and not FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]:
+            in_band = FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]
+            if not last and not normalized and dtype != dtypes[-1] and not in_band:
+                continue
+            if not last and not math.isfinite(r_value):
                 continue
             if not r.requires_grad:  # no path reaches any prunable weight
                 return {n: torch.zeros_like(leaves[n]) for n in params}
             grads = torch.autograd.grad(r, list(leaves.values()), allow_unused=True)
-        return {
+        scores = {
             n: torch.zeros_like(leaves[n]) if g is None else g * multipliers[n].to(dtype)
             for n, g in zip(leaves, grads, strict=False)
         }
+        if normalized:
+            scores = {n: s / scales[n] for n, s in scores.items()}
+        if last or (_all_finite(scores) and (r_value != 0.0 or scaling == "plain")):
+            return scores
     raise AssertionError("unreachable")
 
 
@@ -597,10 +679,26 @@ def check_scores(
             nan, inf = int(torch.isnan(s).sum()), int(torch.isinf(s).sum())
             raise ValueError(
                 f"Scorer {scorer!r} produced non-finite scores in layer {name!r} ({nan} NaN, {inf} inf of "
-                f"{s.numel()}). Check the model and data for NaN/inf, or lower the loss temperature."
+                f"{s.numel()}). {_nonfinite_hint(scorer)}"
             )
         out[name] = s
     return out
+
+
+def _nonfinite_hint(scorer: str) -> str:
+    """What to try after non-finite scores, by what the scorer computes (data-free passes use no loss)."""
+    found = SCORERS.get(scorer)
+    if found is not None and Needs.PATHS in found.needs:
+        return (
+            "Check the model's weights and buffers for NaN/inf. SynFlow's data-free pass uses no data and no loss; "
+            "with SynFlow(dtype='auto') (the default) it falls back to float64 and then to a normalised pass that "
+            "cannot overflow, so a non-finite score there comes from NaN/inf in the model itself, or from "
+            "dtype='float32'/'float64' forcing one precision: use dtype='auto', or a data-driven method "
+            "(method='snip')."
+        )
+    if found is not None and not found.needs & DATA_NEEDS:
+        return "Check the model's weights for NaN/inf."
+    return "Check the model and data for NaN/inf, or lower the loss temperature."
 
 
 SCORERS: dict[str, type[Scorer]] = {}
@@ -699,7 +797,9 @@ class SynFlow(Scorer):
     """SynFlow (data-free): ``∂R/∂θ ⊙ θ`` with ``R = Σ f(1; |θ|)``, norm layers in eval mode.
 
     Only the input *shape* is taken from the data (or ``example_input``); labels are never used. By default the pass
-    switches to float64 whenever float32 would overflow (VGG19 and deeper networks), see :func:`path_saliency`.
+    switches to float64 whenever float32 would overflow (VGG19 and deeper networks), and to a normalised pass with
+    each layer's magnitudes divided by a power of two (the same ranking on networks homogeneous in each layer's
+    weights) when float64 would too (gated and attention blocks), see :func:`path_saliency`.
     Token-input models (an ``nn.Embedding`` reading integer ids) get the all-ones signal at the embedding, which is
     scored like an input layer fed every token at once (:mod:`~lightning_panning.core.probe`). The keep-score is
     ``|S|`` whatever the options; they matter for ``normalization="authors"`` and trained nets.
@@ -709,8 +809,9 @@ class SynFlow(Scorer):
             normalisation ``|S − μ| / σ``; by default the non-negative ``|θ| · ∂R/∂|θ|``.
         abs_buffers: linearise with ``|·|`` of the floating-point buffers too (BatchNorm's running mean), as the
             authors' and Synaptic-Flow's ``linearize``; no effect at initialisation (running mean 0).
-        dtype: ``"auto"`` (float32, float64 when float32 would overflow or underflow), ``"float32"`` (the authors'
-            plain pass; non-finite scores then raise an error) or ``"float64"``.
+        dtype: ``"auto"`` (float32, float64 when float32 would overflow or underflow, the normalised float64 pass
+            when that would too), ``"float32"`` (the authors' plain pass; non-finite scores then raise an error) or
+            ``"float64"`` (plain float64 only).
 
     Example:
         >>> SynFlow(signed=True, abs_buffers=True, dtype="float32")
@@ -742,6 +843,7 @@ class SynFlow(Scorer):
                 abs_rest=True,
                 abs_buffers=self.abs_buffers,
                 dtypes=_SYNFLOW_DTYPES[self.dtype],
+                scaling="auto" if self.dtype == "auto" else "plain",
             )
             warn_if_all_zero(ctx.model, scores)
         if not self.signed:

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from lightning_panning import ENV_ID as _PACKAGE_ENV_ID
-from lightning_panning.core.batch import ClassificationLoss, SamplePool, batch_inputs, batch_labels
+from lightning_panning.core.batch import ClassificationLoss, SamplePool, batch_labels
+from lightning_panning.core.inputs import model_input, output_logits
 from lightning_panning.core.methods import get_pruner
 from lightning_panning.core.pruner import Panning
 from lightning_panning.core.schedules import keep_count, validate_target
@@ -331,7 +332,9 @@ class PreciseClassificationLoss(ClassificationLoss):
         labels = batch_labels(batch)
         if labels is None:
             return super().__call__(model, batch)  # raises the core's error
-        output = model(batch_inputs(batch))
+        output = output_logits(model_input(model, batch)(model))  # as the core's loss: dict batches, `logits`
+        if not isinstance(output, Tensor):
+            return super().__call__(model, batch)  # raises the core's error
         return F.cross_entropy(output.double() / self.temperature, labels)
 
 
