@@ -162,6 +162,27 @@ def test_snippet_extraction_reads_markers_and_indented_blocks() -> None:
         snippets("<!-- skip: GPU -->\n```bash\nx\n```\n", "page.md")
 
 
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def test_relative_links_resolve_in_the_repository() -> None:
+    """README.md is not part of the site, and GitHub reads every page as a file: each relative link must exist."""
+    broken = []
+    for page in PAGES:
+        in_fence = False
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if FENCE.match(line):
+                in_fence = not in_fence
+                continue
+            for target in [] if in_fence else LINK.findall(line):
+                path = target.split("#", 1)[0]
+                if not path or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path):
+                    continue
+                if not (page.parent / path).exists():
+                    broken.append(f"{_relative(page)}:{number}: {target}")
+    assert not broken, broken
+
+
 def _hook(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"docs_hook_{name}", DOCS / "_hooks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
