@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import random
 import re
 import subprocess
 import sys
@@ -20,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
+
+import lightning_panning
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -112,17 +116,39 @@ SKIPPED = [s for s in SNIPPETS if s.skip is not None]
 
 
 @pytest.fixture
-def in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Run in an empty directory (Lightning writes its logs and checkpoints there) with one intra-op thread."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A page runs in an empty directory with one intra-op thread, and leaves nothing behind.
+
+    Lightning writes its logs and checkpoints to the working directory. Restored afterwards, for the tests that run
+    later in this process: the environment (``seed_everything`` sets ``PL_GLOBAL_SEED``), the random number
+    generators, and the method, scorer and schedule registries that a page may add to.
+    """
     monkeypatch.chdir(tmp_path)
+    environ = dict(os.environ)
     threads = torch.get_num_threads()
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    registries = [
+        (registry, dict(registry))
+        for registry in (getattr(lightning_panning, name, None) for name in ("METHODS", "SCORERS", "SCHEDULES"))
+        if isinstance(registry, dict)
+    ]
     torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+    try:
+        yield tmp_path
+    finally:
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(environ)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        for registry, content in registries:
+            registry.clear()
+            registry.update(content)
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)
-def test_snippets_of_a_page_run_in_order(page: str, in_tmp_dir: Path) -> None:
+def test_snippets_of_a_page_run_in_order(page: str, isolated: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for snippet in SNIPPETS:
         if snippet.page == page and snippet.skip is None:
