@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_panning import Panning, keep_count, prunable_parameters, prune
+from lightning_panning import Panning, prunable_parameters, prune
+from lightning_panning.core import keep_count
 from lightning_panning.callbacks.enforce import MaskEnforcer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
