@@ -601,7 +601,7 @@ def test_token_models_on_cuda(tmp_path: Path) -> None:
 
 
 def synflow_scores(model: nn.Module, example: Any, scaling: str, dtypes: tuple[torch.dtype, ...] = (torch.float64,)):
-    from lightning_panning.core.scorers import path_saliency
+    from lightning_panning.core.probe import path_saliency
 
     params = prunable_parameters(model)
     values = {n: p.detach() for n, p in params.items()}
@@ -617,7 +617,7 @@ def top_k_masks(scores: dict[str, torch.Tensor], keep: int) -> dict[str, torch.T
 
 @pytest.mark.parametrize("name", ["lenet5", "vgg19_bn"])
 def test_normalised_synflow_is_todays_synflow_times_one_factor_on_homogeneous_networks(name: str) -> None:
-    from lightning_panning.core.scorers import layer_scales
+    from lightning_panning.core.probe import layer_scales
     from lightning_panning.models import VGG19, LeNet5
 
     torch.manual_seed(0)

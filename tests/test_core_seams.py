@@ -268,3 +268,23 @@ def test_get_pruner_takes_a_name_or_a_panning() -> None:
     with pytest.raises(ValueError, match="Unknown `method` 'snp'"):
         get_pruner("snp")
     assert "force" in METHODS
+
+
+def test_environment_observation_and_reward_chunked_equal_whole() -> None:
+    import numpy as np
+    from torch.utils.data import TensorDataset
+
+    from lightning_panning.rl import PanningEnv
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(200, 1, 28, 28, generator=g), torch.arange(10).repeat(20))
+    runs = []
+    for settings in ({}, {"micro_batch": 10}):
+        env = PanningEnv(data=data, rounds=3, target=0.9, per_class=4, panning_kwargs=settings)
+        first, _ = env.reset(seed=0)
+        second, reward, *_ = env.step(np.zeros(3, dtype=np.float32))
+        runs.append((first, second, reward))
+    (w0, w1, wr), (c0, c1, cr) = runs
+    np.testing.assert_allclose(c0, w0, atol=1e-5)
+    np.testing.assert_allclose(c1, w1, atol=1e-5)
+    assert cr == pytest.approx(wr, rel=1e-5)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from lightning_panning.core.inputs import model_input, output_logits, single_device
-from lightning_panning.core.scorers import path_saliency
+from lightning_panning.core.probe import path_saliency
 
 __all__ = [
     "EffectiveSparsity",

@@ -1,4 +1,4 @@
-"""The data-free input of SynFlow and effective sparsity, for image-like and token-input models alike.
+"""The data-free path pass (:func:`path_saliency`) of SynFlow and effective sparsity, and its input, for any model.
 
 SynFlow (METHOD §2) feeds an all-ones input; effective sparsity (§4) does the same with the mask as weights. A
 model whose input is integer token ids has no "all-ones" input, so the probe moves the all-ones signal to the
@@ -34,18 +34,20 @@ no place for the signal: the probe raises an error naming the scorers that do no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightning_panning.core.functional import output_sum
+from lightning_panning.core.functional import call_with, output_sum, preserved_modes
 from lightning_panning.core.inputs import ModelInput, forward_parameters, model_input
 
-__all__ = ["PathProbe", "with_decoder_inputs"]
+__all__ = ["FLOAT32_SAFE_BAND", "PathProbe", "layer_scales", "path_saliency", "warn_if_all_zero", "with_decoder_inputs"]
 
 _NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
@@ -267,3 +269,179 @@ def _weighted_sum(output: Any) -> Tensor:
     if not parts:
         raise TypeError(f"The model output ({type(output).__name__}) contains no floating-point tensor to sum.")
     return torch.stack([p.to(parts[0].dtype) for p in parts]).sum()
+
+
+#: Float32 is used for a SynFlow-style pass when its path sum ``R`` lies in this band and every score is finite,
+#: else float64 (exact either way up to rounding; float32 is several times faster on CPUs, float64 keeps VGG19-scale
+#: products finite).
+FLOAT32_SAFE_BAND = (1e-30, 1e30)
+
+#: How a SynFlow-style pass treats magnitudes: ``"auto"`` (plain passes, then the normalised one if they were not
+#: finite), ``"plain"`` (plain passes only) or ``"normalized"`` (the normalised pass only); see :func:`path_saliency`.
+Scaling = Literal["auto", "plain", "normalized"]
+SCALINGS: tuple[str, ...] = ("auto", "plain", "normalized")
+
+#: Modules whose weight is laid out ``(inputs, outputs, ...)`` (their output units are along dimension 1).
+_INPUT_FIRST = (nn.Embedding, nn.EmbeddingBag, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def layer_scales(model: nn.Module, values: Mapping[str, Tensor]) -> dict[str, float]:
+    """The power of two nearest to each prunable tensor's gain ``Σ|v| / (output units)``.
+
+    The gain is the mean output of the layer for an all-ones input with weights ``|v|``: the mean row sum of ``|W|``
+    for a ``Linear``/``Conv`` weight ``(out, in, ...)``, the mean column sum for an embedding fed every token or a
+    weight stored ``(in, out)`` (transposed convolutions, Hugging Face's ``Conv1D``), the mean for a 1-D tensor.
+    Dividing a layer's weights by its scale keeps the data-free signal near 1 from layer to layer, and a power of
+    two divides exactly.
+
+    Args:
+        model: the network (its module types decide the layout).
+        values: ``{name: tensor W_n}``.
+
+    Returns:
+        ``{name: 2^k}``, ``1.0`` for an all-zero or non-finite tensor.
+    """
+    scales: dict[str, float] = {}
+    for name, v in values.items():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        try:
+            module: nn.Module | None = model.get_submodule(owner)
+        except AttributeError:
+            module = None
+        if v.ndim < 2:
+            units = max(v.numel(), 1)
+        elif isinstance(module, _INPUT_FIRST) or type(module).__name__ == "Conv1D":
+            units = v.shape[1]
+        else:
+            units = v.shape[0]
+        gain = float(v.detach().abs().sum(dtype=torch.float64)) / max(units, 1)
+        if gain > 0 and math.isfinite(gain):
+            scales[name] = math.ldexp(1.0, min(max(round(math.log2(gain)), -1000), 1000))
+        else:
+            scales[name] = 1.0
+    return scales
+
+
+def _all_finite(scores: Mapping[str, Tensor]) -> bool:
+    return all(bool(torch.isfinite(s).all()) for s in scores.values())
+
+
+def path_saliency(
+    model: nn.Module,
+    params: Mapping[str, nn.Parameter],
+    values: Mapping[str, Tensor],
+    multipliers: Mapping[str, Tensor],
+    example: tuple[int, ...] | Any,
+    abs_rest: bool,
+    abs_buffers: bool = False,
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
+    scaling: Scaling = "auto",
+) -> dict[str, Tensor]:
+    """``∂R/∂v ⊙ multiplier`` for ``R = sum(model(ones))`` with the prunable weights set to ``|values|``, eval mode.
+
+    **Plain passes.** With the default ``dtypes`` the pass runs in float32 when its path sum stays within
+    :data:`FLOAT32_SAFE_BAND` and every score is finite, and is repeated in float64 otherwise (VGG19's SynFlow sum
+    exceeds float32's range once weights grow; the squeeze-excitation gates of EfficientNet overflow float32 in their
+    gradients while ``R`` is still small).
+
+    **The normalised pass** (``scaling="auto"`` when the last plain pass is still not finite, or
+    ``scaling="normalized"``) cannot overflow: every prunable tensor ``v_l`` enters as ``|v_l| / c_l``, where
+    ``c_l`` is the power of two nearest to its gain (:func:`layer_scales`), so the all-ones signal stays near 1
+    from layer to layer, and the result is ``∂R/∂v'_l ⊙ multiplier_l / c_l``. On a network that is positively
+    homogeneous in each layer's weights (bias-free or zero-bias ReLU/max-pool networks, BatchNorm at initialisation:
+    LeNet5, VGG) this is today's score divided by the one factor ``∏ c_l`` — the same ranking, bit for bit while no
+    value under- or overflows, since powers of two scale exactly. Elsewhere (residual sums, sigmoid/SiLU gates,
+    softmax attention, LayerNorm, non-zero biases) it is SynFlow of the network whose layers have unit gain: gates
+    and attention work in their active range instead of saturating (``docs/differences.md``). Token-input models get
+    the all-ones signal at their embeddings (:class:`~lightning_panning.core.probe.PathProbe`).
+
+    Args:
+        model: the network; not modified.
+        params: the prunable parameters (names and shapes).
+        values: ``{name: tensor W_n}`` to put in place of the prunable weights (their absolute value is used).
+        multipliers: ``{name: tensor W_n}`` multiplying each gradient (``|θ|`` for SynFlow, the mask for
+            effective sparsity).
+        example: shape of one input sample (the input is ``ones(1, *shape)``), or an example model input (a
+            tensor or batch ``(B, ...)``, a dict of keyword arguments, a ModelInput) whose first sample the probe
+            copies: floating-point tensors become ones, token ids feed the embeddings' all-ones signal.
+        abs_rest: other parameters enter as ``|p|`` (SynFlow's linearisation). If ``False`` they enter as a pure
+            path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1, and the
+            probe runs in connectivity mode (used by effective sparsity, where only connectivity from input to
+            output matters).
+        abs_buffers: with ``abs_rest``, floating-point buffers enter as ``|b|`` too (BatchNorm's running mean), as
+            the authors' and Synaptic-Flow's ``linearize`` do; by default they enter unchanged.
+        dtypes: the precisions of the plain passes, tried in order; every one but the last is used only while ``R``
+            lies in :data:`FLOAT32_SAFE_BAND` and the scores are finite. ``(torch.float32,)`` is the authors' plain
+            float32 pass. The normalised pass runs in the last of them.
+        scaling: ``"auto"`` (plain passes, then the normalised one if the last is not finite), ``"plain"`` (the
+            last plain pass is returned as it is, finite or not) or ``"normalized"`` (only the normalised pass).
+
+    Returns:
+        ``{name: tensor W_n}`` in the dtype of the pass that was used.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"`scaling` must be one of {list(SCALINGS)}, got {scaling!r}.")
+    device = next(iter(params.values())).device
+    probe = PathProbe(model, example, connectivity=not abs_rest)
+    passes: list[tuple[torch.dtype, bool]] = []
+    if scaling != "normalized":
+        passes += [(dtype, False) for dtype in dtypes]
+    if scaling != "plain":
+        passes.append((dtypes[-1], True))
+    for i, (dtype, normalized) in enumerate(passes):
+        last = i == len(passes) - 1
+        overrides: dict[str, Tensor] = {}
+        for name, buf in model.named_buffers():
+            if not buf.is_floating_point():
+                overrides[name] = buf.clone()
+            elif abs_rest:
+                overrides[name] = (buf.detach().abs() if abs_buffers else buf.detach()).to(dtype)
+            elif name.endswith("running_var"):
+                overrides[name] = torch.ones_like(buf, dtype=dtype)
+            else:
+                overrides[name] = torch.zeros_like(buf, dtype=dtype)
+        for name, p in model.named_parameters():
+            if name in params:
+                continue
+            if abs_rest:
+                overrides[name] = p.detach().abs().to(dtype)
+            else:
+                fill = 0.0 if name.rsplit(".", 1)[-1] == "bias" else 1.0
+                overrides[name] = torch.full_like(p, fill, dtype=dtype)
+        magnitudes = {n: values[n].detach().abs().to(dtype) for n in params}
+        scales = layer_scales(model, magnitudes) if normalized else dict.fromkeys(params, 1.0)
+        leaves = {n: (m / scales[n] if normalized else m).requires_grad_(True) for n, m in magnitudes.items()}
+        overrides.update(leaves)
+        with preserved_modes(model, False), torch.enable_grad(), probe.installed(model, dtype, device) as inputs:
+            r = probe.reduce(model, call_with(model, overrides, lambda m, inp: inp(m), inputs))
+            r_value = float(r.detach())
+            in_band = FLOAT32_SAFE_BAND[0] <= abs(r_value) <= FLOAT32_SAFE_BAND[1]
+            if not last and not normalized and dtype != dtypes[-1] and not in_band:
+                continue
+            if not last and not math.isfinite(r_value):
+                continue
+            if not r.requires_grad:  # no path reaches any prunable weight
+                return {n: torch.zeros_like(leaves[n]) for n in params}
+            grads = torch.autograd.grad(r, list(leaves.values()), allow_unused=True)
+        scores = {
+            n: torch.zeros_like(leaves[n]) if g is None else g * multipliers[n].to(dtype)
+            for n, g in zip(leaves, grads, strict=False)
+        }
+        if normalized:
+            scores = {n: s / scales[n] for n, s in scores.items()}
+        if last or (_all_finite(scores) and (r_value != 0.0 or scaling == "plain")):
+            return scores
+    raise AssertionError("unreachable")
+
+
+def warn_if_all_zero(model: nn.Module, scores: Mapping[str, Tensor]) -> None:
+    """Warn when every SynFlow score is zero: the output does not depend on the weights at the data-free input."""
+    if not any(bool(s.any()) for s in scores.values()):
+        warnings.warn(
+            f"SynFlow scores of {type(model).__name__} are all zero: its output does not depend on the prunable "
+            "weights at the data-free input (an all-zero output layer or mask, or an output that ends in a "
+            "normalisation, whose sum is constant). SynFlow then ranks nothing; use data-driven scorers "
+            "(method='snip', 'grasp', 'iterative_snip') or keep such layers dense.",
+            UserWarning,
+            stacklevel=4,
+        )

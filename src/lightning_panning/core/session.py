@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from lightning_panning.core.fusion import NonFiniteScores, fuse, normalize
 from lightning_panning.core.masks import Masks, effective_sparsity
 from lightning_panning.core.results import PruningResult, RoundRecord
-from lightning_panning.core.scorers import ScoringContext, check_scores
+from lightning_panning.core.scorers import ScoringContext, ScoringSet, check_scores
 
 if TYPE_CHECKING:
     from lightning_panning.core.pruner import Panning
@@ -89,7 +89,12 @@ class PanningSession:
         return self.keeps[min(self.round, len(self.keeps) - 1)]
 
     def set_batch(self, batch: Any) -> None:
-        """Score with a new scoring set from now on (its cached scoring contexts, masked and unmasked, are dropped)."""
+        """Score with a new scoring set from now on (its cached scoring contexts, masked and unmasked, are dropped).
+
+        The batch is chunked by the pruner's ``micro_batch`` as at :meth:`Panning.start`.
+        """
+        if self.pruner.micro_batch is not None and self.pruner.needs_data:
+            batch = ScoringSet.split(batch, self.pruner.micro_batch)
         self.batch = batch
         self._ctx = None
         self._shared = {}

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_panning.core.functional import call_with, preserved_modes, seeded
 from lightning_panning.core.masks import effective_masks
 from lightning_panning.core.results import RoundRecord
 from lightning_panning.core.scorers import ScoringContext
@@ -49,7 +48,7 @@ from lightning_panning.rl.state import (
     reward_terms,
 )
 
-__all__ = ["Episode", "EpisodeStep", "Measurement", "empty_loss", "loss_scale", "masked_loss", "set_batch"]
+__all__ = ["Episode", "EpisodeStep", "Measurement", "empty_loss", "loss_scale", "masked_loss"]
 
 
 @dataclass
@@ -99,27 +98,18 @@ class EpisodeStep:
         return self.terms.reward
 
 
-def set_batch(session: PanningSession, batch: Any) -> None:
-    """Give ``session`` a new scoring batch: its cached scoring contexts (masked and unmasked) are dropped.
-
-    Kept in one place because it touches the session's caches (the authors' preset draws a batch per step).
-    """
-    session.batch = batch
-    session._ctx = None
-    session._shared = {}
-
-
 def empty_loss(session: PanningSession) -> float:
-    """The scoring loss of the *empty* network (every prunable weight 0) on the session's batch: one forward pass."""
-    pruner = session.pruner
-    model = session.model
+    """The scoring loss of the *empty* network (every prunable weight 0) on the session's scoring set.
+
+    One forward pass per chunk, through the scoring context's public pass (mean over the chunks, size-weighted).
+    """
+    ctx = session.context()
+    zeros = {n: torch.zeros_like(p) for n, p in session.params.items()}
     with torch.no_grad():
-        tensors: dict[str, torch.Tensor] = {n: b.clone() for n, b in model.named_buffers()}
-        tensors.update({n: torch.zeros_like(p) for n, p in session.params.items()})
-        device = next(iter(session.params.values())).device
-        with preserved_modes(model, pruner.train_mode), seeded(pruner.seed + session.round, device):
-            loss = call_with(model, tensors, pruner.loss_fn, session.batch)
-    return float(loss)
+        losses = [float(ctx.forward(session.pruner.loss_fn, chunk, zeros)) for chunk in ctx.chunks]
+    if len(losses) == 1:
+        return losses[0]
+    return float(sum(share * loss for share, loss in zip(ctx.chunk_shares(), losses, strict=True)))
 
 
 def loss_scale(grad: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> float:
@@ -255,7 +245,7 @@ class Episode:
         dense: tuple[float, float, float] | None = None
         if self.preset.batch_per_step:
             assert self.batch_fn is not None
-            set_batch(session, self.batch_fn())
+            session.set_batch(self.batch_fn())
         if session.pruner.masked_data_scores:
             ctx = session.context(needs_hvp=False if last else None)
             _ = ctx.grad

@@ -37,7 +37,7 @@ from lightning_panning.core.masks import effective_masks
 from lightning_panning.core.params import prunable_parameters
 from lightning_panning.core.scorers import Gradients, Needs, ScoringContext, SynFlow
 from lightning_panning.rl.env import PanningEnv
-from lightning_panning.rl.episode import Measurement, masked_loss, set_batch
+from lightning_panning.rl.episode import Measurement, masked_loss
 
 __all__ = ["PanningVecEnv", "StackedLoss", "StackedModel", "make_vec_env"]
 
@@ -252,7 +252,7 @@ class PanningVecEnv(DummyVecEnv):
         spec = self.slots[0].preset
         if spec.batch_per_step:
             for slot, session in zip(self.slots, sessions, strict=True):
-                set_batch(session, slot.draw_batch())
+                session.set_batch(slot.draw_batch())
         batch = (torch.stack([s.batch[0] for s in sessions]), torch.stack([s.batch[1] for s in sessions]))
         dense: list[tuple[float, float, float] | None] = [None] * len(sessions)
         if pruner.masked_data_scores:
