@@ -27,8 +27,10 @@ __all__ = [
 #: ``loss_fn(model, batch) -> scalar tensor``; the model is called inside it, so it sees the masked weights.
 LossFn = Callable[[nn.Module, Any], Tensor]
 
-_INPUT_KEYS = ("x", "input", "inputs", "image", "images", "input_ids")
-_LABEL_KEYS = ("y", "label", "labels", "target", "targets")
+#: Keys of a dict batch that hold the model input, in order of preference.
+INPUT_KEYS = ("x", "input", "inputs", "image", "images", "input_ids")
+#: Keys of a dict batch that hold the labels.
+LABEL_KEYS = ("y", "label", "labels", "target", "targets")
 
 
 def batch_inputs(batch: Any) -> Any:
@@ -38,12 +40,12 @@ def batch_inputs(batch: Any) -> Any:
     if isinstance(batch, (tuple, list)) and batch:
         return batch[0]
     if isinstance(batch, Mapping):
-        for key in _INPUT_KEYS:
+        for key in INPUT_KEYS:
             if key in batch:
                 return batch[key]
     raise TypeError(
         f"Cannot find the model input in a batch of type {type(batch).__name__}; expected a tensor, an (x, y) "
-        f"tuple/list, or a dict with one of the keys {list(_INPUT_KEYS)}. Pass a `loss_fn(model, batch)` for "
+        f"tuple/list, or a dict with one of the keys {list(INPUT_KEYS)}. Pass a `loss_fn(model, batch)` for "
         "other batch layouts."
     )
 
@@ -54,7 +56,7 @@ def batch_labels(batch: Any) -> Tensor | None:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         candidate = batch[1]
     elif isinstance(batch, Mapping):
-        candidate = next((batch[k] for k in _LABEL_KEYS if k in batch), None)
+        candidate = next((batch[k] for k in LABEL_KEYS if k in batch), None)
     if isinstance(candidate, Tensor) and candidate.ndim == 1 and not candidate.is_floating_point():
         return candidate
     return None
@@ -235,7 +237,7 @@ def _read(
             raise _unlabelled_error()
         inputs: Any = None
         if isinstance(batch, Mapping):  # keep every per-sample entry (attention_mask, token_type_ids, ...)
-            label_key = next(k for k in _LABEL_KEYS if k in batch)
+            label_key = next(k for k in LABEL_KEYS if k in batch)
             per_sample = [k for k, v in batch.items() if k != label_key and _per_sample(v, len(labels))]
         else:
             inputs = batch_inputs(batch)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.core.batch import _LABEL_KEYS, batch_inputs
+from lightning_panning.core.batch import LABEL_KEYS, batch_inputs
 
 __all__ = ["ModelInput", "check_forward", "forward_parameters", "model_input", "output_logits", "single_device"]
 
@@ -207,10 +207,10 @@ def model_input(model: nn.Module, batch: Any) -> ModelInput:
         return ModelInput((batch,))
     if isinstance(batch, Mapping):
         explicit = {
-            k: v for k, v in batch.items() if k in spec.names and (k not in _LABEL_KEYS or k in spec.required)
+            k: v for k, v in batch.items() if k in spec.names and (k not in LABEL_KEYS or k in spec.required)
         }
         if not explicit and spec.var_keyword:
-            explicit = {k: v for k, v in batch.items() if isinstance(k, str) and k not in _LABEL_KEYS}
+            explicit = {k: v for k, v in batch.items() if isinstance(k, str) and k not in LABEL_KEYS}
         if explicit:
             absent = [r for r in spec.required if r not in explicit]
             if absent:
