@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -81,6 +82,10 @@ def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device)
         method=result.method, history=[RoundRecord(**r) for r in payload["history"]],
         seconds=float(payload["seconds"]),
     )
+
+
+class MetaDeviceError(ValueError):
+    """The module is on the meta device (raised at ``setup``, before the strategy tries to copy it)."""
 
 
 class BasePruningCallback(EnforcingCallback, ABC):
@@ -288,11 +293,76 @@ class BasePruningCallback(EnforcingCallback, ABC):
                 "start a new `fit` without `ckpt_path` to prune anew."
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The callback's state for pickling (``ddp_spawn``, ``copy.deepcopy``, saving the callback after ``fit``).
+
+        The reference to the pruned model (a weak reference) and the optimizer hooks stay behind: a copy knows the
+        masks, the result and the summary, and installs its hooks when it is used in a ``fit``.
+        """
+        state = self.__dict__.copy()
+        state["_pruned"] = None
+        state["_enforcer"] = None
+        return state
+
     # -- hooks ----------------------------------------------------------------------------------------------------
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and self._pruned is not None and self._pruned() is not pl_module:
+        if stage != "fit":
+            return
+        self._refuse_other_pruners(trainer)
+        self._refuse_meta_device(trainer, pl_module)
+        if self._pruned is not None and self._pruned() is not pl_module:
             self._reset()  # reused for another model: prune that one (a checkpoint restored after this may fill it)
+
+    def _refuse_other_pruners(self, trainer: pl.Trainer) -> None:
+        """Raise if the Trainer holds another pruning callback: each would prune, and neither target would hold."""
+        pruners = [cb for cb in trainer.callbacks if isinstance(cb, BasePruningCallback)]  # type: ignore[attr-defined]
+        if len(pruners) > 1:
+            names = ", ".join(f"{type(cb).__name__}(target={cb.target:g}, method={cb.method!r})" for cb in pruners)
+            raise ValueError(
+                f"The Trainer has {len(pruners)} pruning callbacks: {names}. Each would prune the model before "
+                "training (the later ones scoring what the earlier ones left) and each keeps its pruned weights at "
+                "zero, so the sparsity would be none of the targets. Give the Trainer one pruning callback."
+            )
+
+    def _refuse_meta_device(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Raise if the module holds meta tensors that the strategy would try to copy to its device."""
+        if not isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)) or isinstance(
+            trainer.strategy, DeepSpeedStrategy
+        ):
+            return  # FSDP and model-parallel strategies materialise meta tensors themselves
+        meta = [n for n, t in (*pl_module.named_parameters(), *pl_module.named_buffers()) if t.is_meta]
+        if meta:
+            raise MetaDeviceError(
+                f"{type(self).__name__}: {type(pl_module).__name__} has tensors on the meta device "
+                f"({', '.join(meta[:3])}{', ...' if len(meta) > 3 else ''}): they hold no values, so there is nothing "
+                f"to score, and the {type(trainer.strategy).__name__} cannot copy them to its device ('Cannot copy "
+                "out of meta tensor'). Materialise the model before `fit` (e.g. `model.to_empty(device='cpu')`, then "
+                "initialise its weights, e.g. with each layer's `reset_parameters()`), or create the layers in "
+                "`configure_model` under a strategy that materialises them (FSDP)."
+            )
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, MetaDeviceError):
+            # The Trainer's teardown moves the module to the CPU, which fails on meta tensors and would replace this
+            # error by "Cannot copy out of meta tensor". That one call is made a no-op, which then removes itself.
+            def cpu_once(*args: Any, **kwargs: Any) -> nn.Module:
+                pl_module.__dict__.pop("cpu", None)
+                return pl_module
+
+            pl_module.__dict__["cpu"] = cpu_once
+
+    def _refuse_frozen(self, pl_module: pl.LightningModule) -> None:
+        """Raise if no parameter of the module requires a gradient: ``fit`` would have nothing to train."""
+        params = list(pl_module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            raise ValueError(
+                f"{type(self).__name__}: every parameter of {type(pl_module).__name__} has requires_grad=False, so "
+                "`fit` has nothing to train (its first backward would fail with 'element 0 of tensors does not "
+                "require grad'). Unfreeze what should train before `fit` (e.g. `model.requires_grad_(True)`, or "
+                "`requires_grad_(True)` on the layers to fine-tune), or fit without the pruning callback."
+            )
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -307,6 +377,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
 
     # -- orchestration --------------------------------------------------------------------------------------------
     def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> None:
+        self._refuse_frozen(pl_module)
         if self._masks is None:
             if not self._prune(trainer, pl_module, may_defer):
                 return  # no data found before the fit loop attaches it: on_train_start prunes

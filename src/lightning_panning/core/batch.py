@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -94,12 +95,12 @@ class ClassificationLoss:
     def __init__(self, temperature: float = 200.0) -> None:
         if (
             isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
+            or not isinstance(temperature, numbers.Real)
             or not math.isfinite(temperature)
             or temperature <= 0
         ):
             raise ValueError(f"`temperature` must be a finite number > 0, got {temperature!r}.")
-        self.temperature = float(temperature)
+        self.temperature: float = float(temperature)
 
     def __call__(self, model: nn.Module, batch: Any) -> Tensor:
         """Loss of ``model`` on ``batch``: inputs ``(B, ...)``, labels ``(B,)`` int64 → scalar.

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from lightning_panning.core.functional import call_with
 from lightning_panning.core.inputs import model_input, output_logits, single_device
 from lightning_panning.core.scorers import path_saliency
 
@@ -328,7 +328,8 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
     spread 0 on real data, when the activations on every remaining path are zero for every sample (dead ReLUs):
     then no gradient reaches a kept weight through them, and training fits a constant output. Measured in eval mode
     without gradients; the pruned call swaps ``weight × mask`` in with :func:`torch.func.functional_call` (one
-    masked copy of the pruned parameters lives for the call), so ``model`` is not modified.
+    masked copy of the pruned parameters lives for the call, :func:`~lightning_panning.core.functional.call_with`), so
+    ``model`` is not modified, shared modules included.
 
     Args:
         model: the network.
@@ -361,7 +362,7 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
             dense = _spread(inputs(model))
             if dense is None:
                 return None
-            pruned = _spread(functional_call(model, masked, inputs.args, inputs.kwargs, strict=False))
+            pruned = _spread(call_with(model, masked, lambda m, inp: inp(m), inputs))
     finally:
         model.train(was_training)
     return None if pruned is None else (dense, pruned)

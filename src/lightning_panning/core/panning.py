@@ -393,8 +393,8 @@ class Panning:
         reinit_linear: bool = False,
     ) -> None:
         arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"`rounds` must be a positive integer, got {rounds!r}.")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 10_000:  # 100 in the paper
+            raise ValueError(f"`rounds` must be an integer from 1 to 10000 (the paper uses 100), got {rounds!r}.")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"Unknown `normalization` {normalization!r}; allowed: {list(NORMALIZATIONS)}.")
         if stage_rule not in STAGE_RULES:

@@ -1,0 +1,193 @@
+"""No silent damage, and bad input caught at the door (issue 27 §2): each case reproduced on a tiny model."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_panning import prune
+from lightning_panning.callbacks import PanningCallback
+from lightning_panning.core import SNIP, ScoringContext, prunable_parameters
+from lightning_panning.core.functional import call_with
+from test_callbacks import TinyNet, assert_masked, callback, trainer, xy_dataset
+
+# ---------------------------------------------------------------------------------------------------------------------
+# shared modules and tied parameters: scoring leaves the model exactly as found
+
+
+class SharedModule(nn.Module):
+    """``fc3`` is ``fc2`` registered under a second name (weight sharing: the layer is applied twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 16)
+        self.fc3 = self.fc2
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))))
+
+
+class TiedParameter(nn.Module):
+    """Two modules, one ``nn.Parameter`` (``b.weight = a.weight``, as a tied embedding and head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(8, 16)
+        self.a = nn.Linear(16, 16)
+        self.b = nn.Linear(16, 16)
+        self.b.weight = self.a.weight
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.b(torch.relu(self.a(torch.relu(self.fc1(x)))))))
+
+
+def xy() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(40, 8, generator=g), torch.arange(4).repeat(10)
+
+
+def snapshot(model: nn.Module) -> list[tuple[str, type, int, torch.Tensor]]:
+    """Every registered name with the object, its type and a copy of its value."""
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return [(n, type(t), id(t), t.detach().clone()) for n, t in tensors]
+
+
+@pytest.mark.parametrize("model_cls", [SharedModule, TiedParameter])
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow", "panning"])
+def test_scoring_leaves_shared_modules_exactly_as_found(one_thread: None, model_cls: type, method: str) -> None:
+    model = model_cls()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # built before pruning, as a Trainer does
+    before = snapshot(model)
+    masks = prune(model, xy(), 0.5, method=method, rounds=3, progress=False)
+    after = snapshot(model)
+    assert [(n, t, i) for n, t, i, _ in after] == [(n, t, i) for n, t, i, _ in before]  # same Parameter objects
+    assert all(torch.equal(a[3], b[3]) for a, b in zip(after, before, strict=True))
+    assert all(t is nn.Parameter for name, t, _, _ in after if name.endswith(("weight", "bias")))
+    shared = "fc2.weight" if model_cls is SharedModule else "a.weight"
+    assert shared in masks and len(masks) == 3  # the one tensor has one mask, under its first name
+    x, y = xy()
+    F.cross_entropy(model(x), y).backward()
+    old = model.get_parameter(shared).detach().clone()
+    optimizer.step()  # the optimizer still updates the shared weight
+    assert not torch.equal(model.get_parameter(shared).detach(), old)
+
+
+@pytest.mark.parametrize("model_cls", [SharedModule, TiedParameter])
+def test_a_shared_weight_is_scored_by_its_total_gradient(model_cls: type) -> None:
+    """SNIP of a weight used twice is |θ ⊙ dL/dθ| with the gradient summed over both uses, as autograd gives it."""
+    model = model_cls()
+    batch = xy()
+    params = prunable_parameters(model)
+    scores = SNIP()(ScoringContext(model, params, batch=batch))
+    model.train()
+    F.cross_entropy(model(batch[0]) / 200.0, batch[1]).backward()
+    for name, param in params.items():
+        assert param.grad is not None
+        torch.testing.assert_close(scores[name], (param.grad * param).detach().abs(), rtol=1e-5, atol=0.0)
+
+
+def test_call_with_refuses_two_values_for_one_shared_tensor() -> None:
+    model = SharedModule()
+    with pytest.raises(ValueError, match=r"two different values for one shared tensor, under 'fc2.weight' and 'fc3"):
+        call_with(model, {"fc2.weight": torch.zeros(16, 16), "fc3.weight": torch.ones(16, 16)}, lambda m: None)
+
+
+class SharedLightning(TinyNet):
+    """TinyNet whose classifier applies one hidden Linear twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        hidden = nn.Linear(16, 16)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.ReLU(), hidden, nn.ReLU(),
+            hidden, nn.ReLU(), nn.Linear(16, 4),
+        )
+
+
+def test_callback_prunes_a_shared_module_and_trains_it_sparse(tmp_path: Path) -> None:
+    model = SharedLightning()
+    cb = callback()
+    trainer(tmp_path, callbacks=[cb], max_steps=3).fit(model, DataLoader(xy_dataset(), batch_size=16))
+    assert cb.masks is not None and "net.5.weight" in cb.masks and "net.7.weight" not in cb.masks
+    assert type(model.net[7].weight) is nn.Parameter and model.net[5] is model.net[7]
+    assert_masked(model, cb.masks)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the callback's own checks: one pruning callback, picklable, real-number targets
+
+
+def test_two_pruning_callbacks_are_refused_at_setup(tmp_path: Path) -> None:
+    first, second = callback(), callback(target=0.5, method="snip")
+    model = TinyNet()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"2 pruning callbacks: PanningCallback\(target=0.9, method='panning'\), "
+                                         r"PanningCallback\(target=0.5, method='snip'\).*one pruning callback"):
+        trainer(tmp_path, callbacks=[first, second], max_steps=1).fit(model, DataLoader(xy_dataset(), batch_size=16))
+    assert first.masks is None and second.masks is None
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_callback_pickles_after_fit(tmp_path: Path) -> None:
+    cb = callback()
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(TinyNet(), DataLoader(xy_dataset(), batch_size=16))
+    assert cb._pruned is not None  # the weak reference that made pickling fail
+    for clone in (pickle.loads(pickle.dumps(cb)), copy.deepcopy(cb)):
+        assert clone.masks is not None and cb.masks is not None
+        assert all(torch.equal(clone.masks[n], cb.masks[n]) for n in cb.masks)
+        assert clone.summary == cb.summary and clone._pruned is None
+    assert cb._pruned is not None  # the original keeps its own state
+
+
+@pytest.mark.parametrize("make", [np.float64, np.float32, float])
+def test_numpy_float_target(make: Any) -> None:
+    cb = PanningCallback(target=make(0.9), verbose=False)
+    assert cb.target == float(make(0.9)) and type(cb.target) is float
+
+
+def test_rounds_upper_bound_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"`rounds` must be an integer from 1 to 10000 \(the paper uses 100\), got 1"):
+        PanningCallback(options={"rounds": 10**7})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# bad input caught at the door
+
+
+def test_every_parameter_frozen_is_refused_before_pruning(tmp_path: Path) -> None:
+    model = TinyNet().requires_grad_(False)
+    cb = callback()
+    with pytest.raises(ValueError, match=r"every parameter of TinyNet has requires_grad=False.*requires_grad_\(True\)"):
+        trainer(tmp_path, callbacks=[cb], max_steps=1).fit(model, DataLoader(xy_dataset(), batch_size=16))
+    assert cb.masks is None
+
+
+def test_partly_frozen_model_is_pruned(tmp_path: Path) -> None:
+    model = TinyNet()
+    model.net[0].requires_grad_(False)  # a frozen first layer: the rest trains
+    cb = callback()
+    trainer(tmp_path, callbacks=[cb], max_steps=1).fit(model, DataLoader(xy_dataset(), batch_size=16))
+    assert cb.masks is not None
+    assert_masked(model, cb.masks)
+
+
+def test_meta_device_model_under_the_trainer_is_refused_at_setup(tmp_path: Path) -> None:
+    with torch.device("meta"):
+        model = TinyNet()
+    with pytest.raises(ValueError, match=r"TinyNet has tensors on the meta device \(net.0.weight, .*to_empty"):
+        trainer(tmp_path, callbacks=[callback()], max_steps=1).fit(model, DataLoader(xy_dataset(), batch_size=16))
+    assert "cpu" not in model.__dict__ and model.net[0].weight.is_meta  # left as it was
