@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_panning import prune
 from lightning_panning.callbacks import PanningCallback
@@ -191,3 +191,77 @@ def test_meta_device_model_under_the_trainer_is_refused_at_setup(tmp_path: Path)
     with pytest.raises(ValueError, match=r"TinyNet has tensors on the meta device \(net.0.weight, .*to_empty"):
         trainer(tmp_path, callbacks=[callback()], max_steps=1).fit(model, DataLoader(xy_dataset(), batch_size=16))
     assert "cpu" not in model.__dict__ and model.net[0].weight.is_meta  # left as it was
+
+
+def labelled(labels: torch.Tensor) -> TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(len(labels), 1, 8, 8, generator=g), labels)
+
+
+@pytest.mark.parametrize("method", ["snip", "panning"])
+def test_float_labels_are_named_under_the_trainer(tmp_path: Path, method: str) -> None:
+    data = labelled((torch.arange(48) % 4).float())
+    with pytest.raises(ValueError, match=r"training_step failed on the scoring batch .*RuntimeError: expected target "
+                                         r"dtype .*its labels y are torch.float32 values; .*`y.long\(\)`"):
+        trainer(tmp_path, callbacks=[callback(method=method)], max_steps=1).fit(TinyNet(), DataLoader(data, 16))
+
+
+@pytest.mark.parametrize("method", ["snip", "panning"])
+def test_labels_beyond_the_outputs_are_named_under_the_trainer(tmp_path: Path, method: str) -> None:
+    data = labelled(torch.arange(48) % 6)  # TinyNet has 4 outputs
+    with pytest.raises(ValueError, match=r"IndexError: Target 4 is out of bounds. .*its labels range over \[0, 5\] "
+                                         r"but the model gives 4 outputs per sample: class labels must lie in \[0, 3\]"):
+        trainer(tmp_path, callbacks=[callback(method=method)], max_steps=1).fit(TinyNet(), DataLoader(data, 16))
+
+
+def test_labels_beyond_the_outputs_with_the_classification_loss(tmp_path: Path) -> None:
+    data = labelled(torch.arange(48) % 6)
+    with pytest.raises(ValueError, match=r"classification loss cannot score this batch: its labels range over \[0, 5\]"):
+        trainer(tmp_path, callbacks=[callback(method="snip", loss="classification")], max_steps=1).fit(
+            TinyNet(), DataLoader(data, 16)
+        )
+
+
+def bn_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+@pytest.mark.parametrize(
+    ("labels", "pattern"),
+    [
+        ((torch.arange(40) % 4).float(), r"its labels y are torch.float32 values; .*`y.long\(\)`"),
+        (torch.arange(40) % 6, r"its labels range over \[0, 5\] but the model gives 4 outputs per sample"),
+    ],
+)
+@pytest.mark.parametrize("method", ["snip", "grasp", "panning"])
+def test_bad_labels_in_plain_prune(method: str, labels: torch.Tensor, pattern: str) -> None:
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=pattern):
+        prune(bn_mlp(), (x, labels), 0.5, method=method, rounds=2, progress=False)
+
+
+class BatchNormNet(TinyNet):
+    """A BatchNorm1d after a Linear layer: one sample gives one value per channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+
+
+ONE_SAMPLE = r"a BatchNorm layer of .* in train mode got a batch of one sample.*raise `per_class`.*train_mode"
+
+
+@pytest.mark.parametrize("method", ["snip", "panning"])
+def test_a_scoring_batch_of_one_sample_with_batchnorm(tmp_path: Path, method: str) -> None:
+    one_class = labelled(torch.zeros(48, dtype=torch.long))  # per_class=1 of one class: a batch of one sample
+    with pytest.raises(ValueError, match=ONE_SAMPLE):
+        trainer(tmp_path, callbacks=[callback(method=method, per_class=1)], max_steps=1).fit(
+            BatchNormNet(), DataLoader(one_class, 16)
+        )
+    x = torch.randn(1, 8)
+    with pytest.raises(ValueError, match=ONE_SAMPLE):
+        prune(bn_mlp(), (x, torch.zeros(1, dtype=torch.long)), 0.5, method=method, rounds=2, progress=False)
+    masks = prune(bn_mlp(), (x, torch.zeros(1, dtype=torch.long)), 0.5, method=method, rounds=2, progress=False,
+                  train_mode=False)  # what the error suggests works
+    assert sum(int(m.sum()) for m in masks.values()) == int(0.5 * (8 * 16 + 16 * 4))

@@ -101,7 +101,22 @@ def call_with(model: nn.Module, tensors: Mapping[str, Tensor], fn: Callable[...,
         for slot in slots[id(original)]:
             overrides[f"model.{slot}"] = value
     closure = _Closure(model, fn)
-    return functional_call(closure, overrides, args, strict=False, tie_weights=False)
+    try:
+        return functional_call(closure, overrides, args, strict=False, tie_weights=False)
+    except ValueError as err:
+        if ONE_VALUE_PER_CHANNEL not in str(err):
+            raise
+        raise ValueError(
+            f"{err}: a BatchNorm layer of {type(model).__name__} in train mode got a batch of one sample. The "
+            "data-driven scorers run the network in train mode (batch statistics, as the authors do): score on a "
+            "batch of two or more samples (raise `per_class`: the scoring batch holds `per_class` samples of each "
+            "class), or score with the running statistics (`train_mode=False`; callbacks: "
+            "`options={'train_mode': False}`)."
+        ) from err
+
+
+#: The start of the error BatchNorm raises in train mode when a channel holds a single value (``_verify_batch_size``).
+ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
 
 
 @contextmanager
