@@ -18,7 +18,7 @@ from lightning_panning import prune
 from lightning_panning.callbacks import PanningCallback
 from lightning_panning.core import SNIP, ScoringContext, prunable_parameters
 from lightning_panning.core.functional import call_with
-from test_callbacks import TinyNet, assert_masked, callback, trainer, xy_dataset
+from test_callbacks import StepChecker, TinyNet, assert_masked, callback, trainer, xy_dataset
 
 # ---------------------------------------------------------------------------------------------------------------------
 # shared modules and tied parameters: scoring leaves the model exactly as found
@@ -265,3 +265,41 @@ def test_a_scoring_batch_of_one_sample_with_batchnorm(tmp_path: Path, method: st
     masks = prune(bn_mlp(), (x, torch.zeros(1, dtype=torch.long)), 0.5, method=method, rounds=2, progress=False,
                   train_mode=False)  # what the error suggests works
     assert sum(int(m.sum()) for m in masks.values()) == int(0.5 * (8 * 16 + 16 * 4))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# precision="bf16-true" / "16-true": scored in float32, the module left in its own dtype
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16), ("16-true", torch.float16)])
+def test_true_half_precision_is_scored_as_its_float32_twin(
+    tmp_path: Path, precision: str, dtype: torch.dtype
+) -> None:
+    model = TinyNet()
+    twin = copy.deepcopy(model).to(dtype).float()  # the same values, held in float32
+    half = callback()
+    checker = StepChecker(half)
+    trainer(tmp_path, callbacks=[half, checker], max_steps=2, precision=precision).fit(
+        model, DataLoader(xy_dataset(), batch_size=16)
+    )
+    reference = callback()
+    trainer(tmp_path, callbacks=[reference], max_steps=1).fit(twin, DataLoader(xy_dataset(), batch_size=16))
+    assert half.masks is not None and reference.masks is not None and checker.checked == 2
+    assert all(torch.equal(half.masks[n], reference.masks[n]) for n in reference.masks)
+    assert all(t.dtype == dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
+    assert half.summary["effective_sparsity"] is not None and half.summary["output_spread"] is not None
+    assert_masked(model, half.masks)
+
+
+def test_float32_scoring_restores_the_module_bit_for_bit() -> None:
+    from lightning_panning.callbacks.base import float32_scoring
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)).to(torch.bfloat16)
+    params = list(net.parameters())
+    before = [t.detach().clone() for t in (*net.parameters(), *net.buffers())]
+    with float32_scoring(net) as upcast:
+        assert upcast and all(t.dtype in (torch.float32, torch.int64) for t in (*net.parameters(), *net.buffers()))
+        assert net.eval()(torch.randn(5, 4)).dtype == torch.float32
+    after = [t.detach() for t in (*net.parameters(), *net.buffers())]
+    assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert all(a is b for a, b in zip(net.parameters(), params, strict=True))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import inspect
 import weakref
 from abc import ABC
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
@@ -68,6 +69,54 @@ def pruner_from_options(options: Mapping[str, Any] | None, build: Callable[..., 
         return build(**options)
     except (TypeError, ValueError) as err:
         raise ValueError(f"Invalid `options`: {err}") from None
+
+
+#: Floating-point dtypes that a module is scored in float32 for (``precision="bf16-true"`` / ``"16-true"``).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@contextmanager
+def float32_scoring(module: nn.Module) -> Iterator[bool]:
+    """Hold ``module``'s float16/bfloat16 parameters and buffers in float32 inside the block, then cast them back.
+
+    Scoring a module held in half precision (``Trainer(precision="bf16-true")`` or ``"16-true"``) in its own dtype
+    would rank bfloat16 scores (8 significant bits: ties everywhere) and fails on float32 data, which the Trainer
+    converts only for its own steps. Inside the block each half-precision tensor's data is its exact float32 value
+    (the same ``nn.Parameter`` objects, so optimizers keep them); on exit it is cast back, which is exact, so the
+    module is left bit for bit as found. Peak memory while pruning is that of the float32 module.
+
+    Yields:
+        Whether anything was upcast (then give the scorers float32 data: :func:`float32_batch`).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2).to(torch.bfloat16)
+        >>> with float32_scoring(net) as upcast:
+        ...     upcast, net.weight.dtype
+        (True, torch.float32)
+        >>> net.weight.dtype
+        torch.bfloat16
+    """
+    held = [(t, t.dtype) for t in (*module.parameters(), *module.buffers()) if t.dtype in HALF_DTYPES]
+    try:
+        for tensor, _ in held:
+            tensor.data = tensor.data.float()
+        yield bool(held)
+    finally:
+        for tensor, dtype in held:
+            tensor.data = tensor.data.to(dtype)
+
+
+def float32_batch(batch: Any) -> Any:
+    """``batch`` with its float16/bfloat16 tensors in float32 (other tensors and values unchanged)."""
+    if isinstance(batch, Tensor):
+        return batch.float() if batch.dtype in HALF_DTYPES else batch
+    if isinstance(batch, Mapping):
+        return type(batch)({k: float32_batch(v) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(float32_batch(v) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(float32_batch(v) for v in batch)
+    return batch
 
 
 def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device) -> PruningResult:
@@ -409,17 +458,20 @@ class BasePruningCallback(EnforcingCallback, ABC):
                 "method ('synflow', 'magnitude', 'random')."
             )
         batch = self.pruner.scoring_batch(data, device, require_labels=False)
-        loss_fn = self.resolve_loss(pl_module, batch) if self.pruner.needs_data else None
-        pruner = self.pruner if loss_fn is None else self.pruner.replace(loss_fn=loss_fn)
-        example = example_input(batch, pl_module)
-        example = None if example is None else example.to(device)
-        with muted_logging(pl_module):
-            result = self.compute_masks(trainer, pl_module, pruner, batch, example)
-        if self.shuffle_masks:
-            result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
-        self.result = _broadcast(trainer, result, device)
-        self._masks, self._made_with = self.result.masks, self.settings()
-        self._report(trainer, pl_module, example, loss_fn)
+        with float32_scoring(pl_module) as upcast:  # bf16-true / 16-true: score the exact float32 twin
+            if upcast:
+                batch = float32_batch(batch)
+            loss_fn = self.resolve_loss(pl_module, batch) if self.pruner.needs_data else None
+            pruner = self.pruner if loss_fn is None else self.pruner.replace(loss_fn=loss_fn)
+            example = example_input(batch, pl_module)
+            example = None if example is None else example.to(device)
+            with muted_logging(pl_module):
+                result = self.compute_masks(trainer, pl_module, pruner, batch, example)
+            if self.shuffle_masks:
+                result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
+            self.result = _broadcast(trainer, result, device)
+            self._masks, self._made_with = self.result.masks, self.settings()
+            self._report(trainer, pl_module, example, loss_fn)
         return True
 
     def _report(self, trainer: pl.Trainer, pl_module: nn.Module, example: Any, loss_fn: LossFn | None) -> None:
