@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,100 @@ def test_float32_scoring_restores_the_module_bit_for_bit() -> None:
     after = [t.detach() for t in (*net.parameters(), *net.buffers())]
     assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(after, before, strict=True))
     assert all(a is b for a, b in zip(net.parameters(), params, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# masks that cannot train are flagged, once
+
+
+class ZeroInitBlock(nn.Module):
+    """A residual block whose last BatchNorm starts at zero (timm's `zero_init_last`, torchvision's
+    `zero_init_residual`): the branch contributes nothing at initialisation, so every saliency before it is 0."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+class ZeroInitResNet(TinyNet):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), ZeroInitBlock(8), ZeroInitBlock(8), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(), nn.Linear(8, 4),
+        )
+
+
+def untrainable_warnings(record: Any) -> list[str]:
+    return [str(w.message) for w in record if "these masks may not train" in str(w.message)]
+
+
+@pytest.mark.parametrize("method", ["panning", "snip"])
+def test_zero_initialised_residual_branches_are_flagged_once(tmp_path: Path, method: str) -> None:
+    cb = callback(method=method, target=0.8)
+    with pytest.warns(UserWarning) as record:
+        trainer(tmp_path, callbacks=[cb], max_steps=1).fit(ZeroInitResNet(), DataLoader(xy_dataset(), 16))
+    found = untrainable_warnings(record)
+    assert len(found) == 1, found
+    assert cb.summary["layer_density"]["net.2.conv2.weight"] == 0.0  # what is flagged is real
+    assert cb.summary["effective_sparsity"] > 0.9  # target 0.8
+    message = found[0]
+    assert "PanningCallback: these masks may not train: effective sparsity" in message
+    assert "pruned layers keep no effective weight: net.2.conv1.weight, net.2.conv2.weight" in message
+    assert "2 normalisation layers have all-zero weights (net.2.bn2.weight, net.3.bn2.weight)" in message
+    assert "zero_init_last=False" in message and "Otherwise, try a lower `target`" in message
+    assert cb.summary["untrainable"] == message.split("these masks may not train: ", 1)[1]
+
+
+class TinyMiddle(TinyNet):
+    """An MLP whose middle layer has weights 1000× smaller: global magnitude pruning removes it whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                                 nn.Linear(32, 4))
+        with torch.no_grad():
+            self.net[3].weight.mul_(1e-3)
+
+
+def test_an_emptied_layer_is_flagged_once_by_the_callback_and_by_prune(tmp_path: Path) -> None:
+    cb = callback(method="magnitude", target=0.8)
+    with pytest.warns(UserWarning) as record:
+        trainer(tmp_path, callbacks=[cb], max_steps=1).fit(TinyMiddle(), DataLoader(xy_dataset(), 16))
+    found = untrainable_warnings(record)
+    assert len(found) == 1, found
+    assert cb.summary["layer_density"]["net.3.weight"] == 0.0 and cb.summary["effective_sparsity"] == 1.0
+    assert "effective sparsity 1.0000 against the target 0.8 (only 0.0% of the kept weights" in found[0]
+    assert "3 of 3 pruned layers keep no effective weight" in found[0]
+    x = torch.randn(8, 1, 8, 8)
+    with pytest.warns(UserWarning, match=r"prune: these masks may not train: 1 of 3 pruned layers keep no weight: "
+                                         r"net.3.weight\. Try a lower `target`"):
+        prune(TinyMiddle(), None, 0.8, method="magnitude", example_input=x, progress=False)
+
+
+def test_healthy_masks_are_not_flagged(tmp_path: Path) -> None:
+    cb = callback(target=0.5)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*these masks may not train")
+        trainer(tmp_path, callbacks=[cb], max_steps=1).fit(TinyNet(), DataLoader(xy_dataset(), 16))
+    assert cb.summary["untrainable"] is None
+
+
+def test_all_zero_fused_scores_are_reported_once_per_run() -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    nn.init.zeros_(net[2].weight)  # a zero-initialised head (torchvision's ViT): every saliency vanishes
+    batch = (torch.randn(6, 4), torch.arange(6) % 3)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        prune(net, batch, 0.5, rounds=5, progress=False)
+    ties = [str(w.message) for w in record if "every fused score" in str(w.message)]
+    assert len(ties) == 1 and ties[0].startswith("Round 1:") and "once per run" in ties[0]

@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
@@ -28,7 +28,7 @@ from lightning_panning.callbacks.reporting import (
     summary_line,
 )
 from lightning_panning.core.batch import LossFn
-from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks
+from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks, untrainable_reason
 from lightning_panning.core.panning import Panning, PanningSession, PruningResult, RoundRecord, plain
 from lightning_panning.core.params import selection_report
 from lightning_panning.core.schedules import validate_target
@@ -365,7 +365,8 @@ class BasePruningCallback(EnforcingCallback, ABC):
 
     def _refuse_other_pruners(self, trainer: pl.Trainer) -> None:
         """Raise if the Trainer holds another pruning callback: each would prune, and neither target would hold."""
-        pruners = [cb for cb in trainer.callbacks if isinstance(cb, BasePruningCallback)]  # type: ignore[attr-defined]
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # public, set in the Trainer's __init__ (untyped)
+        pruners = [cb for cb in callbacks if isinstance(cb, BasePruningCallback)]
         if len(pruners) > 1:
             names = ", ".join(f"{type(cb).__name__}(target={cb.target:g}, method={cb.method!r})" for cb in pruners)
             raise ValueError(
@@ -486,6 +487,10 @@ class BasePruningCallback(EnforcingCallback, ABC):
             "output_spread_dense": None if spread is None else spread[0],
             "output_spread": None if spread is None else spread[1],
         }
+        reason = untrainable_reason(pl_module, self._masks, self.target, effective)
+        if reason is not None:  # once per fit: the masks are made once
+            rank_zero_warn(f"{type(self).__name__}: these masks may not train: {reason}")
+        extra["untrainable"] = reason
         self.summary = build_summary(self.result, self._masks, effective, {**extra, **self.extra_summary()})
         files = log_summary(trainer, self.summary, self.hparams(), figure=self.log_figure)
         if files:

@@ -254,8 +254,8 @@ Data = DataLoader | Dataset | SamplePool | tuple | list | Tensor | Mapping | Non
 def _unlabelled_error(batch: Any = None) -> ValueError:
     problem = label_problem(batch)
     return ValueError(
-        "Scoring needs labelled data (the classification loss and the class-balanced batch), but a batch from the "
-        "given data has no integer labels "
+        "Scoring needs integer labels (for the classification loss and the class-balanced batch), but a batch from "
+        "the given data has no integer labels "
         f"(expected (x, y) batches with y of shape (B,)){'' if problem is None else ': ' + problem}. Pass a "
         "`loss_fn` and data-free or label-free scorers, or give labelled data."
     )

@@ -27,6 +27,7 @@ __all__ = [
     "select_top_k",
     "shuffle_masks",
     "unpack_masks",
+    "untrainable_reason",
     "zero_pruned_",
 ]
 
@@ -301,6 +302,79 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
         layer_density={n: float(m.float().mean()) for n, m in masks.items()},
         layer_effective_density={n: float(e.float().mean()) for n, e in eff.items()},
         dead_units=dead,
+    )
+
+
+#: Effective density below this fraction of the nominal density counts as "far" above the target (a warning).
+FAR_ABOVE_TARGET = 0.5
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def untrainable_reason(
+    model: nn.Module, masks: Mapping[str, Tensor], target: float, effective: EffectiveSparsity | None = None
+) -> str | None:
+    """Why ``masks`` may leave ``model`` unable to train, with what to try, in words; ``None`` when nothing is wrong.
+
+    Two signs are looked for: a pruned layer left without a weight (without an *effective* weight, one on an
+    input-output path, when ``effective`` is given), and an effective density below :data:`FAR_ABOVE_TARGET` times
+    the nominal one (most kept weights lie on no path, as in layer collapse). Normalisation layers whose weights are
+    all zero (zero-initialised residual branches) are named as the likely cause: every saliency of the layers
+    before them is 0.
+
+    Args:
+        model: the network.
+        masks: ``{name: bool tensor W_n}``.
+        target: the requested sparsity.
+        effective: the masks' :func:`effective_sparsity`, if measured (else only emptied layers are looked for).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> masks = {"0.weight": torch.zeros(4, 4, dtype=torch.bool), "2.weight": torch.ones(2, 4, dtype=torch.bool)}
+        >>> print(untrainable_reason(net, masks, 0.5))  # doctest: +ELLIPSIS
+        1 of 2 pruned layers keep no weight: 0.weight. Try a lower `target`, fewer `rounds`, ...
+    """
+    if effective is not None:
+        densities = dict(effective.layer_effective_density)
+    else:
+        densities = {n: float(m.float().mean()) for n, m in masks.items()}
+    empty = [n for n in masks if densities.get(n, 1.0) == 0.0 and masks[n].numel() > 0]
+    problems: list[str] = []
+    if effective is not None and effective.nominal < 1.0:
+        share = (1.0 - effective.effective) / (1.0 - effective.nominal)
+        if share < FAR_ABOVE_TARGET:
+            problems.append(
+                f"effective sparsity {effective.effective:.4f} against the target {target:g} (only {share:.1%} of "
+                "the kept weights lie on an input-output path)"
+            )
+    if empty:
+        shown = ", ".join(empty[:5]) + (f", ... ({len(empty) - 5} more)" if len(empty) > 5 else "")
+        kind = "effective weight" if effective is not None else "weight"
+        problems.append(f"{len(empty)} of {len(masks)} pruned layers keep no {kind}: {shown}")
+    if not problems:
+        return None
+    text = "; ".join(problems) + "."
+    zero_norms = [
+        f"{name}.weight"
+        for name, module in model.named_modules()
+        if isinstance(module, _NORM_TYPES)
+        and isinstance(getattr(module, "weight", None), Tensor)
+        and module.weight.numel() > 0
+        and not module.weight.is_meta
+        and not bool(module.weight.detach().any())
+    ]
+    if zero_norms:
+        shown = ", ".join(zero_norms[:3]) + (", ..." if len(zero_norms) > 3 else "")
+        text += (
+            f" {len(zero_norms)} normalisation layers have all-zero weights ({shown}): zero-initialised residual "
+            "branches (timm's `zero_init_last=True`, torchvision's `zero_init_residual=True`) give every layer "
+            "before them a saliency of 0, so those layers are removed or kept arbitrarily. Prune the model built "
+            "without that option (timm: `zero_init_last=False`), or set those weights to 1 while pruning."
+        )
+    return (
+        text + f" {'Otherwise, try' if zero_norms else 'Try'} a lower `target`, fewer `rounds`, another method "
+        "('synflow' is designed against layer collapse; 'magnitude'), or leave the emptied layers dense with "
+        "`exclude=`."
     )
 
 

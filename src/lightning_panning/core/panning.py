@@ -27,7 +27,14 @@ from lightning_panning.core.fusion import (
     normalize,
 )
 from lightning_panning.core.inputs import ModelInput, check_forward, single_device
-from lightning_panning.core.masks import Masks, density, effective_sparsity, select_at_threshold, select_top_k
+from lightning_panning.core.masks import (
+    Masks,
+    density,
+    effective_sparsity,
+    select_at_threshold,
+    select_top_k,
+    untrainable_reason,
+)
 from lightning_panning.core.params import ParamPredicate, prunable_parameters, selection_report
 from lightning_panning.core.schedules import (
     KEEP_RULES,
@@ -189,6 +196,7 @@ class PanningSession:
         self.history: list[RoundRecord] = []
         self._ctx: ScoringContext | None = None
         self._shared: dict[str, Any] = {}  # mask-independent results (the unmasked SNIP/GraSP pass), every round
+        self._warned_zero = False  # the all-zero fused scores warning was given
         self.seconds = 0.0
         pruner.weight_schedule.reset()
 
@@ -259,13 +267,14 @@ class PanningSession:
             del normalized
         if fused is None:
             raise ValueError(f"Round {self.round + 1}: every metric weight is 0 ({used}); at least one must be > 0.")
-        if not any(bool(f.any()) for f in fused.values()):
+        if not self._warned_zero and not any(bool(f.any()) for f in fused.values()):
+            self._warned_zero = True  # once per run, not once per round
             warnings.warn(
                 f"Round {self.round + 1}: every fused score of {type(self.model).__name__} is zero, so the mask keeps "
                 "the lowest-indexed weights, an arbitrary choice. Saliencies (∝ θ, and gradients through θ) vanish "
                 "when an output layer is initialised to zero (e.g. torchvision's ViT head): initialise it before "
                 "pruning (e.g. `nn.init.normal_(model.heads.head.weight, std=0.01)`), or use method='magnitude' or "
-                "'random'.",
+                "'random'. (Said once per run.)",
                 UserWarning,
                 stacklevel=2,
             )
@@ -827,4 +836,8 @@ def prune(
         >>> sorted(masks), sum(int(m.sum()) for m in masks.values())
         (['0.weight', '2.weight'], 46)
     """
-    return make_pruner(method, rounds, **kwargs).prune(model, data, target, example_input=example_input).masks
+    masks = make_pruner(method, rounds, **kwargs).prune(model, data, target, example_input=example_input).masks
+    reason = untrainable_reason(model, masks, target)  # emptied layers (the callbacks also check effective ones)
+    if reason is not None:
+        warnings.warn(f"prune: these masks may not train: {reason}", UserWarning, stacklevel=2)
+    return masks
