@@ -80,10 +80,11 @@ def float32_scoring(module: nn.Module) -> Iterator[bool]:
     """Hold ``module``'s float16/bfloat16 parameters and buffers in float32 inside the block, then cast them back.
 
     Scoring a module held in half precision (``Trainer(precision="bf16-true")`` or ``"16-true"``) in its own dtype
-    would rank bfloat16 scores (8 significant bits: ties everywhere) and fails on float32 data, which the Trainer
-    converts only for its own steps. Inside the block each half-precision tensor's data is its exact float32 value
-    (the same ``nn.Parameter`` objects, so optimizers keep them); on exit it is cast back, which is exact, so the
-    module is left bit for bit as found. Peak memory while pruning is that of the float32 module.
+    would rank bfloat16 scores (8 significant bits: ties everywhere), and it fails on the float32 batches the data
+    gives (the Trainer converts batches only for its own steps). Inside the block each half-precision tensor's data
+    is its exact float32 value (the same ``nn.Parameter`` objects, so optimizers keep them); on exit it is cast
+    back, which is exact, so the module is left bit for bit as found. Peak memory while pruning is that of the
+    float32 module.
 
     Yields:
         Whether anything was upcast (then give the scorers float32 data: :func:`float32_batch`).
@@ -163,7 +164,12 @@ class BasePruningCallback(EnforcingCallback, ABC):
        other masks is an error that names them. A callback reused for another ``fit`` prunes the new model (and
        keeps its masks when it is the same model, continuing its training).
     7. **Observability.** A rank-zero tqdm bar over the rounds (off with ``verbose=False`` or
-       ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger.
+       ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger. Masks that may
+       not train (effective sparsity far above the target, a layer without an effective weight) are flagged once
+       with what to try (:func:`~lightning_panning.core.masks.untrainable_reason`, ``summary["untrainable"]``).
+    8. **Checks at the door.** At ``setup``: one pruning callback per Trainer, no tensor on the ``meta`` device;
+       before pruning: something to train (not every parameter frozen). A module held in float16/bfloat16
+       (``precision="bf16-true"``/``"16-true"``) is scored as its exact float32 twin (:func:`float32_scoring`).
 
     **Subclassing.** Pass the configured pruner to ``__init__``, then override :meth:`round_weights` (each round's
     ``{scorer: p_k}`` from the live session), or :meth:`compute_masks` entirely; :meth:`on_round` is called after

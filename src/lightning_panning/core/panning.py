@@ -815,7 +815,9 @@ def prune(
 ) -> Masks:
     """Prune ``model`` before training and return ``{qualified name: bool mask}`` (``True`` = kept).
 
-    The model is not modified; apply the result with :func:`~lightning_panning.apply_masks`.
+    The model is not modified; apply the result with :func:`~lightning_panning.apply_masks`. A ``UserWarning`` says
+    when a pruned layer keeps no weight (:func:`~lightning_panning.core.masks.untrainable_reason`: such masks may not
+    train, and it names the likely cause and what to try).
 
     Args:
         model: any ``nn.Module``.
