@@ -401,3 +401,18 @@ def test_all_zero_fused_scores_are_reported_once_per_run() -> None:
         prune(net, batch, 0.5, rounds=5, progress=False)
     ties = [str(w.message) for w in record if "every fused score" in str(w.message)]
     assert len(ties) == 1 and ties[0].startswith("Round 1:") and "once per run" in ties[0]
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid])
+def test_effective_sparsity_sees_through_clamping_activations(activation: type[nn.Module]) -> None:
+    """The connectivity pass's values exceed 6 after one wide layer; a clamp must not cut every path before it."""
+    from lightning_panning.core.masks import effective_sparsity
+
+    net = nn.Sequential(nn.Linear(64, 64), activation(inplace=True) if activation is not nn.Hardsigmoid
+                        else activation(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    dense = {n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable_parameters(net).items()}
+    assert effective_sparsity(net, dense, torch.zeros(1, 64)).effective == 0.0
+    half = {n: m.clone() for n, m in dense.items()}
+    half["2.weight"][:, 32:] = False  # units 32..63 of the first layer feed nothing: their weights are not effective
+    result = effective_sparsity(net, half, torch.zeros(1, 64))
+    assert result.layer_effective_density["0.weight"] == 0.5 and result.layer_effective_density["2.weight"] == 0.5

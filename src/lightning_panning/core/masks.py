@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,7 +247,9 @@ def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input
     Prunable weights are replaced by their mask (0/1), biases by 0, other parameters by 1, BatchNorm statistics by
     mean 0 / variance 1; an all-ones input is fed (float32, or float64 where float32 would overflow) and a weight
     is effective iff ``mask × ∂R/∂w ≠ 0``. Token-input models get the signal at their embeddings, and
-    normalisation layers pass their input through (connectivity only; see :mod:`~lightning_panning.core.probe`).
+    normalisation layers pass their input through (connectivity only; see :mod:`~lightning_panning.core.probe`), as
+    do clamping activations (``ReLU6``, ``Hardtanh``, ``Hardsigmoid``), which the pass's growing values would
+    otherwise saturate.
 
     Args:
         model: the network (not modified).
@@ -267,8 +270,46 @@ def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input
     check_masks(params, masks)
     device = next(iter(params.values())).device
     values = {n: masks[n].to(device=device, dtype=torch.float32) for n in params}
-    saliency = path_saliency(model, params, values, values, example_input, abs_rest=False)
+    with _unsaturated(model):
+        saliency = path_saliency(model, params, values, values, example_input, abs_rest=False)
     return {n: s != 0 for n, s in saliency.items()}
+
+
+#: Activation modules that clamp their input, so that a large enough value has an exactly zero gradient.
+_CLAMPING = (nn.Hardtanh, nn.Hardsigmoid)  # nn.ReLU6 is a Hardtanh
+
+
+@contextmanager
+def _unsaturated(model: nn.Module) -> Iterator[None]:
+    """Let clamping activations (``ReLU6``, ``Hardtanh``, ``Hardsigmoid``) pass their input through, inside the block.
+
+    The connectivity pass feeds sums of ones through 0/1 weights: its values grow with every layer and, past 6 (or
+    3), a ``ReLU6`` (or ``Hardsigmoid``) gives them a zero gradient, which would report every weight before it as
+    on no path (torchvision's MobileNetV2: 52 of 53 layers). The pass's values are never negative, so for
+    connectivity a clamping activation is the identity. Activations called as functions (``F.relu6``) are not seen.
+    """
+    inputs: dict[int, Tensor] = {}
+
+    def keep_input(module: nn.Module, args: tuple[Any, ...]) -> Any:
+        if args and isinstance(args[0], Tensor):
+            inputs[id(module)] = args[0]
+            return (args[0].clone(), *args[1:])  # the module may work in place (``inplace=True``)
+        return None
+
+    def pass_input(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        kept = inputs.pop(id(module), None)
+        return kept if isinstance(output, Tensor) and kept is not None and kept.shape == output.shape else None
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, _CLAMPING):
+            handles.append(module.register_forward_pre_hook(keep_input))
+            handles.append(module.register_forward_hook(pass_input))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any = None) -> EffectiveSparsity:
