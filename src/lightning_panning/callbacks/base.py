@@ -5,13 +5,15 @@ from __future__ import annotations
 import inspect
 import weakref
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from torch import nn
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
@@ -26,7 +28,7 @@ from lightning_panning.callbacks.reporting import (
     summary_line,
 )
 from lightning_panning.core.batch import LossFn
-from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks
+from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks, untrainable_reason
 from lightning_panning.core.methods import get_pruner
 from lightning_panning.core.params import selection_report
 from lightning_panning.core.pruner import Panning, plain
@@ -81,6 +83,55 @@ def callback_pruner(
         raise ValueError(f"Invalid pruning settings (`options` or arguments): {err}") from None
 
 
+#: Floating-point dtypes that a module is scored in float32 for (``precision="bf16-true"`` / ``"16-true"``).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@contextmanager
+def float32_scoring(module: nn.Module) -> Iterator[bool]:
+    """Hold ``module``'s float16/bfloat16 parameters and buffers in float32 inside the block, then cast them back.
+
+    Scoring a module held in half precision (``Trainer(precision="bf16-true")`` or ``"16-true"``) in its own dtype
+    would rank bfloat16 scores (8 significant bits: ties everywhere), and it fails on the float32 batches the data
+    gives (the Trainer converts batches only for its own steps). Inside the block each half-precision tensor's data
+    is its exact float32 value (the same ``nn.Parameter`` objects, so optimizers keep them); on exit it is cast
+    back, which is exact, so the module is left bit for bit as found. Peak memory while pruning is that of the
+    float32 module.
+
+    Yields:
+        Whether anything was upcast (then give the scorers float32 data: :func:`float32_batch`).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2).to(torch.bfloat16)
+        >>> with float32_scoring(net) as upcast:
+        ...     upcast, net.weight.dtype
+        (True, torch.float32)
+        >>> net.weight.dtype
+        torch.bfloat16
+    """
+    held = [(t, t.dtype) for t in (*module.parameters(), *module.buffers()) if t.dtype in HALF_DTYPES]
+    try:
+        for tensor, _ in held:
+            tensor.data = tensor.data.float()
+        yield bool(held)
+    finally:
+        for tensor, dtype in held:
+            tensor.data = tensor.data.to(dtype)
+
+
+def float32_batch(batch: Any) -> Any:
+    """``batch`` with its float16/bfloat16 tensors in float32 (other tensors and values unchanged)."""
+    if isinstance(batch, Tensor):
+        return batch.float() if batch.dtype in HALF_DTYPES else batch
+    if isinstance(batch, Mapping):
+        return type(batch)({k: float32_batch(v) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(float32_batch(v) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(float32_batch(v) for v in batch)
+    return batch
+
+
 def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device) -> PruningResult:
     """Rank 0's result on every rank (each computed the same; this makes the masks bit-identical by construction)."""
     payload: dict[str, Any] = trainer.strategy.broadcast(
@@ -93,6 +144,10 @@ def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device)
         method=result.method, history=[RoundRecord(**r) for r in payload["history"]],
         seconds=float(payload["seconds"]),
     )
+
+
+class MetaDeviceError(ValueError):
+    """The module is on the meta device (raised at ``setup``, before the strategy tries to copy it)."""
 
 
 class BasePruningCallback(EnforcingCallback, ABC):
@@ -121,7 +176,12 @@ class BasePruningCallback(EnforcingCallback, ABC):
        other masks is an error that names them. A callback reused for another ``fit`` prunes the new model (and
        keeps its masks when it is the same model, continuing its training).
     7. **Observability.** A rank-zero tqdm bar over the rounds (off with ``verbose=False`` or
-       ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger.
+       ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger. Masks that may
+       not train (effective sparsity far above the target, a layer without an effective weight) are flagged once
+       with what to try (:func:`~lightning_panning.core.masks.untrainable_reason`, ``summary["untrainable"]``).
+    8. **Checks at the door.** At ``setup``: one pruning callback per Trainer, no tensor on the ``meta`` device;
+       before pruning: something to train (not every parameter frozen). A module held in float16/bfloat16
+       (``precision="bf16-true"``/``"16-true"``) is scored as its exact float32 twin (:func:`float32_scoring`).
 
     **Subclassing.** Pass the configured pruner to ``__init__`` (each round's ``{scorer: p_k}`` comes from its
     :class:`~lightning_panning.core.weights.WeightSchedule`, which sees the live session), or override
@@ -297,11 +357,77 @@ class BasePruningCallback(EnforcingCallback, ABC):
                 "start a new `fit` without `ckpt_path` to prune anew."
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The callback's state for pickling (``ddp_spawn``, ``copy.deepcopy``, saving the callback after ``fit``).
+
+        The reference to the pruned model (a weak reference) and the optimizer hooks stay behind: a copy knows the
+        masks, the result and the summary, and installs its hooks when it is used in a ``fit``.
+        """
+        state = self.__dict__.copy()
+        state["_pruned"] = None
+        state["_enforcer"] = None
+        return state
+
     # -- hooks ----------------------------------------------------------------------------------------------------
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and self._pruned is not None and self._pruned() is not pl_module:
+        if stage != "fit":
+            return
+        self._refuse_other_pruners(trainer)
+        self._refuse_meta_device(trainer, pl_module)
+        if self._pruned is not None and self._pruned() is not pl_module:
             self._reset()  # reused for another model: prune that one (a checkpoint restored after this may fill it)
+
+    def _refuse_other_pruners(self, trainer: pl.Trainer) -> None:
+        """Raise if the Trainer holds another pruning callback: each would prune, and neither target would hold."""
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # public, set in the Trainer's __init__ (untyped)
+        pruners = [cb for cb in callbacks if isinstance(cb, BasePruningCallback)]
+        if len(pruners) > 1:
+            names = ", ".join(f"{type(cb).__name__}(target={cb.target:g}, method={cb.method!r})" for cb in pruners)
+            raise ValueError(
+                f"The Trainer has {len(pruners)} pruning callbacks: {names}. Each would prune the model before "
+                "training (the later ones scoring what the earlier ones left) and each keeps its pruned weights at "
+                "zero, so the sparsity would be none of the targets. Give the Trainer one pruning callback."
+            )
+
+    def _refuse_meta_device(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Raise if the module holds meta tensors that the strategy would try to copy to its device."""
+        if not isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)) or isinstance(
+            trainer.strategy, DeepSpeedStrategy
+        ):
+            return  # FSDP and model-parallel strategies materialise meta tensors themselves
+        meta = [n for n, t in (*pl_module.named_parameters(), *pl_module.named_buffers()) if t.is_meta]
+        if meta:
+            raise MetaDeviceError(
+                f"{type(self).__name__}: {type(pl_module).__name__} has tensors on the meta device "
+                f"({', '.join(meta[:3])}{', ...' if len(meta) > 3 else ''}): they hold no values, so there is nothing "
+                f"to score, and the {type(trainer.strategy).__name__} cannot copy them to its device ('Cannot copy "
+                "out of meta tensor'). Materialise the model before `fit` (e.g. `model.to_empty(device='cpu')`, then "
+                "initialise its weights, e.g. with each layer's `reset_parameters()`), or create the layers in "
+                "`configure_model` under a strategy that materialises them (FSDP)."
+            )
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, MetaDeviceError):
+            # The Trainer's teardown moves the module to the CPU, which fails on meta tensors and would replace this
+            # error by "Cannot copy out of meta tensor". That one call is made a no-op, which then removes itself.
+            def cpu_once(*args: Any, **kwargs: Any) -> nn.Module:
+                pl_module.__dict__.pop("cpu", None)
+                return pl_module
+
+            pl_module.__dict__["cpu"] = cpu_once
+
+    def _refuse_frozen(self, pl_module: pl.LightningModule) -> None:
+        """Raise if no parameter of the module requires a gradient: ``fit`` would have nothing to train."""
+        params = list(pl_module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            raise ValueError(
+                f"{type(self).__name__}: every parameter of {type(pl_module).__name__} has requires_grad=False, so "
+                "`fit` has nothing to train (its first backward would fail with 'element 0 of tensors does not "
+                "require grad'). Unfreeze what should train before `fit` (e.g. `model.requires_grad_(True)`, or "
+                "`requires_grad_(True)` on the layers to fine-tune), or fit without the pruning callback."
+            )
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -316,6 +442,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
 
     # -- orchestration --------------------------------------------------------------------------------------------
     def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> None:
+        self._refuse_frozen(pl_module)
         if self._masks is None:
             if not self._prune(trainer, pl_module, may_defer):
                 return  # no data found before the fit loop attaches it: on_train_start prunes
@@ -347,17 +474,20 @@ class BasePruningCallback(EnforcingCallback, ABC):
                 "method ('synflow', 'magnitude', 'random')."
             )
         batch = self.pruner.scoring_batch(data, device, require_labels=False)
-        loss_fn = self.resolve_loss(pl_module, batch) if self.pruner.needs_data else None
-        pruner = self.pruner if loss_fn is None else self.pruner.replace(loss_fn=loss_fn)
-        example = example_input(batch, pl_module)
-        example = None if example is None else example.to(device)
-        with muted_logging(pl_module):
-            result = self.compute_masks(trainer, pl_module, pruner, batch, example)
-        if self.shuffle_masks:
-            result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
-        self.result = _broadcast(trainer, result, device)
-        self._masks, self._made_with = self.result.masks, self.settings()
-        self._report(trainer, pl_module, example, loss_fn)
+        with float32_scoring(pl_module) as upcast:  # bf16-true / 16-true: score the exact float32 twin
+            if upcast:
+                batch = float32_batch(batch)
+            loss_fn = self.resolve_loss(pl_module, batch) if self.pruner.needs_data else None
+            pruner = self.pruner if loss_fn is None else self.pruner.replace(loss_fn=loss_fn)
+            example = example_input(batch, pl_module)
+            example = None if example is None else example.to(device)
+            with muted_logging(pl_module):
+                result = self.compute_masks(trainer, pl_module, pruner, batch, example)
+            if self.shuffle_masks:
+                result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
+            self.result = _broadcast(trainer, result, device)
+            self._masks, self._made_with = self.result.masks, self.settings()
+            self._report(trainer, pl_module, example, loss_fn)
         return True
 
     def _report(self, trainer: pl.Trainer, pl_module: nn.Module, example: Any, loss_fn: LossFn | None) -> None:
@@ -372,6 +502,10 @@ class BasePruningCallback(EnforcingCallback, ABC):
             "output_spread_dense": None if spread is None else spread[0],
             "output_spread": None if spread is None else spread[1],
         }
+        reason = untrainable_reason(pl_module, self._masks, self.target, effective)
+        if reason is not None:  # once per fit: the masks are made once
+            rank_zero_warn(f"{type(self).__name__}: these masks may not train: {reason}")
+        extra["untrainable"] = reason
         self.summary = build_summary(self.result, self._masks, effective, {**extra, **self.extra_summary()})
         files = log_summary(trainer, self.summary, self.hparams(), figure=self.log_figure)
         if files:

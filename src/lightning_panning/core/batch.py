@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "balanced_batch",
     "batch_inputs",
     "batch_labels",
+    "label_problem",
     "move_to_device",
     "scoring_batch",
 ]
@@ -62,6 +64,44 @@ def batch_labels(batch: Any) -> Tensor | None:
     return None
 
 
+def _label_candidate(batch: Any) -> Any:
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[1]
+    if isinstance(batch, Mapping):
+        return next((batch[k] for k in LABEL_KEYS if k in batch), None)
+    return None
+
+
+def label_problem(batch: Any, num_outputs: int | None = None) -> str | None:
+    """Why ``batch``'s labels cannot be class indices for ``num_outputs`` logits, in words, or ``None``.
+
+    Looks at what would be the labels (``batch[1]``, or a dict's ``y``/``label``/…): floating-point values of shape
+    ``(B,)`` (class indices must be integers), or integers outside ``[0, num_outputs)``.
+
+    Example:
+        >>> print(label_problem((torch.zeros(3, 2), torch.tensor([0.0, 1.0, 2.0]))))
+        its labels y are torch.float32 values; class labels must be integers (torch.long): convert them, e.g. `y.long()`
+        >>> label_problem((torch.zeros(3, 2), torch.tensor([0, 1, 4])), num_outputs=3)
+        'its labels range over [0, 4] but the model gives 3 outputs per sample: class labels must lie in [0, 2]'
+    """
+    y = _label_candidate(batch)
+    if not isinstance(y, Tensor) or y.ndim != 1 or y.numel() == 0:
+        return None
+    if y.is_floating_point():
+        return (
+            f"its labels y are {y.dtype} values; class labels must be integers (torch.long): convert them, e.g. "
+            "`y.long()`"
+        )
+    if num_outputs is not None and y.dtype != torch.bool:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_outputs:
+            return (
+                f"its labels range over [{lo}, {hi}] but the model gives {num_outputs} outputs per sample: class "
+                f"labels must lie in [0, {num_outputs - 1}]"
+            )
+    return None
+
+
 def move_to_device(batch: Any, device: torch.device | str) -> Any:
     """Recursively move the tensors of a batch to ``device``."""
     if isinstance(batch, Tensor):
@@ -96,12 +136,12 @@ class ClassificationLoss:
     def __init__(self, temperature: float = 200.0) -> None:
         if (
             isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
+            or not isinstance(temperature, numbers.Real)
             or not math.isfinite(temperature)
             or temperature <= 0
         ):
             raise ValueError(f"`temperature` must be a finite number > 0, got {temperature!r}.")
-        self.temperature = float(temperature)
+        self.temperature: float = float(temperature)
 
     def __call__(self, model: nn.Module, batch: Any) -> Tensor:
         """Loss of ``model`` on ``batch``: inputs ``(B, ...)``, labels ``(B,)`` int64 → scalar.
@@ -111,10 +151,12 @@ class ClassificationLoss:
         """
         labels = batch_labels(batch)
         if labels is None:
+            problem = label_problem(batch)
             raise ValueError(
                 "The classification loss needs integer class labels, but the batch has none (expected an (x, y) "
-                "batch with y of shape (B,) and an integer dtype). Pass a `loss_fn(model, batch)` for unlabelled "
-                "data, or use a data-free method such as 'synflow', 'magnitude' or 'random'."
+                f"batch with y of shape (B,) and an integer dtype){'' if problem is None else ': ' + problem}. Pass "
+                "a `loss_fn(model, batch)` for unlabelled data, or use a data-free method such as 'synflow', "
+                "'magnitude' or 'random'."
             )
         from lightning_panning.core.inputs import model_input, output_logits  # inputs imports this module
 
@@ -124,6 +166,13 @@ class ClassificationLoss:
                 f"The classification loss expects the model to return a logits tensor (B, classes), got "
                 f"{type(output).__name__}. Pass a `loss_fn(model, batch)` for this model."
             )
+        if output.ndim == 2 and output.shape[0] == labels.shape[0]:  # one check, before cross-entropy's own
+            num_outputs = output.shape[1]
+            if bool(((labels < 0) | (labels >= num_outputs)).any()):
+                raise ValueError(
+                    f"The classification loss cannot score this batch: {label_problem(batch, num_outputs)}. Check "
+                    "the dataset's labels and the model's number of classes, or pass a `loss_fn(model, batch)`."
+                )
         return F.cross_entropy(output / self.temperature, labels)
 
     def __repr__(self) -> str:
@@ -204,11 +253,13 @@ class SamplePool:
 Data = DataLoader | Dataset | SamplePool | tuple | list | Tensor | Mapping | None
 
 
-def _unlabelled_error() -> ValueError:
+def _unlabelled_error(batch: Any = None) -> ValueError:
+    problem = label_problem(batch)
     return ValueError(
-        "A class-balanced batch needs labelled data, but a batch from the given data has no integer labels "
-        "(expected (x, y) batches with y of shape (B,)). Pass a `loss_fn` and data-free or label-free scorers, or "
-        "give labelled data."
+        "Scoring needs integer labels (for the classification loss and the class-balanced batch), but a batch from "
+        "the given data has no integer labels "
+        f"(expected (x, y) batches with y of shape (B,)){'' if problem is None else ': ' + problem}. Pass a "
+        "`loss_fn` and data-free or label-free scorers, or give labelled data."
     )
 
 
@@ -231,10 +282,10 @@ def _read(
         labels = batch_labels(batch)
         if seen == 0 and (labels is None or not balanced):
             if labels is None and require_labels:
-                raise _unlabelled_error()
+                raise _unlabelled_error(batch)
             return batch
         if labels is None:
-            raise _unlabelled_error()
+            raise _unlabelled_error(batch)
         inputs: Any = None
         if isinstance(batch, Mapping):  # keep every per-sample entry (attention_mask, token_type_ids, ...)
             label_key = next(k for k in LABEL_KEYS if k in batch)
@@ -347,6 +398,8 @@ def scoring_batch(
             batch = _read(data, per_class, _num_classes(data, num_classes), balanced, require_labels, max_samples)
     elif isinstance(data, (Tensor, tuple, list, Mapping)):
         batch = data
+        if require_labels and batch_labels(batch) is None:
+            raise _unlabelled_error(batch)
     else:
         raise TypeError(
             f"`data` must be a DataLoader, a Dataset, a SamplePool, a batch (tensor, (x, y) tuple or dict) or None, "

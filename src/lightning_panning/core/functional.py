@@ -42,17 +42,93 @@ class _Closure(nn.Module):
         return self.fn(self.model, *args)
 
 
+def _slot_names(model: nn.Module) -> tuple[dict[str, Tensor], dict[int, list[str]]]:
+    """Every name of every parameter/buffer of ``model``, and one name per attribute slot that holds each tensor.
+
+    A slot is one entry of one module's ``_parameters``/``_buffers``. A module registered under two names
+    (``m.fc3 = m.fc2``) gives two names to one slot; a parameter shared by two modules (tied weights) fills two
+    slots.
+
+    Returns:
+        ``({name: tensor}`` over all names, ``{id(tensor): [one name per slot holding it]})``.
+    """
+    by_name: dict[str, Tensor] = {}
+    slots: dict[int, list[str]] = {}
+    seen: set[tuple[int, str]] = set()
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for table in (module._parameters, module._buffers):
+            for key, tensor in table.items():
+                if tensor is None:
+                    continue
+                name = f"{prefix}.{key}" if prefix else key
+                by_name[name] = tensor
+                if (id(module), key) not in seen:
+                    seen.add((id(module), key))
+                    slots.setdefault(id(tensor), []).append(name)
+    return by_name, slots
+
+
 def call_with(model: nn.Module, tensors: Mapping[str, Tensor], fn: Callable[..., Any], *args: Any) -> Any:
     """Evaluate ``fn(model, *args)`` with the named parameters/buffers of ``model`` replaced by ``tensors``.
 
+    Shared tensors are replaced wherever they are used: an override given under any one name of a parameter that
+    several modules share (tied weights), or of a module registered under several names (``m.fc3 = m.fc2``), is
+    swapped into every slot that holds it, each slot exactly once, so the gradient with respect to the override is
+    the total derivative over all its uses and every slot gets its own ``nn.Parameter`` back afterwards.
+    (:func:`torch.func.functional_call` with ``tie_weights=True`` swaps a module registered twice twice and restores
+    it to the substitute, leaving a plain tensor where the ``nn.Parameter`` was.)
+
     Args:
         model: the module; it is not modified.
-        tensors: ``{qualified name: tensor}`` overrides (any subset of ``model``'s parameters and buffers).
+        tensors: ``{qualified name: tensor}`` overrides (any subset of ``model``'s parameters and buffers, under any
+            of their names; two different values for one shared tensor are an error).
         fn: ``fn(model, *args)``; it may call ``model`` any way it likes (``forward``, ``training_step``, ...).
         *args: forwarded to ``fn``.
+
+    Raises:
+        ValueError: if ``tensors`` gives two different values for one shared tensor.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU())
+        >>> net.append(net[0])  # the same Linear registered as "0" and "2"
+        Sequential(...)
+        >>> out = call_with(net, {"0.weight": torch.eye(2)}, lambda m, x: m(x), torch.tensor([[1.0, -2.0]]))
+        >>> out.tolist(), type(net[2].weight).__name__
+        ([[1.0, 0.0]], 'Parameter')
     """
+    by_name, slots = _slot_names(model)
+    overrides: dict[str, Tensor] = {}
+    given: dict[int, tuple[str, Tensor]] = {}
+    for name, value in tensors.items():
+        original = by_name.get(name)
+        if original is None:  # not a tensor of the model: functional_call decides (ignored with strict=False)
+            overrides[f"model.{name}"] = value
+            continue
+        earlier = given.setdefault(id(original), (name, value))
+        if earlier[1] is not value:
+            raise ValueError(
+                f"`tensors` gives two different values for one shared tensor, under {earlier[0]!r} and {name!r}; "
+                "give it once."
+            )
+        for slot in slots[id(original)]:
+            overrides[f"model.{slot}"] = value
     closure = _Closure(model, fn)
-    return functional_call(closure, {f"model.{k}": v for k, v in tensors.items()}, args, strict=False)
+    try:
+        return functional_call(closure, overrides, args, strict=False, tie_weights=False)
+    except ValueError as err:
+        if ONE_VALUE_PER_CHANNEL not in str(err):
+            raise
+        raise ValueError(
+            f"{err}: a BatchNorm layer of {type(model).__name__} in train mode got a batch of one sample. The "
+            "data-driven scorers run the network in train mode (batch statistics, as the authors do): score on a "
+            "batch of two or more samples (raise `per_class`: the scoring batch holds `per_class` samples of each "
+            "class), or score with the running statistics (`train_mode=False`; callbacks: "
+            "`options={'train_mode': False}`)."
+        ) from err
+
+
+#: The start of the error BatchNorm raises in train mode when a channel holds a single value (``_verify_batch_size``).
+ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
 
 
 @contextmanager

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from lightning_panning.core.functional import call_with
 from lightning_panning.core.inputs import model_input, output_logits, single_device
 from lightning_panning.core.probe import path_saliency
 
@@ -25,6 +26,7 @@ __all__ = [
     "pack_masks",
     "shuffle_masks",
     "unpack_masks",
+    "untrainable_reason",
     "zero_pruned_",
 ]
 
@@ -138,7 +140,9 @@ def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input
     Prunable weights are replaced by their mask (0/1), biases by 0, other parameters by 1, BatchNorm statistics by
     mean 0 / variance 1; an all-ones input is fed (float32, or float64 where float32 would overflow) and a weight
     is effective iff ``mask × ∂R/∂w ≠ 0``. Token-input models get the signal at their embeddings, and
-    normalisation layers pass their input through (connectivity only; see :mod:`~lightning_panning.core.probe`).
+    normalisation layers pass their input through (connectivity only; see :mod:`~lightning_panning.core.probe`), as
+    do clamping activations (``ReLU6``, ``Hardtanh``, ``Hardsigmoid``), which the pass's growing values would
+    otherwise saturate.
 
     Args:
         model: the network (not modified).
@@ -159,8 +163,46 @@ def effective_masks(model: nn.Module, masks: Mapping[str, Tensor], example_input
     check_masks(params, masks)
     device = next(iter(params.values())).device
     values = {n: masks[n].to(device=device, dtype=torch.float32) for n in params}
-    saliency = path_saliency(model, params, values, values, example_input, abs_rest=False)
+    with _unsaturated(model):
+        saliency = path_saliency(model, params, values, values, example_input, abs_rest=False)
     return {n: s != 0 for n, s in saliency.items()}
+
+
+#: Activation modules that clamp their input, so that a large enough value has an exactly zero gradient.
+_CLAMPING = (nn.Hardtanh, nn.Hardsigmoid)  # nn.ReLU6 is a Hardtanh
+
+
+@contextmanager
+def _unsaturated(model: nn.Module) -> Iterator[None]:
+    """Let clamping activations (``ReLU6``, ``Hardtanh``, ``Hardsigmoid``) pass their input through, inside the block.
+
+    The connectivity pass feeds sums of ones through 0/1 weights: its values grow with every layer and, past 6 (or
+    3), a ``ReLU6`` (or ``Hardsigmoid``) gives them a zero gradient, which would report every weight before it as
+    on no path (torchvision's MobileNetV2: 52 of 53 layers). The pass's values are never negative, so for
+    connectivity a clamping activation is the identity. Activations called as functions (``F.relu6``) are not seen.
+    """
+    inputs: dict[int, Tensor] = {}
+
+    def keep_input(module: nn.Module, args: tuple[Any, ...]) -> Any:
+        if args and isinstance(args[0], Tensor):
+            inputs[id(module)] = args[0]
+            return (args[0].clone(), *args[1:])  # the module may work in place (``inplace=True``)
+        return None
+
+    def pass_input(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        kept = inputs.pop(id(module), None)
+        return kept if isinstance(output, Tensor) and kept is not None and kept.shape == output.shape else None
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, _CLAMPING):
+            handles.append(module.register_forward_pre_hook(keep_input))
+            handles.append(module.register_forward_hook(pass_input))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_input: Any = None) -> EffectiveSparsity:
@@ -197,6 +239,79 @@ def effective_sparsity(model: nn.Module, masks: Mapping[str, Tensor], example_in
     )
 
 
+#: Effective density below this fraction of the nominal density counts as "far" above the target (a warning).
+FAR_ABOVE_TARGET = 0.5
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def untrainable_reason(
+    model: nn.Module, masks: Mapping[str, Tensor], target: float, effective: EffectiveSparsity | None = None
+) -> str | None:
+    """Why ``masks`` may leave ``model`` unable to train, with what to try, in words; ``None`` when nothing is wrong.
+
+    Two signs are looked for: a pruned layer left without a weight (without an *effective* weight, one on an
+    input-output path, when ``effective`` is given), and an effective density below :data:`FAR_ABOVE_TARGET` times
+    the nominal one (most kept weights lie on no path, as in layer collapse). Normalisation layers whose weights are
+    all zero (zero-initialised residual branches) are named as the likely cause: every saliency of the layers
+    before them is 0.
+
+    Args:
+        model: the network.
+        masks: ``{name: bool tensor W_n}``.
+        target: the requested sparsity.
+        effective: the masks' :func:`effective_sparsity`, if measured (else only emptied layers are looked for).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> masks = {"0.weight": torch.zeros(4, 4, dtype=torch.bool), "2.weight": torch.ones(2, 4, dtype=torch.bool)}
+        >>> print(untrainable_reason(net, masks, 0.5))  # doctest: +ELLIPSIS
+        1 of 2 pruned layers keep no weight: 0.weight. Try a lower `target`, fewer `rounds`, ...
+    """
+    if effective is not None:
+        densities = dict(effective.layer_effective_density)
+    else:
+        densities = {n: float(m.float().mean()) for n, m in masks.items()}
+    empty = [n for n in masks if densities.get(n, 1.0) == 0.0 and masks[n].numel() > 0]
+    problems: list[str] = []
+    if effective is not None and effective.nominal < 1.0:
+        share = (1.0 - effective.effective) / (1.0 - effective.nominal)
+        if share < FAR_ABOVE_TARGET:
+            problems.append(
+                f"effective sparsity {effective.effective:.4f} against the target {target:g} (only {share:.1%} of "
+                "the kept weights lie on an input-output path)"
+            )
+    if empty:
+        shown = ", ".join(empty[:5]) + (f", ... ({len(empty) - 5} more)" if len(empty) > 5 else "")
+        kind = "effective weight" if effective is not None else "weight"
+        problems.append(f"{len(empty)} of {len(masks)} pruned layers keep no {kind}: {shown}")
+    if not problems:
+        return None
+    text = "; ".join(problems) + "."
+    zero_norms = [
+        f"{name}.weight"
+        for name, module in model.named_modules()
+        if isinstance(module, _NORM_TYPES)
+        and isinstance(getattr(module, "weight", None), Tensor)
+        and module.weight.numel() > 0
+        and not module.weight.is_meta
+        and not bool(module.weight.detach().any())
+    ]
+    if zero_norms:
+        shown = ", ".join(zero_norms[:3]) + (", ..." if len(zero_norms) > 3 else "")
+        text += (
+            f" {len(zero_norms)} normalisation layers have all-zero weights ({shown}): zero-initialised residual "
+            "branches (timm's `zero_init_last=True`, torchvision's `zero_init_residual=True`) give every layer "
+            "before them a saliency of 0, so those layers are removed or kept arbitrarily. Prune the model built "
+            "without that option (timm: `zero_init_last=False`), or set those weights to 1 while pruning."
+        )
+    return (
+        text + f" {'Otherwise, try' if zero_norms else 'Try'} a lower `target`, fewer `rounds`, another method "
+        "('synflow' is designed against layer collapse; 'magnitude'), or leave the emptied layers dense with "
+        "`exclude=`."
+    )
+
+
 def _spread(output: Any) -> float | None:
     logits = output_logits(output)
     if isinstance(logits, (tuple, list)) and logits and isinstance(logits[0], Tensor):
@@ -221,7 +336,8 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
     spread 0 on real data, when the activations on every remaining path are zero for every sample (dead ReLUs):
     then no gradient reaches a kept weight through them, and training fits a constant output. Measured in eval mode
     without gradients; the pruned call swaps ``weight × mask`` in with :func:`torch.func.functional_call` (one
-    masked copy of the pruned parameters lives for the call), so ``model`` is not modified.
+    masked copy of the pruned parameters lives for the call, :func:`~lightning_panning.core.functional.call_with`), so
+    ``model`` is not modified, shared modules included.
 
     Args:
         model: the network.
@@ -254,7 +370,7 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
             dense = _spread(inputs(model))
             if dense is None:
                 return None
-            pruned = _spread(functional_call(model, masked, inputs.args, inputs.kwargs, strict=False))
+            pruned = _spread(call_with(model, masked, lambda m, inp: inp(m), inputs))
     finally:
         model.train(was_training)
     return None if pruned is None else (dense, pruned)

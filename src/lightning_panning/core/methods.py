@@ -5,12 +5,13 @@ There is one way to build a pruner from a name: :func:`get_pruner` (``method`` m
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
 
 from lightning_panning.core.batch import Data
-from lightning_panning.core.masks import Masks
+from lightning_panning.core.masks import Masks, untrainable_reason
 from lightning_panning.core.pruner import Panning
 from lightning_panning.core.scorers import GraSP, SynFlow
 from lightning_panning.core.weights import WeightSchedule
@@ -136,7 +137,9 @@ def prune(
 ) -> Masks:
     """Prune ``model`` before training and return ``{qualified name: bool mask}`` (``True`` = kept).
 
-    The model is not modified; apply the result with :func:`~lightning_panning.apply_masks`.
+    The model is not modified; apply the result with :func:`~lightning_panning.apply_masks`. A ``UserWarning`` says
+    when a pruned layer keeps no weight (:func:`~lightning_panning.core.masks.untrainable_reason`: such masks may not
+    train, and it names the likely cause and what to try).
 
     Args:
         model: any ``nn.Module``.
@@ -162,4 +165,8 @@ def prune(
         pruner = get_pruner(method, **kwargs)
     else:
         pruner = get_pruner(method, rounds=rounds, **kwargs)
-    return pruner.prune(model, data, target, example_input=example_input).masks
+    masks = pruner.prune(model, data, target, example_input=example_input).masks
+    reason = untrainable_reason(model, masks, target)  # emptied layers (the callbacks also check effective ones)
+    if reason is not None:
+        warnings.warn(f"prune: these masks may not train: {reason}", UserWarning, stacklevel=2)
+    return masks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Literal
 
@@ -30,11 +31,18 @@ def validate_target(target: float, argument: str = "target") -> float:
     """Check that a sparsity target lies in the open interval (0, 1) and return it as ``float``.
 
     Raises:
-        TypeError: if ``target`` is not a real number.
+        TypeError: if ``target`` is not a real number (``bool`` is refused; NumPy scalars are accepted).
         ValueError: if ``target`` is outside (0, 1) or not finite.
+
+    Example:
+        >>> import numpy as np
+        >>> validate_target(np.float32(0.5))
+        0.5
     """
-    if isinstance(target, bool) or not isinstance(target, (int, float)):
-        raise TypeError(f"`{argument}` must be a float in (0, 1) (the fraction of weights removed), got {target!r}.")
+    if isinstance(target, bool) or not isinstance(target, numbers.Real):
+        raise TypeError(
+            f"`{argument}` must be a real number in (0, 1) (the fraction of weights removed), got {target!r}."
+        )
     target = float(target)
     if not math.isfinite(target) or not 0.0 < target < 1.0:
         raise ValueError(

@@ -70,6 +70,7 @@ class PanningSession:
         self.generator = torch.Generator().manual_seed(pruner.seed)
         self._ctx: ScoringContext | None = None
         self._shared: dict[str, Any] = {}  # mask-independent results (the unmasked SNIP/GraSP pass), every round
+        self._warned_zero = False  # the all-zero fused scores warning was given
         self.seconds = 0.0
         pruner.weights.reset()
 
@@ -158,13 +159,14 @@ class PanningSession:
             del normalized
         if fused is None:
             raise ValueError(f"Round {self.round + 1}: every metric weight is 0 ({used}); at least one must be > 0.")
-        if not any(bool(f.any()) for f in fused.values()):
+        if not self._warned_zero and not any(bool(f.any()) for f in fused.values()):
+            self._warned_zero = True  # once per run, not once per round
             warnings.warn(
                 f"Round {self.round + 1}: every fused score of {type(self.model).__name__} is zero, so the mask keeps "
                 "the lowest-indexed weights, an arbitrary choice. Saliencies (∝ θ, and gradients through θ) vanish "
                 "when an output layer is initialised to zero (e.g. torchvision's ViT head): initialise it before "
                 "pruning (e.g. `nn.init.normal_(model.heads.head.weight, std=0.01)`), or use method='magnitude' or "
-                "'random'.",
+                "'random'. (Said once per run.)",
                 UserWarning,
                 stacklevel=2,
             )
