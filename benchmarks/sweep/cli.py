@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, help="training batch size (profile default: Table 1)")
     add("--lr", type=float, help="initial learning rate of SGD + cosine (Table 1: 0.1)")
     add("--in-memory", action=argparse.BooleanOptionalAction, help="hold the data in device memory (profile default)")
+    add(
+        "--compact",
+        action=argparse.BooleanOptionalAction,
+        help="train the compacted network of pruned cells (exact; profile default: on for the LeNet profiles)",
+    )
     add("--accelerator", "--device", dest="accelerator", default="auto", help="Lightning accelerator: cpu, gpu, auto")
     add("--data-dir", help="dataset root (default: $LIGHTNING_PANNING_DATA, ../shared/datasets, ./data)")
     add("--out", help="results folder (default: benchmarks/results/<profile>)")
@@ -185,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             in_memory=args.in_memory,
+            compact=args.compact,
         )
         backend = (
             None
