@@ -14,7 +14,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
-from benchmarks.sweep.cell import SweepConfig, run_cell
+from benchmarks.sweep.cell import SweepConfig, build_model, run_cell
 from benchmarks.sweep.profiles import Cell
 
 __all__ = ["StepLosses", "compare_cell"]
@@ -54,7 +54,7 @@ def compare_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
         if compact:
             out["compacted_parameters"] = result["compacted_parameters"]
         else:
-            out["parameters"] = result["total_weights"]
+            out["parameters"] = sum(p.numel() for p in build_model(config.profile).parameters())
     pairs = list(zip(out["losses_masked"], out["losses_compacted"], strict=True))
     out["steps"] = len(pairs)
     out["max_abs_loss_diff"] = max(abs(a - b) for a, b in pairs)

@@ -4,8 +4,8 @@ Everything is rebuilt from ``runs.jsonl`` alone (:func:`write_report`), so ``--r
 different budgets (older records files) get one section each. The summary says which differences the seeds
 support with named tests (:mod:`benchmarks.sweep.stats`): Welch's t-test and the t-test paired by seed, both
 two-sided, Holm-corrected over the comparisons of each table (their number is stated). A difference is *shown*
-when both adjusted p-values are below 0.05 and *not shown* otherwise; a large difference with adjusted p-values
-below 0.2 is *contested*, and the summary lists the seeds 3 and 4 to add for it.
+when both adjusted p-values are below 0.05 and *not shown* otherwise; a large difference that is not shown but
+has both unadjusted p-values below 0.2 is *contested*, and the summary gives the command that adds seeds 3 and 4.
 
 Example:
     >>> a = Aggregate("panning", 0.99, 3, 98.0, 0.2, None, 1.0, 10.0, [0, 1, 2], {0: 97.8, 1: 98.0, 2: 98.2})
@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shlex
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,8 +157,8 @@ def _family_text(m: int) -> str:
     return (
         f"Two-sided Welch's t-test and t-test paired by seed (same seed: same initial weights and data order); "
         f"Holm's correction over the m = {m} testable comparisons of this table; *shown* where both adjusted "
-        f"p < {ALPHA}, *not shown* otherwise; *contested* where not shown, both adjusted p < {CONTESTED_P} and "
-        f"|Δ| ≥ {CONTESTED_DELTA:g} point."
+        f"p < {ALPHA}, *not shown* otherwise; *contested* where not shown but both unadjusted p < {CONTESTED_P} "
+        f"and |Δ| ≥ {CONTESTED_DELTA:g} point."
     )
 
 
@@ -243,10 +244,10 @@ def _noise_table(
         rows = sorted(
             (a for a in aggs if a.method != "dense" and a.sparsity == round(s, 10)), key=lambda a: -a.acc_mean
         )
-        found += [(s, rows[0], a, compare_aggregates(a, rows[0])) for a in rows[1:]]
+        found += [(s, a, rows[0], compare_aggregates(a, rows[0])) for a in rows[1:]]
     m = adjust([c for *_, c in found])
     lines = [f"| Sparsity | Best (mean ± std, n) | Method | {TEST_HEAD} |", "|---" * 7 + "|"]
-    for s, best, other, c in found:
+    for s, other, best, c in found:
         lines.append(
             f"| {format_sparsity(s)} | {_label(best.method)}: {_fmt_acc(best)}, n = {best.n} | {_label(other.method)} "
             f"| {_test_cells(c)} | {_reading(c, 'above the best', 'below the best')} |"
@@ -273,8 +274,8 @@ def _verdict_table(
         rl = by_key.get(("rlpanning", round(s, 10)))
         if rl is None:
             continue
-        for m in VERDICT_BASELINES:
-            base = by_key.get((m, round(s, 10)))
+        for method in VERDICT_BASELINES:
+            base = by_key.get((method, round(s, 10)))
             if base is not None:
                 found.append((s, rl, base, compare_aggregates(rl, base)))
     if not found:
@@ -289,28 +290,37 @@ def _verdict_table(
     return lines, m, found
 
 
-def _contested_lines(
-    found: Sequence[tuple[float, Aggregate, Aggregate, Comparison]], profile: Profile | None
-) -> list[str]:
+def _command_for(command: str, methods: Sequence[str], sparsity: float) -> str:
+    """``command`` (a recorded sweep command) with its methods, sparsities and seeds replaced: seeds 3 and 4 of
+    ``methods`` at ``sparsity``, everything else (profile, overrides, ``--out``) as recorded."""
+    replaced = {"--methods", "--sparsities", "--seeds"}
+    words, skipping = [], False
+    for word in shlex.split(command):
+        if word.startswith("--"):
+            skipping = word.split("=")[0] in replaced
+        if not skipping:
+            words.append(word)
+    extra = ["--methods", *methods, "--sparsities", format_sparsity(sparsity).rstrip("%"), "--seeds", "3", "4"]
+    return shlex.join([*words, *extra])
+
+
+def _contested_lines(found: Sequence[tuple[float, Aggregate, Aggregate, Comparison]], command: str) -> list[str]:
     """The contested comparisons and the sweep command that adds seeds 3 and 4 for their methods."""
     cells: dict[float, set[str]] = {}
-    text = []
+    text: list[str] = []
+    seen: set[tuple[float, frozenset[str]]] = set()
     for s, a, b, c in found:
-        if c.contested:
+        pair = (s, frozenset((a.method, b.method)))
+        if c.contested and pair not in seen:
+            seen.add(pair)
             cells.setdefault(s, set()).update((a.method, b.method))
             text.append(f"{_label(a.method)} vs {_label(b.method)} at {format_sparsity(s)} ({c.delta:+.2f})")
     if not cells:
         return []
-    name = profile.name if profile is not None else "PROFILE"
-    commands = [
-        f"python benchmarks/sweep.py --profile {name} --methods {' '.join(sorted(methods))} "
-        f"--sparsities {format_sparsity(s).rstrip('%')} --seeds 3 4 --accelerator cpu --jobs 2 --num-threads 1 "
-        "--no-progress"
-        for s, methods in sorted(cells.items())
-    ]
+    commands = [_command_for(command, sorted(methods), s) for s, methods in sorted(cells.items())]
     return [
         "**Contested** (a large difference the tests neither show nor dismiss; add seeds 3 and 4 rather than argue): "
-        + "; ".join(dict.fromkeys(text))
+        + "; ".join(text)
         + ".",
         "",
         "```bash",
@@ -422,7 +432,10 @@ def _section(
                 *verdict,
                 "",
             ]
-        lines += _contested_lines([*found, *found_verdict], profile)
+        recorded = [str(r["command"]) for r in group if r.get("command")]
+        name = profile.name if profile is not None else str(group[0].get("profile"))
+        base = recorded[-1] if recorded else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
+        lines += _contested_lines([*found_verdict, *found], base)
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
         chance = _chance_table(group, profile)

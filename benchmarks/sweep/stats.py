@@ -18,9 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -37,7 +39,7 @@ __all__ = [
 
 #: Significance level of every test in the summaries (two-sided).
 ALPHA = 0.05
-#: Upper end of the adjusted p-values for which a large difference counts as contested.
+#: Upper end of the unadjusted p-values for which a large difference that is not shown counts as contested.
 CONTESTED_P = 0.2
 #: Smallest difference of the mean accuracies (percentage points) that counts as large.
 CONTESTED_DELTA = 1.0
@@ -50,11 +52,12 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
         ``None`` when either sample has fewer than two values, or when neither varies (the statistic is 0/0 or
         infinite: no test).
     """
-    if len(a) < 2 or len(b) < 2 or (statistics.variance(a) == 0.0 and statistics.variance(b) == 0.0):
+    if len(a) < 2 or len(b) < 2 or not (_varies(a) or _varies(b)):
         return None
     from scipy import stats
 
-    return _finite(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
+    with _constant_sample_ok():
+        return _finite(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
 
 
 def paired_p(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float | None, int]:
@@ -65,11 +68,27 @@ def paired_p(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float | No
     """
     seeds = sorted(set(a) & set(b))
     diffs = [a[s] - b[s] for s in seeds]
-    if len(diffs) < 2 or statistics.variance(diffs) == 0.0:
+    if len(diffs) < 2 or not _varies(diffs):
         return None, len(diffs)
     from scipy import stats
 
     return _finite(float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)), len(diffs)
+
+
+@contextlib.contextmanager
+def _constant_sample_ok() -> Iterator[None]:
+    """Silence scipy's precision warning for a sample that does not vary (a method at chance in every seed).
+
+    Its variance is 0 up to rounding, which is what Welch's statistic should use.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        yield
+
+
+def _varies(values: Sequence[float]) -> bool:
+    """Whether ``values`` spread by more than float rounding (runs at chance repeat 11.35 up to the last bits)."""
+    return max(values) - min(values) > 1e-9 * max(1.0, max(abs(v) for v in values))
 
 
 def _finite(p: float) -> float | None:
@@ -128,10 +147,10 @@ class Comparison:
 
     @property
     def contested(self) -> bool:
-        """Not shown, both adjusted p-values below :data:`CONTESTED_P` and ``|delta| >= CONTESTED_DELTA``."""
-        if self.shown or self.adj_welch is None or self.adj_paired is None:
+        """Not shown, yet both unadjusted p-values below :data:`CONTESTED_P` and ``|delta| >= CONTESTED_DELTA``."""
+        if self.shown or self.p_welch is None or self.p_paired is None:
             return False
-        return max(self.adj_welch, self.adj_paired) < CONTESTED_P and abs(self.delta) >= CONTESTED_DELTA
+        return max(self.p_welch, self.p_paired) < CONTESTED_P and abs(self.delta) >= CONTESTED_DELTA
 
 
 def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
