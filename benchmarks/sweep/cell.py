@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.sweep.methods import build_callback, method_unavailable_reason
 from benchmarks.sweep.profiles import Cell, Profile, format_sparsity
+from benchmarks.sweep.provenance import scrub_traceback
 
 __all__ = [
     "CellRunner",
@@ -360,7 +361,7 @@ def execute_cell(runner: CellRunner, cell: Cell, config: SweepConfig) -> dict[st
         result = {
             "status": "error",
             "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(limit=20),
+            "traceback": scrub_traceback(traceback.format_exc(limit=20)),
         }
     result["cell_seconds"] = time.perf_counter() - start
     result["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -31,6 +31,7 @@ from benchmarks.sweep.backends import BACKENDS, BackendUnavailableError, make_ba
 from benchmarks.sweep.cell import SweepConfig, quiet_lightning
 from benchmarks.sweep.methods import METHOD_LABELS
 from benchmarks.sweep.profiles import DEFAULT_PROFILE, PROFILES, Cell, default_data_dir, format_sparsity, parse_sparsity
+from benchmarks.sweep.provenance import scrub_command
 from benchmarks.sweep.records import RecordsMismatchError, save_budget_note
 from benchmarks.sweep.report import write_report
 from benchmarks.sweep.run import run_sweep
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accelerator=args.accelerator,
         num_workers=args.num_workers,
         num_threads=args.num_threads,
-        command="python benchmarks/sweep.py " + shlex.join(argv),
+        command=scrub_command("python benchmarks/sweep.py " + shlex.join(argv)),
         budget_note=args.budget_note,
         csv_logs=args.csv_logs,
         policy=args.policy,

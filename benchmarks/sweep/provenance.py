@@ -8,15 +8,19 @@ Example:
     '<out>'
     >>> portable_path("/repo/benchmarks/results/x", root="/repo")
     'benchmarks/results/x'
+    >>> scrub_command("/usr/bin/python3 benchmarks/sweep.py --data-dir /data/sets --out /a/b/benchmarks/results/x")
+    'python benchmarks/sweep.py --data-dir <data-dir> --out benchmarks/results/x'
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "git_state", "portable_path"]
+__all__ = ["REPO_ROOT", "git_state", "portable_path", "scrub_command", "scrub_traceback"]
 
 #: The repository root (this file is ``benchmarks/sweep/provenance.py``).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +69,55 @@ def portable_path(
         return target.relative_to(base).as_posix()
     except ValueError:
         return placeholder
+
+
+def scrub_command(command: str) -> str:
+    """``command`` without machine paths: a Python interpreter's path becomes ``python``, a path into a checkout's
+    ``benchmarks/`` folder becomes repository-relative, and any other absolute path the placeholder ``<option>``
+    (the option it follows, else ``<path>``).
+    """
+    words = shlex.split(command)
+    out: list[str] = []
+    for index, word in enumerate(words):
+        option, eq, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        if not value.startswith("/"):
+            out.append(word)
+            continue
+        if index == 0 and re.search(r"/python[0-9.]*$", value):
+            replaced = "python"
+        elif "/benchmarks/" in value:
+            replaced = value[value.index("/benchmarks/") + 1 :]
+        elif eq:
+            replaced = f"<{option.lstrip('-')}>"
+        else:
+            previous = words[index - 1] if index else ""
+            replaced = f"<{previous.lstrip('-')}>" if previous.startswith("--") else "<path>"
+        out.append(f"{option}={replaced}" if eq else replaced)
+    return " ".join(w if re.fullmatch(r"(--[\w-]+=)?<[\w-]+>", w) else shlex.quote(w) for w in out)
+
+
+def scrub_traceback(text: str, *, root: str | os.PathLike[str] | None = None) -> str:
+    """A traceback's file names without machine paths: repository files relative to its root, installed packages
+    from ``site-packages/`` on, any other file as ``<path>/<name>``.
+
+    Example:
+        >>> scrub_traceback('File "/srv/repo/benchmarks/x.py", line 1 / File "/usr/lib/site-packages/torch/a.py"',
+        ...                 root="/srv/repo")
+        'File "benchmarks/x.py", line 1 / File "site-packages/torch/a.py"'
+    """
+    base = str(Path(REPO_ROOT if root is None else root)).rstrip("/") + "/"
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.startswith(base):
+            name = name[len(base) :]
+        elif "/site-packages/" in name:
+            name = name[name.index("/site-packages/") + 1 :]
+        elif "/benchmarks/" in name or "/src/lightning_panning/" in name:
+            marker = "/benchmarks/" if "/benchmarks/" in name else "/src/lightning_panning/"
+            name = name[name.index(marker) + 1 :]
+        else:
+            name = "<path>/" + Path(name).name
+        return f'File "{name}"'
+
+    return re.sub(r'File "(/[^"]+)"', one, text)

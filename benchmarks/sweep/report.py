@@ -36,6 +36,7 @@ from benchmarks.sweep.paper import (
     paper_beside,
 )
 from benchmarks.sweep.profiles import PROFILES, Profile, format_sparsity
+from benchmarks.sweep.provenance import scrub_command
 from benchmarks.sweep.records import (
     ANALYSIS_FILE,
     CSV_FILE,
@@ -432,7 +433,7 @@ def _section(
                 *verdict,
                 "",
             ]
-        recorded = [str(r["command"]) for r in group if r.get("command")]
+        recorded = [scrub_command(str(r["command"])) for r in group if r.get("command")]
         name = profile.name if profile is not None else str(group[0].get("profile"))
         base = recorded[-1] if recorded else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
         lines += _contested_lines([*found_verdict, *found], base)
@@ -444,7 +445,7 @@ def _section(
             lines += [*chance, ""]
         if plot is not None:
             lines += [f"![Accuracy against remaining weights]({plot})", ""]
-    commands = list(dict.fromkeys(str(r.get("command")) for r in group if r.get("command")))
+    commands = list(dict.fromkeys(scrub_command(str(r.get("command"))) for r in group if r.get("command")))
     if commands:
         lines += ["Reproduce (resumable; finished cells are skipped):", "", "```bash", *commands, "```", ""]
     policies = sorted({str(r["policy"]) for r in group if r.get("policy")})
