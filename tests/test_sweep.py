@@ -436,17 +436,22 @@ def test_cell_whose_mask_removes_every_weight_is_recorded(tmp_path: Path, monkey
     from lightning.pytorch.callbacks import Callback
 
     class PruneEverything(Callback):
+        masks: dict[str, Any] | None = None  # exposed as a pruning callback's: the cell trains it compacted
+
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             with torch.no_grad():
+                self.masks = {}
                 for name, param in pl_module.named_parameters():
                     if name.endswith("weight"):
                         param.zero_()
+                        self.masks[name] = torch.zeros_like(param, dtype=torch.bool)
 
     monkeypatch.setattr("benchmarks.sweep.cell.build_callback", lambda *args, **kwargs: PruneEverything())
     config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
                      train_subset=128, in_memory=False)
     record = run_cell(Cell("panning", 0.9999, 0), config)
     assert record["total_weights"] == 266_200 and record["test_acc"] is not None
+    assert record["compact"] and record["compacted_parameters"] is not None
 
 
 def test_every_core_method_is_a_sweep_method() -> None:

@@ -285,7 +285,7 @@ def run_cell(cell: Cell, config: SweepConfig, *, extra_callbacks: Sequence[Any] 
     compactor = None
     if callback is None:
         callbacks = [liveness]
-    elif profile.compact:
+    elif profile.compact and hasattr(callback, "masks"):  # a pruning callback that exposes its masks
         # after Liveness, so that its start measurement reads the masked network (as in runs without compaction)
         compactor = CompactionCallback(
             export=False,
