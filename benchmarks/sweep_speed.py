@@ -10,7 +10,13 @@ Trainer with the project's callbacks) on real MNIST, per device:
 2. **Pruning time** of each method of the grid at 99% (T = 100), from the same cells' ``pruning_seconds``.
 3. **Sharing the device**: k dense cells at once (``--jobs k``, one process each); each cell's own epoch time gives
    the throughput of k cells against one.
-4. **Estimate of the full grid**: the profile's cells (``lenet5-mnist``: dense + methods × 6 sparsities × 3 seeds ×
+4. **Masked against compacted, per sparsity**: the epoch time of one pruned cell (``--speed-method``, default
+   Panning) at each ``--sparsities``, trained masked (``--no-compact``) and compacted (the sweep's default for LeNet
+   profiles), each beside its **floor**: a bare loop of forward + backward + SGD step (momentum, weight decay) of the
+   same network (the trained masked network, i.e. dense shapes, and the compacted one) on a fixed in-memory batch,
+   with no Trainer, no callbacks and no mask enforcement, times the cell's steps per epoch. The gap between a cell's
+   epoch and its floor is what the Trainer, the data and the masks cost.
+5. **Estimate of the full grid**: the profile's cells (``lenet5-mnist``: dense + methods × 6 sparsities × 3 seeds ×
    80 epochs; the issue's grid is dense + 6 methods) as Σ (pruning + epochs × epoch time + fixed cost), divided by
    the best throughput gain of step 3. It assumes that pruning shares the device as well as training does.
 
@@ -21,16 +27,19 @@ Usage::
 
     python benchmarks/sweep_speed.py --device cuda --jobs 1 2 4 8 12     # a GPU (the H100 target: grid ≤ 30 min)
     python benchmarks/sweep_speed.py --device cpu --jobs 1 2 --num-threads 1
+    python benchmarks/sweep_speed.py --device cpu --num-threads 1 --parts sparsity   # masked vs compacted only
     python benchmarks/sweep_speed.py --quick                             # a check that it runs (tiny, to a temp dir)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -42,11 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from benchmarks.sweep.backends import LocalBackend
 from benchmarks.sweep.cell import SweepConfig, quiet_lightning, run_cell
 from benchmarks.sweep.methods import method_unavailable_reason
-from benchmarks.sweep.profiles import PROFILES, Cell, Profile, default_data_dir
+from benchmarks.sweep.profiles import PROFILES, Cell, Profile, default_data_dir, format_sparsity, parse_sparsity
+from benchmarks.sweep.provenance import git_state, scrub_command
 from benchmarks.sweep.records import load_records
 from benchmarks.sweep.run import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
+#: What the script can measure (``--parts``).
+PARTS = ("sparsity", "epochs", "pruning", "sharing")
 #: The issue's grid: dense + these 6 methods × 6 sparsities × 3 seeds × 80 epochs.
 ISSUE_METHODS = ("panning", "panning_authors", "rlpanning", "synflow", "snip", "grasp")
 
@@ -96,6 +108,93 @@ def measure_epochs(base: Profile, device: str, args: argparse.Namespace, tmp: Pa
         }
         print(f"[{device}] {'in memory ' if in_memory else 'DataLoader'}: {epoch_s:.3f} s/epoch, fixed {fixed:.1f} s")
     out["speedup_in_memory"] = out["dataloader"]["epoch_seconds"] / out["in_memory"]["epoch_seconds"]
+    return out
+
+
+class KeepNetwork:
+    """A Lightning callback that keeps a copy of the trained backbone (compacted or not) at the end of training."""
+
+    def __init__(self) -> None:
+        from lightning.pytorch import Callback
+
+        outer = self
+        self.network: Any = None
+
+        class _Keep(Callback):
+            def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+                outer.network = copy.deepcopy(pl_module.backbone)
+
+        self.callback = _Keep()
+
+
+def floor_epoch_seconds(network: Any, profile: Profile, device: str, steps_per_epoch: int, steps: int) -> float:
+    """Seconds per epoch of a bare forward + backward + SGD step loop of ``network`` (its floor).
+
+    A fixed batch ``(batch_size, 1, 28, 28)`` of random images in device memory; SGD with the profile's momentum and
+    weight decay; 10 warm-up steps, then ``steps`` timed steps, times ``steps_per_epoch``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dev = torch.device("cuda" if device == "cuda" else "cpu")
+    net = copy.deepcopy(network).to(dev).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=profile.momentum, weight_decay=profile.weight_decay)
+    x = torch.randn(profile.batch_size, 1, 28, 28, device=dev)
+    y = torch.randint(0, profile.num_classes(), (profile.batch_size,), device=dev)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(10):
+        step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return (time.perf_counter() - start) / steps * steps_per_epoch
+
+
+def measure_sparsity(base: Profile, device: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Seconds per epoch at each sparsity, masked and compacted, each beside the bare step loop of its network."""
+    out: dict[str, Any] = {}
+    for sparsity in args.sparsities:
+        row: dict[str, Any] = {"method": args.speed_method}
+        for name, compact in (("masked", False), ("compacted", True)):
+            runs = {}
+            for epochs in (args.short_epochs, args.long_epochs):
+                profile = base.override(epochs=epochs, in_memory=True, compact=compact)
+                keep = KeepNetwork()
+                config = _config(profile, device, args, tmp)
+                runs[epochs] = (
+                    run_cell(Cell(args.speed_method, sparsity, 0), config, extra_callbacks=[keep.callback]),
+                    keep,
+                )
+            short, (long, keep) = runs[args.short_epochs][0], runs[args.long_epochs]
+            epoch_s = (long["training_seconds"] - short["training_seconds"]) / (args.long_epochs - args.short_epochs)
+            steps_per_epoch = short["optimizer_steps"] // args.short_epochs
+            floor = floor_epoch_seconds(keep.network, base, device, steps_per_epoch, args.floor_steps)
+            row[name] = {
+                "epoch_seconds": epoch_s,
+                "floor_epoch_seconds": floor,
+                "over_floor": epoch_s / floor,
+                "parameters": sum(p.numel() for p in keep.network.parameters()),
+                "test_acc_long": long["test_acc"],
+                "steps_per_epoch": steps_per_epoch,
+            }
+            print(
+                f"[{device}] {args.speed_method} {format_sparsity(sparsity)} {name}: {epoch_s:.3f} s/epoch, "
+                f"floor {floor:.3f} s/epoch ({epoch_s / floor:.2f}x)"
+            )
+        row["speedup"] = row["masked"]["epoch_seconds"] / row["compacted"]["epoch_seconds"]
+        row["same_test_acc"] = row["masked"]["test_acc_long"] == row["compacted"]["test_acc_long"]
+        out[format_sparsity(sparsity)] = row
     return out
 
 
@@ -176,10 +275,31 @@ def write(results: dict[str, Any], out: Path) -> None:
         "",
     ]
     for device, m in results["devices"].items():
+        lines += [f"## {device}: {m['name']}", ""]
+        if m.get("sparsity"):
+            lines += [
+                f"Seconds per epoch of one `{results['settings']['speed_method']}` cell (in memory, batch 256), "
+                "masked and compacted, each beside its floor (bare forward + backward + SGD step of the same "
+                "network, no Trainer, no masks):",
+                "",
+                "| Sparsity | masked s/epoch | floor (dense shapes) | compacted s/epoch | floor (compacted) | "
+                "speed-up | compacted / its floor | 80 epochs compacted (min, training only) | parameters compacted | "
+                "same test accuracy |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+                *[
+                    f"| {s} | {r['masked']['epoch_seconds']:.3f} | {r['masked']['floor_epoch_seconds']:.3f} | "
+                    f"{r['compacted']['epoch_seconds']:.3f} | {r['compacted']['floor_epoch_seconds']:.3f} | "
+                    f"{r['speedup']:.2f}x | {r['compacted']['over_floor']:.2f}x | "
+                    f"{80 * r['compacted']['epoch_seconds'] / 60:.1f} | {r['compacted']['parameters']:,} | "
+                    f"{'yes' if r['same_test_acc'] else 'no'} |"
+                    for s, r in m["sparsity"].items()
+                ],
+                "",
+            ]
+        if "epochs" not in m:
+            continue
         e = m["epochs"]
         lines += [
-            f"## {device}: {m['name']}",
-            "",
             "| Data | s/epoch | fixed s/cell | steps/epoch |",
             "|---|---|---|---|",
             *[
@@ -190,17 +310,21 @@ def write(results: dict[str, Any], out: Path) -> None:
             "",
             f"In memory is {e['speedup_in_memory']:.2f}x the DataLoader's speed.",
             "",
-            "Pruning at 99% (s): " + ", ".join(f"{k} {v:.2f}" for k, v in m["pruning"].items()) + ".",
-            "",
-            "| Cells at once | s/epoch per cell | throughput gain | wall (s) |",
-            "|---|---|---|---|",
-            *[
-                f"| {k} | {r['epoch_seconds_per_cell']:.3f} | {r['throughput_gain']:.2f}x | {r['wall_seconds']:.0f} |"
-                for k, r in m["sharing"].items()
-            ],
-            "",
         ]
-        for est in m["estimates"]:
+        if m.get("pruning"):
+            lines += ["Pruning at 99% (s): " + ", ".join(f"{k} {v:.2f}" for k, v in m["pruning"].items()) + ".", ""]
+        if m.get("sharing"):
+            lines += [
+                "| Cells at once | s/epoch per cell | throughput gain | wall (s) |",
+                "|---|---|---|---|",
+                *[
+                    f"| {k} | {r['epoch_seconds_per_cell']:.3f} | {r['throughput_gain']:.2f}x | "
+                    f"{r['wall_seconds']:.0f} |"
+                    for k, r in m["sharing"].items()
+                ],
+                "",
+            ]
+        for est in m.get("estimates", []):
             lines.append(
                 f"Estimated wall time of `{est['profile']}` with {', '.join(est['methods'])} ({est['cells']} cells, "
                 f"{est['epochs']} epochs): **{est['wall_minutes']:.1f} min** at {est['best_jobs']} cells at once "
@@ -235,10 +359,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="dataset root (default as in the sweep)")
     parser.add_argument("--out", help="results folder (default: benchmarks/results; --quick: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="tiny settings to check that the script runs")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to measure (default: all; the grid estimate needs epochs, pruning and sharing)",
+    )
+    parser.add_argument(
+        "--sparsities",
+        nargs="+",
+        default=["99", "99.9", "99.99"],
+        help="sparsity part: sparsities (default 99 99.9 99.99)",
+    )
+    parser.add_argument("--speed-method", default="panning", help="sparsity part: the pruning method of the cells")
+    parser.add_argument("--floor-steps", type=int, default=200, help="sparsity part: timed steps of the floor loop")
     args = parser.parse_args(argv)
+    args.sparsities = [parse_sparsity(s) for s in args.sparsities]
     if args.quick:
         args.train_subset, args.rounds, args.long_epochs, args.jobs = 2048, 5, 2, [1, 2]
         args.methods = ["panning", "snip"]
+        args.sparsities, args.floor_steps = [0.99], 20
     devices = args.device or (["cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available here.")
@@ -253,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     base = PROFILES["lenet5-mnist"].override(train_subset=args.train_subset, rounds=args.rounds)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/sweep_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": scrub_command(
+            "python benchmarks/sweep_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        ),
+        **git_state(),
         "settings": {
             "train_subset": args.train_subset,
             "rounds": args.rounds,
@@ -261,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
             "long_epochs": args.long_epochs,
             "jobs": args.jobs,
             "quick": args.quick,
+            "parts": args.parts,
+            "sparsities": args.sparsities,
+            "speed_method": args.speed_method,
+            "floor_steps": args.floor_steps,
         },
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -277,17 +425,24 @@ def main(argv: list[str] | None = None) -> int:
             tmp = Path(scratch) / device
             name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
             measured: dict[str, Any] = {"name": name}
-            measured["epochs"] = measure_epochs(base, device, args, tmp)
-            measured["pruning"] = measure_pruning(base, device, args, tmp)
-            measured["sharing"] = measure_sharing(base, device, args, tmp)
-            full = PROFILES["lenet5-mnist"]
-            measured["estimates"] = [
-                estimate(full, ISSUE_METHODS, measured),
-                estimate(full, tuple(m for m in full.methods if m != "dense"), measured),
-            ]
-            if device == "cpu":
-                cpu = PROFILES["lenet5-mnist-cpu"]
-                measured["estimates"].append(estimate(cpu, tuple(m for m in cpu.methods if m != "dense"), measured))
+            if "sparsity" in args.parts:
+                measured["sparsity"] = measure_sparsity(base, device, args, tmp)
+            if "epochs" in args.parts:
+                measured["epochs"] = measure_epochs(base, device, args, tmp)
+            if "pruning" in args.parts:
+                measured["pruning"] = measure_pruning(base, device, args, tmp)
+            if "sharing" in args.parts:
+                measured["sharing"] = measure_sharing(base, device, args, tmp)
+            if {"epochs", "pruning", "sharing"} <= set(args.parts):
+                full = PROFILES["lenet5-mnist"]
+                measured["estimates"] = [
+                    estimate(full, ISSUE_METHODS, measured),
+                    estimate(full, tuple(m for m in full.methods if m != "dense"), measured),
+                ]
+                if device == "cpu":
+                    cpu = PROFILES["lenet5-mnist-cpu"]
+                    methods = tuple(m for m in cpu.methods if m != "dense")
+                    measured["estimates"].append(estimate(cpu, methods, measured))
             results["devices"][device] = measured
     results["machine"]["load_after"] = os.getloadavg()[0]
     write(results, out)

@@ -190,7 +190,8 @@ def write_results(record: dict[str, Any], out: Path) -> None:
     lines = [
         f"# {title}",
         "",
-        f"Written by `benchmarks/transformer_scale.py` on {record['date']} ({record['machine']}, device "
+        f"Written by `{record.get('command', 'benchmarks/transformer_scale.py')}` on {record['date']} "
+        f"({record['machine']}, device "
         f"{record['device_name']}, {record['threads']} thread(s), load average at start {record['load_start']}, "
         f"at end {record['load_end']}). Model: {record['model']}; scoring batch {record['batch']}.",
         "",
@@ -208,8 +209,25 @@ def write_results(record: dict[str, Any], out: Path) -> None:
         f"{e['effective_sparsity']:.4f} (round sparsity {p['sparsity'][-1]:.4f}). Memory is each phase's own peak in "
         "a fresh process (the effective-sparsity pass reads the pruning phase's masks from a file).",
         "",
+        f"Code: commit `{record.get('git_commit') or 'not recorded'}`"
+        + (" (tree with uncommitted changes)" if record.get("git_dirty") else "")
+        + ".",
+        "",
     ]
     (out / f"{stem}.md").write_text("\n".join(lines))
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces these results, with every option spelled out (no machine paths)."""
+    from benchmarks.sweep.provenance import portable_path  # the driver only: workers' memory stays as it was
+
+    words = ["python", "benchmarks/transformer_scale.py", "--device", args.device, "--rounds", str(args.rounds),
+             "--threads", str(args.threads)]
+    if args.quick:
+        words.append("--quick")
+    if Path(args.out).resolve() != RESULTS.resolve():
+        words += ["--out", portable_path(args.out)]
+    return " ".join(words)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,7 +256,11 @@ def main(argv: list[str] | None = None) -> None:
         masks_file = Path(tmp) / "masks.pt"
         phases = {phase: run_worker(phase, args, masks_file) for phase in ("fwdbwd", "prune", "effective")}
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+    from benchmarks.sweep.provenance import git_state
+
     record = {
+        "command": command_line(args),
+        **git_state(),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",
         "device": args.device,

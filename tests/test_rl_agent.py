@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -91,6 +92,11 @@ def test_train_cli_trains_checkpoints_resumes_and_exports(tmp_path, monkeypatch,
     assert np.isfinite(record["evaluation"]["final_evaluation_reward"])
     assert np.isfinite(record["evaluation"]["table3_baseline_reward"])
     assert record["training_curve"]["episodes"] > 0 and (out / "export" / "reward_curve.png").is_file()
+    # provenance without machine paths: placeholders for absolute paths, the zip's hash, the code's commits
+    assert record["train_commands"][0].startswith("python -m lightning_panning.rl.train --total-steps 40 --no-export --out <out> ")
+    assert str(tmp_path) not in json.dumps(record)
+    assert record["zip_sha256"] == hashlib.sha256((out / "export" / "default.zip").read_bytes()).hexdigest()
+    assert len(record["code_commits"]) == 1 and len(record["code_commits"][0]["segments_started"]) == 2
     policy = load_policy(out / "export" / "default.zip")
     assert policy.panning_preset["name"] == "default"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scipy import stats
 
 from benchmarks.sweep import cli, methods, records, run
 from benchmarks.sweep.cell import SweepConfig, build_model, init_fingerprint, policy_id, run_cell
@@ -312,12 +313,18 @@ def test_summary_puts_the_papers_numbers_beside_panning_authors_and_judges_noise
     assert "| Panning (Algorithm 1) | 96.10 ± 0.10 |" in text  # no paper number beside Algorithm 1
     assert "produced with the authors' code" in text and "paper 99.40" in text
     assert "| Paper: rlpanning (the authors' code and their trained agent" in text  # paper-only row
-    noise = next(line for line in text.splitlines() if line.startswith("| 99.9% |"))
-    assert "SynFlow (iterative): 96.50, n = 1" in noise
-    assert "cannot tell (1 seed): Panning (Algorithm 1), Panning (authors' code), SNIP" in noise
+    rows_999 = [line for line in text.splitlines() if line.startswith("| 99.9% | SynFlow (iterative): 96.50, n = 1 |")]
+    assert len(rows_999) == 3 and all("not testable (fewer than 2 seeds" in line for line in rows_999)
+    assert "m = 0 testable comparisons" in text
     three = write_summary([r for r in rows if r["method"] != "synflow"], tmp_path / "s2.md", profile=None).read_text()
-    noise = next(line for line in three.splitlines() if line.startswith("| 99.9% |"))
-    assert "| Panning (Algorithm 1): 96.10 ± 0.10, n = 3 | Panning (authors' code) (-0.10) | SNIP (-5.10) |" in noise
+    assert "m = 2 testable comparisons" in three
+    snip = next(line for line in three.splitlines() if line.startswith("| 99.9% |") and "| SNIP |" in line)
+    panning = {s: 96.0 + 0.1 * s for s in range(3)}
+    welch = stats.ttest_ind([90.0, 91.0, 92.0], list(panning.values()), equal_var=False).pvalue
+    paired = stats.ttest_rel([90.0, 91.0, 92.0], list(panning.values())).pvalue
+    assert snip.startswith("| 99.9% | Panning (Algorithm 1): 96.10 ± 0.10, n = 3 | SNIP | -5.10 |")
+    assert f"| {welch:.3f} ({min(1.0, 2 * welch):.3f}) | {paired:.3f} ({min(1.0, 2 * paired):.3f}), 3 pairs" in snip
+    assert "**shown: below the best**" in snip  # the smaller p of m = 2: Holm doubles it
     assert "**Budget note.** tiny budget" in text and "The paper trains 80 epochs" in text
 
 
@@ -327,18 +334,21 @@ def test_summary_judges_rlpanning_against_table3_weights_and_the_authors_code_pa
     rows += [_record("rlpanning", 0.99, s, acc, policy="default:abc") for s, acc in enumerate((98.0, 98.1, 95.9))]
     rows += [_record("panning", 0.999, s, 90.0 + s) for s in range(3)]  # no RLPanning at 99.9%: no row
     text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
-    assert "| Sparsity | RLPanning | vs Panning (Algorithm 1) | vs Panning (authors' code) |" in text
-    row = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 |"))
-    assert "+0.13: within noise; ahead in 2 of 3 seeds" in row  # seeds 0 and 1 above Panning's 97.0 and 97.2
-    assert "+0.33: within noise; ahead in 1 of 3 seeds" in row  # only seed 0 above the authors' 96.0
-    assert not any(line.startswith("| 99.9% | ") and "seeds" in line for line in text.splitlines())
-    rows = [_record("panning", 0.99, s, 97.0 + 0.01 * s) for s in range(3)]
+    assert "| Sparsity | RLPanning | vs | Δ | Welch p (Holm) | paired p (Holm), seeds | Reading |" in text
+    vs_panning = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (Algorithm"))
+    vs_authors = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (authors"))
+    assert "| +0.13 |" in vs_panning and "3 pairs, ahead in 2 |" in vs_panning  # seeds 0, 1 above 97.0 and 97.2
+    assert "| +0.33 |" in vs_authors and "3 pairs, ahead in 1 |" in vs_authors  # only seed 0 above the authors' 96.0
+    assert "m = 2 testable comparisons" in text and "not shown" in vs_panning
+    assert not any(line.startswith("| 99.9% | ") and "pairs" in line for line in text.splitlines())
+    rows = [_record("panning", 0.99, s, 97.0 + 0.01 * s + 0.02 * (s == 2)) for s in range(3)]
     rows += [_record("rlpanning", 0.99, s, 95.0 + 0.01 * s) for s in range(3)]
     rows += [_record("panning_authors", 0.99, 0, 94.0)]
-    row = next(line for line in write_summary(rows, tmp_path / "s2.md", profile=None).read_text().splitlines()
-               if line.startswith("| 99% | 95.01 ± 0.01 |"))
-    assert "-2.00: behind beyond noise; ahead in 0 of 3 seeds" in row
-    assert "+1.01: cannot tell (1 seed); ahead in 1 of 1 seeds" in row
+    lines = write_summary(rows, tmp_path / "s2.md", profile=None).read_text().splitlines()
+    behind = next(line for line in lines if line.startswith("| 99% | 95.01 ± 0.01 | Panning (Algorithm"))
+    assert "| -2.01 |" in behind and "**shown: RLPanning behind**" in behind  # m = 1: no correction
+    one = next(line for line in lines if line.startswith("| 99% | 95.01 ± 0.01 | Panning (authors"))
+    assert "| +1.01 |" in one and "1 pairs, ahead in 1 | not testable" in one
     text = write_summary([r for r in rows if r["method"] != "rlpanning"], tmp_path / "s3.md", profile=None).read_text()
     assert "vs Panning (Algorithm 1)" not in text
 
@@ -426,17 +436,22 @@ def test_cell_whose_mask_removes_every_weight_is_recorded(tmp_path: Path, monkey
     from lightning.pytorch.callbacks import Callback
 
     class PruneEverything(Callback):
+        masks: dict[str, Any] | None = None  # exposed as a pruning callback's: the cell trains it compacted
+
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             with torch.no_grad():
+                self.masks = {}
                 for name, param in pl_module.named_parameters():
                     if name.endswith("weight"):
                         param.zero_()
+                        self.masks[name] = torch.zeros_like(param, dtype=torch.bool)
 
     monkeypatch.setattr("benchmarks.sweep.cell.build_callback", lambda *args, **kwargs: PruneEverything())
     config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
                      train_subset=128, in_memory=False)
     record = run_cell(Cell("panning", 0.9999, 0), config)
     assert record["total_weights"] == 266_200 and record["test_acc"] is not None
+    assert record["compact"] and record["compacted_parameters"] is not None
 
 
 def test_every_core_method_is_a_sweep_method() -> None:

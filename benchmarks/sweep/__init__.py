@@ -11,6 +11,10 @@ or ``python -m benchmarks.sweep`` from the repository root. One concern per modu
 * :mod:`~benchmarks.sweep.cell` — running one cell with the Lightning Trainer;
 * :mod:`~benchmarks.sweep.records` — ``runs.jsonl``, resume, and the one-profile-one-budget rule;
 * :mod:`~benchmarks.sweep.report` and :mod:`~benchmarks.sweep.plot` — ``summary.md``, ``runs.csv``, the figure;
+* :mod:`~benchmarks.sweep.stats` — Welch's and the paired-by-seed t-test, Holm's correction (the summary's verdicts);
+* :mod:`~benchmarks.sweep.provenance` — the code's git commit, commands and tracebacks without machine paths;
+* :mod:`~benchmarks.sweep.lean` — the cell's classifier (no per-step training metrics);
+  :mod:`~benchmarks.sweep.exactness` — masked against compacted training of one cell, loss by loss;
 * :mod:`~benchmarks.sweep.backends` — local (sequential or ``--jobs N`` processes) and Ray execution;
 * :mod:`~benchmarks.sweep.run` — the driver, :func:`run_sweep`; :mod:`~benchmarks.sweep.cli` — the command line.
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.sweep.methods import build_callback, method_unavailable_reason
 from benchmarks.sweep.profiles import Cell, Profile, format_sparsity
+from benchmarks.sweep.provenance import scrub_traceback
 
 __all__ = [
     "CellRunner",
@@ -197,6 +198,21 @@ def _train_batches(datamodule: Any) -> int:
     return len(datamodule.train_dataloader())
 
 
+def input_shape(profile: Profile) -> tuple[int, int, int]:
+    """``(C, H, W)`` of one input image of the profile's dataset (as :func:`build_model` expects it)."""
+    if profile.model in ("lenet5", "lenet300"):
+        return (1, 28, 28)
+    size = 64 if profile.dataset == "tinyimagenet" else 32
+    return (3, size, size)
+
+
+def _compacted_parameters(compactor: Any) -> int | None:
+    result = None if compactor is None else compactor.training_result
+    if result is None or result.after is None:
+        return None
+    return int(result.after.parameters)
+
+
 def _metric(results: Sequence[Mapping[str, Any]], name: str) -> float | None:
     for entry in results:
         if name in entry:
@@ -204,33 +220,43 @@ def _metric(results: Sequence[Mapping[str, Any]], name: str) -> float | None:
     return None
 
 
-def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
+def run_cell(cell: Cell, config: SweepConfig, *, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train and test one cell with the ordinary Lightning Trainer; return its measurements.
 
     With ``profile.cosine_per_step`` the Trainer runs ``epochs × batches per epoch`` steps (``max_steps``), so that
     the classifier anneals its cosine schedule per step.
+
+    Args:
+        cell: method, sparsity and seed.
+        config: the sweep.
+        extra_callbacks: more Lightning callbacks, after the sweep's own (e.g. one that records the loss per step).
 
     Returns:
         ``test_acc`` (%), ``test_loss``, ``nominal_sparsity``, ``effective_sparsity``, ``kept_weights``,
         ``total_weights``, ``layer_density``, ``pruning_seconds``, ``training_seconds`` (fit time without pruning),
         ``test_seconds``, ``device``, ``optimizer_steps``, and what :class:`~benchmarks.sweep.liveness.Liveness`
         measured after pruning and after training (``logit_spread_start``, ``dead_units_start``,
-        ``logit_spread_end``, ``dead_units_end``, ``dead_units_by_layer_end``).
+        ``logit_spread_end``, ``dead_units_end``, ``dead_units_by_layer_end``); ``compact`` (whether the compacted
+        network was trained, ``profile.compact`` for pruned cells) and ``compacted_parameters`` (its parameter
+        count). With ``compact``, the end-of-training Liveness counts the units of the compacted network: the removed
+        channels (dead towards the output) are not among them.
 
     Raises:
         MethodUnavailableError: when the cell's method cannot run in this installation.
     """
+    import torch
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.loggers import CSVLogger
 
+    from benchmarks.sweep.lean import SweepClassifier
     from benchmarks.sweep.liveness import Liveness
-    from lightning_panning.classifier import ImageClassifier
+    from lightning_panning.callbacks.compact import CompactionCallback
     from lightning_panning.core.params import prunable_parameters
 
     profile = config.profile
     seed_everything(cell.seed, workers=True, verbose=False)
     backbone = build_model(profile)
-    module = ImageClassifier(
+    module = SweepClassifier(
         backbone,
         num_classes=profile.num_classes(),
         lr=profile.lr,
@@ -255,11 +281,24 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
     if profile.cosine_per_step:
         length = {"max_epochs": -1, "max_steps": profile.epochs * _train_batches(datamodule)}
     liveness = Liveness()
+    callbacks: list[Any] = [] if callback is None else [callback, liveness]
+    compactor = None
+    if callback is None:
+        callbacks = [liveness]
+    elif profile.compact and hasattr(callback, "masks"):  # a pruning callback that exposes its masks
+        # after Liveness, so that its start measurement reads the masked network (as in runs without compaction)
+        compactor = CompactionCallback(
+            export=False,
+            train_compacted=True,
+            example_input=torch.zeros(1, *input_shape(profile)),
+            verbose=False,
+        )
+        callbacks.append(compactor)
     trainer = Trainer(
         **length,
         accelerator=config.accelerator,
         devices=1,
-        callbacks=([] if callback is None else [callback]) + [liveness],
+        callbacks=[*callbacks, *extra_callbacks],
         logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -292,6 +331,8 @@ def run_cell(cell: Cell, config: SweepConfig) -> dict[str, Any]:
         "test_seconds": test_seconds,
         "device": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
         "optimizer_steps": int(trainer.global_step),
+        "compact": compactor is not None,
+        "compacted_parameters": _compacted_parameters(compactor),
         **liveness.results,
     }
 
@@ -320,7 +361,7 @@ def execute_cell(runner: CellRunner, cell: Cell, config: SweepConfig) -> dict[st
         result = {
             "status": "error",
             "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(limit=20),
+            "traceback": scrub_traceback(traceback.format_exc(limit=20)),
         }
     result["cell_seconds"] = time.perf_counter() - start
     result["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

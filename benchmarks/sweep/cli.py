@@ -31,6 +31,7 @@ from benchmarks.sweep.backends import BACKENDS, BackendUnavailableError, make_ba
 from benchmarks.sweep.cell import SweepConfig, quiet_lightning
 from benchmarks.sweep.methods import METHOD_LABELS
 from benchmarks.sweep.profiles import DEFAULT_PROFILE, PROFILES, Cell, default_data_dir, format_sparsity, parse_sparsity
+from benchmarks.sweep.provenance import scrub_command
 from benchmarks.sweep.records import RecordsMismatchError, save_budget_note
 from benchmarks.sweep.report import write_report
 from benchmarks.sweep.run import run_sweep
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, help="training batch size (profile default: Table 1)")
     add("--lr", type=float, help="initial learning rate of SGD + cosine (Table 1: 0.1)")
     add("--in-memory", action=argparse.BooleanOptionalAction, help="hold the data in device memory (profile default)")
+    add(
+        "--compact",
+        action=argparse.BooleanOptionalAction,
+        help="train the compacted network of pruned cells (exact; profile default: on for the LeNet profiles)",
+    )
     add("--accelerator", "--device", dest="accelerator", default="auto", help="Lightning accelerator: cpu, gpu, auto")
     add("--data-dir", help="dataset root (default: $LIGHTNING_PANNING_DATA, ../shared/datasets, ./data)")
     add("--out", help="results folder (default: benchmarks/results/<profile>)")
@@ -185,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             in_memory=args.in_memory,
+            compact=args.compact,
         )
         backend = (
             None
@@ -228,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accelerator=args.accelerator,
         num_workers=args.num_workers,
         num_threads=args.num_threads,
-        command="python benchmarks/sweep.py " + shlex.join(argv),
+        command=scrub_command("python benchmarks/sweep.py " + shlex.join(argv)),
         budget_note=args.budget_note,
         csv_logs=args.csv_logs,
         policy=args.policy,

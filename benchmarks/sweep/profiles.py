@@ -101,6 +101,8 @@ class Profile:
             instead of per epoch; the same curve for long runs, and a real decay for 1-epoch budgets.
         in_memory: hold the whole dataset in device memory and draw batches by index
             (:mod:`benchmarks.sweep.data`); the same batches as the DataLoader, without its per-sample work.
+        compact: train the compacted network (dead channels removed before the first step,
+            ``CompactionCallback(train_compacted=True)``): exact, so not part of the :meth:`budget`; only pruned cells.
         paper: key of :data:`~benchmarks.sweep.paper.PAPER_RESULTS` to compare with, if any.
         paper_epochs: epochs of the paper's runs in this setting (Table 1), for the budget statement.
         datamodule_kwargs: extra DataModule arguments.
@@ -125,6 +127,7 @@ class Profile:
     validate: bool = False
     cosine_per_step: bool = True
     in_memory: bool = False
+    compact: bool = False
     paper: str | None = None
     paper_epochs: int | None = None
     datamodule_kwargs: tuple[tuple[str, Any], ...] = ()
@@ -256,6 +259,7 @@ PROFILES: dict[str, Profile] = {
             description=f"LeNet5 (Caffe) on MNIST, {_CPU}; 3 seeds at 99, 99.9 and 99.99%; data in memory.",
             sparsities=(0.99, 0.999, 0.9999),
             in_memory=True,
+            compact=True,
             paper="lenet5-mnist",
             paper_epochs=80,
         ),
@@ -269,6 +273,7 @@ PROFILES: dict[str, Profile] = {
             description=f"LeNet5 (Caffe) on FashionMNIST, {_CPU}; 3 seeds at 99 and 99.9%; data in memory.",
             sparsities=(0.99, 0.999),
             in_memory=True,
+            compact=True,
             paper="lenet5-fashionmnist",
             paper_epochs=80,
         ),
@@ -286,6 +291,7 @@ PROFILES: dict[str, Profile] = {
             methods=("dense", "panning", "panning_authors", "rlpanning"),
             sparsities=(0.99, 0.999, 0.9999),
             in_memory=True,
+            compact=True,
             paper=None,
             paper_epochs=None,
         ),
@@ -298,6 +304,7 @@ PROFILES: dict[str, Profile] = {
             1e-4,
             description="LeNet5 (Caffe) on MNIST, Table 1 recipe, the paper's full budget; data in device memory.",
             in_memory=True,
+            compact=True,
         ),
         _paper_profile(
             "lenet5-fashionmnist",
@@ -310,6 +317,7 @@ PROFILES: dict[str, Profile] = {
                 "LeNet5 (Caffe) on FashionMNIST, Table 1 recipe, the paper's full budget; data in device memory."
             ),
             in_memory=True,
+            compact=True,
         ),
         _paper_profile(
             "vgg19-cifar10",

@@ -2,20 +2,23 @@
 
 Everything is rebuilt from ``runs.jsonl`` alone (:func:`write_report`), so ``--report-only`` reproduces it. Runs of
 different budgets (older records files) get one section each. The summary says which differences the seeds
-support: two methods differ *beyond noise* when their means are more than two standard errors of the difference
-apart, ``|m1 − m2| > 2·sqrt(s1²/n1 + s2²/n2)``, with at least two seeds each; otherwise they are *within noise*.
+support with named tests (:mod:`benchmarks.sweep.stats`): Welch's t-test and the t-test paired by seed, both
+two-sided, Holm-corrected over the comparisons of each table (their number is stated). A difference is *shown*
+when both adjusted p-values are below 0.05 and *not shown* otherwise; a large difference that is not shown but
+has both unadjusted p-values below 0.2 is *contested*, and the summary gives the command that adds seeds 3 and 4.
 
 Example:
-    >>> a = Aggregate("panning", 0.99, 3, 98.0, 0.2, None, 1.0, 10.0, [0, 1, 2])
-    >>> b = Aggregate("snip", 0.99, 3, 97.8, 0.3, None, 0.1, 10.0, [0, 1, 2])
-    >>> within_noise(a, b), within_noise(a, Aggregate("random", 0.99, 3, 90.0, 0.5, None, 0.0, 9.0, [0, 1, 2]))
-    (True, False)
+    >>> a = Aggregate("panning", 0.99, 3, 98.0, 0.2, None, 1.0, 10.0, [0, 1, 2], {0: 97.8, 1: 98.0, 2: 98.2})
+    >>> b = Aggregate("snip", 0.99, 3, 90.0, 0.5, None, 0.1, 10.0, [0, 1, 2], {0: 89.5, 1: 90.0, 2: 90.5})
+    >>> c = compare_aggregates(a, b)
+    >>> round(c.delta, 2), c.p_welch < 0.001, c.p_paired < 0.01
+    (8.0, True, True)
 """
 
 from __future__ import annotations
 
-import math
 import os
+import shlex
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from benchmarks.sweep.paper import (
     paper_beside,
 )
 from benchmarks.sweep.profiles import PROFILES, Profile, format_sparsity
+from benchmarks.sweep.provenance import scrub_command
 from benchmarks.sweep.records import (
     ANALYSIS_FILE,
     CSV_FILE,
@@ -47,8 +51,9 @@ from benchmarks.sweep.records import (
     record_order,
     write_csv,
 )
+from benchmarks.sweep.stats import ALPHA, CONTESTED_DELTA, CONTESTED_P, Comparison, adjust, compare
 
-__all__ = ["Aggregate", "budget_key", "summarize", "within_noise", "write_report", "write_summary"]
+__all__ = ["Aggregate", "budget_key", "compare_aggregates", "summarize", "write_report", "write_summary"]
 
 _NOT_RECORDED = object()
 
@@ -117,15 +122,45 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[Aggregate]:
     return out
 
 
-def within_noise(a: Aggregate, b: Aggregate) -> bool | None:
-    """Whether the mean accuracies of ``a`` and ``b`` are within two standard errors of their difference.
+def compare_aggregates(a: Aggregate, b: Aggregate) -> Comparison:
+    """Welch's and the paired-by-seed t-test of ``a``'s accuracies against ``b``'s (not yet Holm-corrected)."""
+    return compare(a.by_seed, b.by_seed)
 
-    Returns:
-        ``None`` when either has fewer than two seeds (no noise estimate).
-    """
-    if a.n < 2 or b.n < 2:
-        return None
-    return abs(a.acc_mean - b.acc_mean) <= 2.0 * math.sqrt(a.acc_std**2 / a.n + b.acc_std**2 / b.n)
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _reading(c: Comparison, ahead: str, behind: str) -> str:
+    """The verdict of one comparison: shown (bold), not shown, contested, or not testable."""
+    if not c.testable:
+        return "not testable (fewer than 2 seeds, or no spread)"
+    if c.shown:
+        return f"**shown: {ahead if c.delta > 0 else behind}**"
+    if c.contested:
+        return "not shown; **contested**: add seeds 3 and 4"
+    return "not shown"
+
+
+def _test_cells(c: Comparison) -> str:
+    return (
+        f"{c.delta:+.2f} | {_fmt_p(c.p_welch)} ({_fmt_p(c.adj_welch)}) | {_fmt_p(c.p_paired)} "
+        f"({_fmt_p(c.adj_paired)}), {c.n_pairs} pairs, ahead in {c.wins}"
+    )
+
+
+TEST_HEAD = "Δ | Welch p (Holm) | paired p (Holm), seeds | Reading"
+
+
+def _family_text(m: int) -> str:
+    return (
+        f"Two-sided Welch's t-test and t-test paired by seed (same seed: same initial weights and data order); "
+        f"Holm's correction over the m = {m} testable comparisons of this table; *shown* where both adjusted "
+        f"p < {ALPHA}, *not shown* otherwise; *contested* where not shown but both unadjusted p < {CONTESTED_P} "
+        f"and |Δ| ≥ {CONTESTED_DELTA:g} point."
+    )
 
 
 def _fmt_acc(agg: Aggregate) -> str:
@@ -201,28 +236,24 @@ def _accuracy_table(aggs: Sequence[Aggregate], paper: str | None, sparsities: Se
     return lines
 
 
-def _noise_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
-    lines = ["| Sparsity | Best (mean ± std, n) | Within noise of the best | Below the best beyond noise |"]
-    lines.append("|---|---|---|---|")
+def _noise_table(
+    aggs: Sequence[Aggregate], sparsities: Sequence[float]
+) -> tuple[list[str], int, list[tuple[float, Aggregate, Aggregate, Comparison]]]:
+    """Each method against the best mean at its sparsity: the table, its number of comparisons, the comparisons."""
+    found: list[tuple[float, Aggregate, Aggregate, Comparison]] = []
     for s in sparsities:
         rows = sorted(
             (a for a in aggs if a.method != "dense" and a.sparsity == round(s, 10)), key=lambda a: -a.acc_mean
         )
-        if not rows:
-            continue
-        best, rest = rows[0], rows[1:]
-        verdicts = [(a, within_noise(best, a)) for a in rest]
-        close = [f"{_label(a.method)} ({a.acc_mean - best.acc_mean:+.2f})" for a, v in verdicts if v]
-        below = [f"{_label(a.method)} ({a.acc_mean - best.acc_mean:+.2f})" for a, v in verdicts if v is False]
-        unknown = [_label(a.method) for a, v in verdicts if v is None]
-        close_text = ", ".join(close) or "none"
-        if unknown:
-            close_text += "; cannot tell (1 seed): " + ", ".join(unknown)
+        found += [(s, a, rows[0], compare_aggregates(a, rows[0])) for a in rows[1:]]
+    m = adjust([c for *_, c in found])
+    lines = [f"| Sparsity | Best (mean ± std, n) | Method | {TEST_HEAD} |", "|---" * 7 + "|"]
+    for s, other, best, c in found:
         lines.append(
-            f"| {format_sparsity(s)} | {_label(best.method)}: {_fmt_acc(best)}, n = {best.n} | {close_text} | "
-            f"{', '.join(below) or 'none'} |"
+            f"| {format_sparsity(s)} | {_label(best.method)}: {_fmt_acc(best)}, n = {best.n} | {_label(other.method)} "
+            f"| {_test_cells(c)} | {_reading(c, 'above the best', 'below the best')} |"
         )
-    return lines
+    return (lines if found else []), m, found
 
 
 #: What RLPanning is judged against: Table 3's fixed metric weights in the same Algorithm 1 (``panning``), and the
@@ -230,39 +261,74 @@ def _noise_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list
 VERDICT_BASELINES: tuple[str, ...] = ("panning", "panning_authors")
 
 
-def _verdict_cell(rl: Aggregate, base: Aggregate) -> str:
-    diff = rl.acc_mean - base.acc_mean
-    noise = within_noise(rl, base)
-    verdict = (
-        "cannot tell (1 seed)"
-        if noise is None
-        else "within noise"
-        if noise
-        else ("ahead beyond noise" if diff > 0 else "behind beyond noise")
-    )
-    paired = sorted(set(rl.by_seed) & set(base.by_seed))
-    wins = sum(rl.by_seed[s] > base.by_seed[s] for s in paired)
-    return f"{diff:+.2f}: {verdict}; ahead in {wins} of {len(paired)} seeds"
-
-
-def _verdict_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
+def _verdict_table(
+    aggs: Sequence[Aggregate], sparsities: Sequence[float]
+) -> tuple[list[str], int, list[tuple[float, Aggregate, Aggregate, Comparison]]]:
     """RLPanning against each of :data:`VERDICT_BASELINES`, per sparsity (empty without RLPanning runs).
 
-    Each cell: the difference of the means, whether it is beyond noise (:func:`within_noise`), and in how many of the
-    seeds both ran RLPanning is ahead (same seed: same initial weights and data order).
+    Each row: the difference of the means, both tests' p-values (Holm over the table's rows), in how many of the
+    seeds both ran RLPanning is ahead, and the reading.
     """
     by_key = {(a.method, a.sparsity): a for a in aggs}
-    rows = []
+    found: list[tuple[float, Aggregate, Aggregate, Comparison]] = []
     for s in sparsities:
         rl = by_key.get(("rlpanning", round(s, 10)))
         if rl is None:
             continue
-        cells = [_verdict_cell(rl, b) if (b := by_key.get((m, round(s, 10)))) else "-" for m in VERDICT_BASELINES]
-        rows.append(f"| {format_sparsity(s)} | {_fmt_acc(rl)} | " + " | ".join(cells) + " |")
-    if not rows:
+        for method in VERDICT_BASELINES:
+            base = by_key.get((method, round(s, 10)))
+            if base is not None:
+                found.append((s, rl, base, compare_aggregates(rl, base)))
+    if not found:
+        return [], 0, []
+    m = adjust([c for *_, c in found])
+    lines = [f"| Sparsity | RLPanning | vs | {TEST_HEAD} |", "|---" * 7 + "|"]
+    for s, rl, base, c in found:
+        lines.append(
+            f"| {format_sparsity(s)} | {_fmt_acc(rl)} | {_label(base.method)}: {_fmt_acc(base)} | {_test_cells(c)} "
+            f"| {_reading(c, 'RLPanning ahead', 'RLPanning behind')} |"
+        )
+    return lines, m, found
+
+
+def _command_for(command: str, methods: Sequence[str], sparsity: float) -> str:
+    """``command`` (a recorded sweep command) with its methods, sparsities and seeds replaced: seeds 3 and 4 of
+    ``methods`` at ``sparsity``, everything else (profile, overrides, ``--out``) as recorded."""
+    replaced = {"--methods", "--sparsities", "--seeds"}
+    words, skipping = [], False
+    for word in shlex.split(command):
+        if word.startswith("--"):
+            skipping = word.split("=")[0] in replaced
+        if not skipping:
+            words.append(word)
+    extra = ["--methods", *methods, "--sparsities", format_sparsity(sparsity).rstrip("%"), "--seeds", "3", "4"]
+    return shlex.join([*words, *extra])
+
+
+def _contested_lines(found: Sequence[tuple[float, Aggregate, Aggregate, Comparison]], command: str) -> list[str]:
+    """The contested comparisons and the sweep command that adds seeds 3 and 4 for their methods."""
+    cells: dict[float, set[str]] = {}
+    text: list[str] = []
+    seen: set[tuple[float, frozenset[str]]] = set()
+    for s, a, b, c in found:
+        pair = (s, frozenset((a.method, b.method)))
+        if c.contested and pair not in seen:
+            seen.add(pair)
+            cells.setdefault(s, set()).update((a.method, b.method))
+            text.append(f"{_label(a.method)} vs {_label(b.method)} at {format_sparsity(s)} ({c.delta:+.2f})")
+    if not cells:
         return []
-    head = "| Sparsity | RLPanning | " + " | ".join(f"vs {_label(m)}" for m in VERDICT_BASELINES) + " |"
-    return [head, "|---" * (2 + len(VERDICT_BASELINES)) + "|", *rows]
+    commands = [_command_for(command, sorted(methods), s) for s, methods in sorted(cells.items())]
+    return [
+        "**Contested** (a large difference the tests neither show nor dismiss; add seeds 3 and 4 rather than argue): "
+        + "; ".join(text)
+        + ".",
+        "",
+        "```bash",
+        *commands,
+        "```",
+        "",
+    ]
 
 
 def _details_table(aggs: Sequence[Aggregate], sparsities: Sequence[float]) -> list[str]:
@@ -297,6 +363,18 @@ def _chance_table(group: Sequence[Mapping[str, Any]], profile: Profile | None) -
     if not lines:
         return []
     return ["| Method | Sparsity | Seed | Accuracy | Weights on paths | Reading |", "|---|---|---|---|---|---|", *lines]
+
+
+def _provenance_lines(group: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The git commits of the code that ran the records (``not recorded`` for records older than the field)."""
+    counts: dict[str, int] = {}
+    for r in group:
+        commit = r.get("git_commit")
+        dirty = " (dirty tree)" if r.get("git_dirty") else ""
+        key = "not recorded" if not commit else f"`{str(commit)[:12]}`{dirty}"
+        counts[key] = counts.get(key, 0) + 1
+    parts = [f"{key}: {n} run(s)" for key, n in sorted(counts.items())]
+    return ["Code (git commit of the runs): " + "; ".join(parts) + ".", ""]
 
 
 def _paper_note(paper: str) -> list[str]:
@@ -340,22 +418,25 @@ def _section(
         counts = ", ".join(str(n) for n in sorted({a.n for a in aggs}))
         lines += [f"Mean ± std over seeds (std only when n > 1); n per cell: {counts}.", ""]
         lines += [*_accuracy_table(aggs, paper, sparsities), ""]
-        lines += [
-            "Which differences the seeds support (beyond noise: means more than two standard errors of the "
-            "difference apart, with at least 2 seeds each):",
-            "",
-            *_noise_table(aggs, sparsities),
-            "",
-        ]
-        verdict = _verdict_table(aggs, sparsities)
+        noise, m, found = _noise_table(aggs, sparsities)
+        if noise:
+            lines += ["Which differences the seeds support: each method against the best mean at its sparsity.", ""]
+            lines += [_family_text(m), "", *noise, ""]
+        verdict, m_verdict, found_verdict = _verdict_table(aggs, sparsities)
         if verdict:
             lines += [
                 "RLPanning against Table 3's fixed weights in the same Algorithm 1 (Panning (Algorithm 1)) and against "
-                "the authors' code (difference of the means; beyond noise as above; paired by seed):",
+                "the authors' code.",
+                "",
+                _family_text(m_verdict),
                 "",
                 *verdict,
                 "",
             ]
+        recorded = [scrub_command(str(r["command"])) for r in group if r.get("command")]
+        name = profile.name if profile is not None else str(group[0].get("profile"))
+        base = recorded[-1] if recorded else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
+        lines += _contested_lines([*found_verdict, *found], base)
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
         chance = _chance_table(group, profile)
@@ -364,7 +445,7 @@ def _section(
             lines += [*chance, ""]
         if plot is not None:
             lines += [f"![Accuracy against remaining weights]({plot})", ""]
-    commands = list(dict.fromkeys(str(r.get("command")) for r in group if r.get("command")))
+    commands = list(dict.fromkeys(scrub_command(str(r.get("command"))) for r in group if r.get("command")))
     if commands:
         lines += ["Reproduce (resumable; finished cells are skipped):", "", "```bash", *commands, "```", ""]
     policies = sorted({str(r["policy"]) for r in group if r.get("policy")})
@@ -374,6 +455,7 @@ def _section(
             + ", ".join(f"`{p}`" for p in policies),
             "",
         ]
+    lines += _provenance_lines(group)
     keys = ("python", "torch", "lightning", "lightning_panning")
     vers = {f"{k} {r.get(k)}" for r in group for k in keys if r.get(k)}
     if vers:
@@ -390,7 +472,7 @@ def write_summary(
     plot_name: str | None = PLOT_FILE,
     unavailable: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write the Markdown summary: budget, accuracy beside the paper's, noise verdicts, commands, failures.
+    """Write the Markdown summary: budget, accuracy beside the paper's, tests of the differences, commands, failures.
 
     Args:
         records: all records of the sweep (``runs.jsonl``).

@@ -12,6 +12,7 @@ from benchmarks.sweep.backends import Backend, LocalBackend
 from benchmarks.sweep.cell import CellRunner, SweepConfig, init_fingerprint, policy_id, run_cell
 from benchmarks.sweep.methods import method_unavailable_reason
 from benchmarks.sweep.profiles import Cell, format_sparsity
+from benchmarks.sweep.provenance import git_state
 from benchmarks.sweep.records import (
     RECORDS_FILE,
     append_record,
@@ -90,8 +91,22 @@ class SweepOutcome:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def base_record(cell: Cell, config: SweepConfig, budget: Mapping[str, Any], backend: str) -> dict[str, Any]:
-    """The driver's part of a cell's record: identity, budget and how it was run."""
+def base_record(
+    cell: Cell,
+    config: SweepConfig,
+    budget: Mapping[str, Any],
+    backend: str,
+    code: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The driver's part of a cell's record: identity, budget, how it was run and the code that ran it.
+
+    Args:
+        cell: the cell.
+        config: the sweep.
+        budget: the training budget (:data:`~benchmarks.sweep.records.BUDGET_FIELDS`).
+        backend: the backend's name.
+        code: ``git_commit`` and ``git_dirty`` (:func:`~benchmarks.sweep.provenance.git_state`), read once per sweep.
+    """
     return {
         "profile": config.profile.name,
         "method": cell.method,
@@ -103,6 +118,8 @@ def base_record(cell: Cell, config: SweepConfig, budget: Mapping[str, Any], back
         "backend": backend,
         "accelerator": config.accelerator,
         "command": config.command,
+        "compact": config.profile.compact,
+        **(code or {}),
     }
 
 
@@ -151,12 +168,13 @@ def run_sweep(
         budget_note=config.budget_note,
         unavailable=dict(outcome.unavailable),
     )
+    code = git_state()
     todo: list[Cell] = []
     bases: dict[Cell, dict[str, Any]] = {}
     for cell in config.profile.cells():
         if cell.method in outcome.unavailable:
             continue
-        bases[cell] = base_record(cell, config, budget, backend.name)
+        bases[cell] = base_record(cell, config, budget, backend.name, code)
         if cell_key(bases[cell]) in done:
             outcome.skipped.append(cell)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import logging
 import platform
@@ -149,6 +150,51 @@ def _versions() -> dict[str, str]:
             lightning_panning.__version__}
 
 
+def portable_command(argv: Sequence[str]) -> str:
+    """``python -m lightning_panning.rl.train ARGS`` with every absolute path replaced by a placeholder.
+
+    A committed provenance record must hold no machine paths: ``--data-dir /data/x`` becomes ``--data-dir
+    <data-dir>`` (the option's name), a bare absolute path ``<path>``; relative paths are kept.
+
+    Example:
+        >>> portable_command(["--data-dir", "/srv/data", "--out=/home/u/run", "--out2", "runs/a"])
+        'python -m lightning_panning.rl.train --data-dir <data-dir> --out=<out> --out2 runs/a'
+    """
+    words: list[str] = []
+    placeholders: set[str] = set()
+    previous = ""
+    for arg in argv:
+        option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if eq and Path(value).is_absolute():
+            arg = f"{option}=<{option.lstrip('-')}>"
+            placeholders.add(arg)
+        elif not arg.startswith("--") and Path(arg).is_absolute():
+            arg = f"<{previous.lstrip('-')}>" if previous.startswith("--") else "<path>"
+            placeholders.add(arg)
+        words.append(arg)
+        previous = arg
+    quoted = [w if w in placeholders else shlex.quote(w) for w in words]  # placeholders stay readable
+    return " ".join(["python -m lightning_panning.rl.train", *quoted])
+
+
+def code_commit() -> dict[str, Any]:
+    """``{"commit": <hex>, "dirty": bool}`` of the git checkout this package runs from; ``None`` values otherwise.
+
+    ``dirty`` says whether tracked files differ from the commit (untracked files are not counted).
+    """
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, check=True,
+                                capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head, "dirty": bool(status.strip())}
+
+
 def _read_state(out: Path) -> dict[str, Any]:
     path = out / "train_state.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -265,10 +311,10 @@ def train(args: argparse.Namespace) -> Path:
             raise FileNotFoundError(f"`--resume` {str(resume)!r} is not a file; pass a checkpoint zip or 'last'.")
     env = make_train_env(args, str(out / "monitor.csv"))
     state = _read_state(out)
-    state.setdefault("runs", []).append({"command": " ".join(shlex.quote(a) for a in [sys.executable, "-m",
-                                        "lightning_panning.rl.train", *args.argv]),
+    state.setdefault("runs", []).append({"command": portable_command(args.argv),
                                         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                        "resumed_from": str(resume) if resume else None})
+                                        "resumed_from": str(resume) if resume else None,
+                                        "code": code_commit()})
     state.update({"seed": args.seed, "total_steps": args.total_steps, "versions": _versions(),
                   "threads": args.threads, "device": args.device, "n_envs": args.n_envs, "preset": spec.to_dict()})
     _write_state(out, state)
@@ -379,6 +425,18 @@ def reward_curve(
             "first_50_mean": float(np.mean(first)) if first else None}
 
 
+def _code_commits(runs: Sequence[dict[str, Any]], steps: int) -> list[dict[str, Any]]:
+    """The distinct code commits of the training segments, in order, each with the segments' start times."""
+    commits: dict[str | None, dict[str, Any]] = {}
+    for run in runs:
+        code = run.get("code") or {"commit": None, "dirty": None}
+        entry = commits.setdefault(code.get("commit"), {"commit": code.get("commit") or "not recorded",
+                                                         "dirty": code.get("dirty"), "segments_started": []})
+        entry["dirty"] = bool(entry["dirty"]) or bool(code.get("dirty"))
+        entry["segments_started"].append(run.get("started"))
+    return list(commits.values())
+
+
 def export_policy(args: argparse.Namespace) -> Path:
     """Write ``default.zip`` (no replay buffer), ``default.json`` (provenance) and ``reward_curve.png``."""
     from stable_baselines3 import TD3
@@ -419,8 +477,9 @@ def export_policy(args: argparse.Namespace) -> Path:
         "wall_seconds": state.get("wall_seconds"),
         "threads": state.get("threads"),
         "train_commands": [r["command"] for r in state.get("runs", [])],
-        "export_command": " ".join(shlex.quote(a) for a in [sys.executable, "-m", "lightning_panning.rl.train",
-                                                                 *args.argv]),
+        "export_command": portable_command(args.argv),
+        "zip_sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest(),
+        "code_commits": _code_commits(state.get("runs", []), steps),
         "hyperparameters": {"net_arch": NET_ARCH, "activation": "Tanh", "exploration_noise": EXPLORATION_NOISE,
                             **TD3_HYPERPARAMETERS, "learning_starts": args.learning_starts},
         "n_envs": state.get("n_envs", 1),
