@@ -55,8 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_panning import apply_masks, prune
-from lightning_panning.callbacks import MaskEnforcer
+from lightning_panning import MaskEnforcer, apply_masks, prune
 from lightning_panning.compaction import compaction, model_cost
 from lightning_panning.models import VGG19, LeNet5
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from lightning_panning.callbacks import MaskEnforcer
+from lightning_panning import MaskEnforcer
 from lightning_panning.core import prunable_parameters
 from lightning_panning.models import VGG19, LeNet5
 

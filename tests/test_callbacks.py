@@ -13,7 +13,9 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from lightning_panning.callbacks import MaskEnforcer, PanningCallback, TrainingStepLoss
+from lightning_panning import MaskEnforcer
+from lightning_panning.callbacks import PanningCallback
+from lightning_panning.callbacks.loss import TrainingStepLoss
 from lightning_panning.core import ClassificationLoss, unpack_masks
 
 # ---------------------------------------------------------------------------------------------------------------------

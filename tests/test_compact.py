@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_panning import apply_masks, compact, prunable_parameters
-from lightning_panning.callbacks import CompactionCallback, MaskEnforcer, PanningCallback
+from lightning_panning import MaskEnforcer, apply_masks, compact, prunable_parameters
+from lightning_panning.callbacks import CompactionCallback, PanningCallback
 from lightning_panning.compaction import (
     CompactionError,
     SparseLinear,

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_panning import Panning, prunable_parameters, prune
-from lightning_panning.callbacks.enforce import MaskEnforcer
 from lightning_panning.core import keep_count
+from lightning_panning.core.enforce import MaskEnforcer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -24,13 +24,14 @@ Example:
     (80, 256, 0.1)
 """
 
+from benchmarks.sweep.aggregate import summarize
 from benchmarks.sweep.backends import BACKENDS, BackendUnavailableError, LocalBackend, RayBackend, make_backend
 from benchmarks.sweep.cell import SweepConfig, execute_cell, run_cell
 from benchmarks.sweep.methods import METHOD_LABELS, MethodUnavailableError, build_callback, method_unavailable_reason
 from benchmarks.sweep.paper import PAPER_DENSE, PAPER_RESULTS, paper_accuracy, paper_beside
 from benchmarks.sweep.profiles import DEFAULT_PROFILE, PROFILES, Cell, Profile, format_sparsity, parse_sparsity
 from benchmarks.sweep.records import RecordsMismatchError, load_records
-from benchmarks.sweep.report import summarize, write_report
+from benchmarks.sweep.report import write_report
 from benchmarks.sweep.run import SweepOutcome, run_sweep
 
 __all__ = [

@@ -180,14 +180,14 @@ def build_callback(
         raise MethodUnavailableError(reason)
     if method == "dense":
         return None
-    options = {"rounds": rounds, "seed": seed, "per_class": per_class, "num_classes": num_classes}
-    quiet: dict[str, Any] = {"log_figure": False, "verbose": False}
+    common: dict[str, Any] = {"rounds": rounds, "seed": seed, "per_class": per_class,
+                              "options": {"num_classes": num_classes}, "log_figure": False, "verbose": False}
     if method == "rlpanning":
         from lightning_panning.callbacks import RLPanningCallback
 
-        return RLPanningCallback(sparsity, policy or "default", options=dict(options), **quiet)
+        return RLPanningCallback(sparsity, policy or "default", **common)
     from lightning_panning.callbacks import PanningCallback
 
     if method == "panning_shuffled":
-        return PanningCallback(sparsity, "panning", options=dict(options), shuffle_masks=True, **quiet)
-    return PanningCallback(sparsity, method, options=dict(options), **quiet)
+        return PanningCallback(sparsity, "panning", shuffle_masks=True, **common)
+    return PanningCallback(sparsity, method, **common)

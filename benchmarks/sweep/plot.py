@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.sweep.aggregate import Aggregate, budget_key, summarize
 from benchmarks.sweep.methods import METHOD_COLORS, METHOD_LABELS
 from benchmarks.sweep.paper import PAPER_DENSE, PAPER_RESULTS, PAPER_ROW_NOTES, PAPER_ROW_OF
 from benchmarks.sweep.records import atomic_write, current_records
-from benchmarks.sweep.report import Aggregate, budget_key, summarize
 
 __all__ = ["plot_accuracy"]
 

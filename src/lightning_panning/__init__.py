@@ -36,6 +36,7 @@ from lightning_panning.core import (
     register_scorer,
     shuffle_masks,
 )
+from lightning_panning.core.enforce import MaskEnforcer
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "GraSP",
     "LayerQuotas",
     "Magnitude",
+    "MaskEnforcer",
     "Panning",
     "PruningResult",
     "Random",

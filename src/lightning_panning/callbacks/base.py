@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from lightning_panning.callbacks.data import example_input, find_train_data
-from lightning_panning.callbacks.enforce import EnforcingCallback, MaskEnforcer
+from lightning_panning.callbacks.enforce import EnforcingCallback
 from lightning_panning.callbacks.loss import LOSSES, TrainingStepLoss, muted_logging, resolve_loss
 from lightning_panning.callbacks.reporting import (
     build_summary,
@@ -28,6 +28,7 @@ from lightning_panning.callbacks.reporting import (
     summary_line,
 )
 from lightning_panning.core.batch import LossFn
+from lightning_panning.core.enforce import MaskEnforcer
 from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks, untrainable_reason
 from lightning_panning.core.methods import get_pruner
 from lightning_panning.core.params import selection_report

@@ -16,8 +16,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lightning_panning.callbacks.enforce import EnforcingCallback, MaskEnforcer
+from lightning_panning.callbacks.enforce import EnforcingCallback
 from lightning_panning.compaction import MEMORY_FORMATS, SPARSE, Compaction, compaction
+from lightning_panning.core.enforce import MaskEnforcer
 
 __all__ = ["CompactionCallback"]
 

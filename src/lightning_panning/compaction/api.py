@@ -64,7 +64,7 @@ class Compaction:
         model: the compacted network (a new module; the original is untouched), in the original's train/eval mode.
         masks: ``{parameter name: bool mask}`` of the compacted model's masked parameters (the sub-masks of the
             kept channels), e.g. to keep training it sparse with
-            :class:`~lightning_panning.callbacks.MaskEnforcer`. Layers turned into :class:`SparseLinear` have no
+            :class:`~lightning_panning.MaskEnforcer`. Layers turned into :class:`SparseLinear` have no
             entry (their sparsity is their storage).
         mode: ``"inference"`` or ``"training"``.
         groups: one entry per group of coupled channels: its layers, ``channels``, ``dead`` (removed: no path to
@@ -531,7 +531,7 @@ def compact(
             shape, and ``sparse="auto"`` times layers at batch ``B``.
         mode: ``"inference"`` (eval-mode model; dead and constant channels removed, sparse layers) or
             ``"training"`` (dead channels only; the result trains exactly like the masked model when its masks are
-            kept enforced, e.g. with :class:`~lightning_panning.callbacks.MaskEnforcer` and the returned
+            kept enforced, e.g. with :class:`~lightning_panning.MaskEnforcer` and the returned
             :attr:`Compaction.masks`).
         sparse: ``"auto"``, ``"never"`` or ``"always"`` (every masked ``Linear``; inference only).
         memory_format: ``"auto"`` (timed; ``"preserve"`` in training mode), ``"preserve"`` or ``"channels_last"``.

@@ -5,10 +5,12 @@
 * :mod:`.fusion` — normalisation and fusion; :mod:`.weights` — the metric weights per round; :mod:`.schedules` — the
   sparsity per round; :mod:`.selection` — which weights a round keeps;
 * :mod:`.session` — the loop; :mod:`.pruner` — ``Panning``, every setting; :mod:`.methods` — named presets and
-  ``prune``; :mod:`.results` — what a run returns; :mod:`.masks` — applying and measuring masks.
+  ``prune``; :mod:`.results` — what a run returns; :mod:`.masks` — applying and measuring masks; :mod:`.enforce` —
+  keeping them applied while the network trains.
 """
 
 from lightning_panning.core.batch import ClassificationLoss, LossFn, SamplePool, balanced_batch, scoring_batch
+from lightning_panning.core.enforce import MaskEnforcer
 from lightning_panning.core.fusion import fuse, normalize
 from lightning_panning.core.inputs import ModelInput, model_input
 from lightning_panning.core.masks import (
@@ -72,6 +74,7 @@ __all__ = [
     "LayerQuotas",
     "LossFn",
     "Magnitude",
+    "MaskEnforcer",
     "Masks",
     "ModelInput",
     "Panning",
