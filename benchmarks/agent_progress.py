@@ -32,6 +32,9 @@ import torch
 from lightning_panning.rl.agent import evaluate_policy_rewards, evaluate_table3_rewards, load_policy, policy_preset
 from lightning_panning.rl.train import build_parser, make_env
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
+from benchmarks.sweep.provenance import git_state, scrub_command
+
 FIRST_SEED = 10_000  # the reset seeds the exported policy's own evaluation uses (``default.json``)
 
 
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         per_target = {str(t): paired(res["episodes"], table3, t) for t in args.targets}
         rows.append({"steps": steps, "checkpoint": str(path), "episodes": res["episodes"], "per_target": per_target})
         print(f"{steps:,} steps: " + ", ".join(f"{t}: {v['mean']:+.2f}" for t, v in per_target.items()), flush=True)
-    record = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    record = {"command": scrub_command(" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])), **git_state(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "load_average": os.getloadavg(), "run_dir": str(run_dir), "preset": preset.name,
               "targets": args.targets, "episodes_per_target": args.episodes, "first_seed": FIRST_SEED,

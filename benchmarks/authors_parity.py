@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
+from benchmarks.sweep.provenance import git_state, scrub_command
 from lightning_panning import get_pruner
 from lightning_panning.models import VGG19, LeNet5, authors_init
 
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "target": target, "rounds": 1 if default in ("snip", "grasp") else rounds, **result})
             print(f"{model_name:7s} (info) {default:9s} {target:<7g} Jaccard {result['jaccard']:.4f}", flush=True)
     return {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "command": scrub_command(" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])), **git_state(),
         "what": "mask entries that differ between our *_authors presets and the authors' own functions, same model "
         "(theirs, their init) and batch",
         "batches": {

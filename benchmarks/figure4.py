@@ -32,6 +32,9 @@ from lightning_panning.data.mnist import MNIST_MEAN, MNIST_STD
 from lightning_panning.rl.agent import FixedActionPolicy, load_policy, policy_preset, rl_prune
 from lightning_panning.rl.env import load_mnist
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
+from benchmarks.sweep.provenance import git_state, scrub_command
+
 
 def scoring_batch(data_dir: str, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A class-balanced batch of normalised MNIST training images."""
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs.append({"target": target, "policy": name, "total_reward": result.total_reward,
                          "final_effective_sparsity": result.steps[-1]["effective_sparsity"], "steps": result.steps})
             print(f"target {target:g} {name}: episode reward {result.total_reward:.3f}", flush=True)
-    record = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+    record = {"command": scrub_command(" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])), **git_state(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "policy": str(args.policy),
               "preset": preset.to_dict(), "model": args.model, "rounds": args.rounds, "seed": args.seed,
               "runs": runs}

@@ -47,6 +47,9 @@ from lightning_panning.rl.agent import FixedActionPolicy
 from lightning_panning.rl.episode import empty_loss
 from lightning_panning.rl.state import LossNormalizer, reward_terms
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
+from benchmarks.sweep.provenance import git_state, scrub_command
+
 NORMALIZATIONS = ("relative", "running", "gap", "sensitivity")
 TERMS = ("r1", "r2", "r3", "r_done")
 OBS = ("N(L)", "N(ΔL)", "N(L_s)", "N(ΔL_s)", "ρ_t", "ρ_e", "t/T")
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scales = [s["loss_scale"] for e in episodes for s in e["steps"][:1]]
     moves = [abs(s["sparse_loss"] - s["loss"]) for s in raw]
     record = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "command": scrub_command(" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])), **git_state(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "python": platform.python_version(), "threads": args.threads,
         "load_average": list(os.getloadavg()), "seconds": time.perf_counter() - start,
