@@ -288,3 +288,31 @@ def test_environment_observation_and_reward_chunked_equal_whole() -> None:
     np.testing.assert_allclose(c0, w0, atol=1e-5)
     np.testing.assert_allclose(c1, w1, atol=1e-5)
     assert cr == pytest.approx(wr, rel=1e-5)
+
+
+def test_the_rl_policy_as_a_schedule_gives_the_masks_of_driving_the_episode_by_hand() -> None:
+    """RLPanning through `PolicyWeights` (asked by the session) equals the former loop: observe, act, step."""
+    import numpy as np
+
+    from lightning_panning.core import get_pruner
+    from lightning_panning.rl.agent import PolicyWeights, load_policy, policy_preset, rl_prune
+    from lightning_panning.rl.env import PreciseClassificationLoss
+    from lightning_panning.rl.episode import Episode
+    from lightning_panning.rl.state import get_preset
+
+    data = mnist_like(2)
+    via_schedule = rl_prune(lenet(), data, 0.99, "default", rounds=6)
+
+    agent = load_policy("default")
+    spec = get_preset(policy_preset(agent))
+    pruner = get_pruner("panning", rounds=6, per_class=10, progress=False, loss_fn=PreciseClassificationLoss(200.0),
+                        weights=PolicyWeights("default"))
+    session = pruner.start(lenet(), data, 0.99)
+    episode = Episode(session, spec, stop_when_dead=False)
+    while not episode.done:
+        action, _ = agent.predict(episode.observation, deterministic=True)
+        episode.step(np.asarray(action, dtype=np.float32).reshape(-1))
+    by_hand = session.result()
+    assert all(torch.equal(via_schedule.masks[n], by_hand.masks[n]) for n in by_hand.masks)
+    assert [r.weights for r in via_schedule.history] == [r.weights for r in by_hand.history]
+    assert len(via_schedule.steps) == 6 and via_schedule.steps[-1]["round"] == 6
