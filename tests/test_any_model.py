@@ -610,7 +610,7 @@ def synflow_scores(model: nn.Module, example: Any, scaling: str, dtypes: tuple[t
 
 
 def top_k_masks(scores: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
-    from lightning_panning.core.masks import select_top_k
+    from lightning_panning.core.selection import select_top_k
 
     return select_top_k(scores, keep)
 

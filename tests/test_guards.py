@@ -161,7 +161,7 @@ def test_numpy_float_target(make: Any) -> None:
 
 
 def test_rounds_upper_bound_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"`rounds` must be an integer from 1 to 10000 \(the paper uses 100\), got 1"):
+    with pytest.raises(ValueError, match=r"`rounds` must be an integer in \[1, 10000\] \(each round scores the whole network\), got 1"):
         PanningCallback(options={"rounds": 10**7})
 
 

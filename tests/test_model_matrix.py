@@ -297,7 +297,7 @@ def test_rlpanning_makes_the_passes_of_panning_and_one_ones_pass_per_round() -> 
     from torch.utils.flop_counter import FlopCounterMode
     from torchvision.models.resnet import BasicBlock, ResNet
 
-    from lightning_panning.callbacks.rl import _rl_pruner
+    from lightning_panning.core import get_pruner
     from lightning_panning.rl.agent import rl_prune
 
     rounds = 5
@@ -314,7 +314,7 @@ def test_rlpanning_makes_the_passes_of_panning_and_one_ones_pass_per_round() -> 
     panning, panning_flops = dict(passes), flops.get_total_flops()
     passes.clear()
     with FlopCounterMode(display=False) as flops:
-        rl_prune(model, (x, y), 0.9, agent(), pruner=_rl_pruner(rounds=rounds, per_class=2))
+        rl_prune(model, (x, y), 0.9, agent(), pruner=get_pruner("panning", rounds=rounds, per_class=2))
     rl, rl_flops = dict(passes), flops.get_total_flops()
     assert panning == {"batch": rounds, "one sample": rounds}  # one gradient pass and one SynFlow pass per round
     assert rl == {"batch": rounds + 1, "one sample": 2 * rounds}
