@@ -261,7 +261,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"`preset` 'paper'.*allowed: \['authors', 'default'\]"):
         make_env(preset="paper")
     with pytest.raises(ValueError, match="normalization"):
-        make_env(normalization="gap")
+        make_env(loss_normalization="gap")
     with pytest.raises(ValueError, match="rounds"):
         make_env(rounds=0)
     with pytest.raises(ValueError, match="per_class"):

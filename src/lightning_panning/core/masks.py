@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_panning.core.functional import call_with
 from lightning_panning.core.inputs import model_input, output_logits, single_device
 from lightning_panning.core.probe import path_saliency
+from lightning_panning.core.scorers import ScoringContext
 
 __all__ = [
     "EffectiveSparsity",
@@ -335,9 +335,10 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
     gets the same output. A pruned network can keep input-output paths (effective sparsity below 1) and still have
     spread 0 on real data, when the activations on every remaining path are zero for every sample (dead ReLUs):
     then no gradient reaches a kept weight through them, and training fits a constant output. Measured in eval mode
-    without gradients; the pruned call swaps ``weight × mask`` in with :func:`torch.func.functional_call` (one
-    masked copy of the pruned parameters lives for the call, :func:`~lightning_panning.core.functional.call_with`), so
-    ``model`` is not modified, shared modules included.
+    without gradients, through the scoring context's public pass
+    (:meth:`~lightning_panning.core.scorers.ScoringContext.forward`: ``weight × mask`` swapped in for the call, one
+    masked copy of the pruned parameters, buffers copied, the RNG untouched), so ``model`` is not modified, shared
+    modules included.
 
     Args:
         model: the network.
@@ -362,17 +363,13 @@ def output_spread(model: nn.Module, masks: Mapping[str, Tensor], example_input: 
     inputs = model_input(model, example_input)
     params = dict(model.named_parameters())
     check_masks(params, masks)
-    masked = {n: params[n].detach() * masks[n].to(params[n].device, params[n].dtype) for n in masks}
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            dense = _spread(inputs(model))
-            if dense is None:
-                return None
-            pruned = _spread(call_with(model, masked, lambda m, inp: inp(m), inputs))
-    finally:
-        model.train(was_training)
+    # the scoring context's public pass: eval mode, buffers copied, the RNG untouched, the model never modified
+    ctx = ScoringContext(model, {n: params[n] for n in masks}, masks, train_mode=False)
+    with torch.no_grad():
+        dense = _spread(ctx.forward(lambda m, inp: inp(m), inputs, ctx.theta))
+        if dense is None:
+            return None
+        pruned = _spread(ctx.forward(lambda m, inp: inp(m), inputs))
     return None if pruned is None else (dense, pruned)
 
 

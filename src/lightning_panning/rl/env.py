@@ -160,7 +160,7 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         alpha: ``α`` (default: the preset's, 100).
         grad_term_scale: factor on the gradient-norm reward term (default: the preset's).
         scorers: the ``κ`` metrics, in action order (default: the preset's method's, SynFlow, SNIP, GraSP).
-        normalization: the losses' ``N``: ``"sensitivity"``, ``"relative"`` or ``"running"`` (default: the
+        loss_normalization: the losses' ``N``: ``"sensitivity"``, ``"relative"`` or ``"running"`` (default: the
             preset's).
         device: where the network and batch live.
         panning_kwargs: further :class:`~lightning_panning.core.pruner.Panning` arguments (over the preset's), e.g.
@@ -199,12 +199,14 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         alpha: float | None = None,
         grad_term_scale: float | None = None,
         scorers: Sequence[str] | None = None,
-        normalization: NormalizationMode | None = None,
+        loss_normalization: NormalizationMode | None = None,
         device: str | torch.device = "cpu",
         panning_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.preset = get_preset(preset, alpha=alpha, grad_term_scale=grad_term_scale, loss_normalization=normalization)
+        self.preset = get_preset(
+            preset, alpha=alpha, grad_term_scale=grad_term_scale, loss_normalization=loss_normalization
+        )
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`rounds` must be a positive integer, got {rounds!r}.")
         if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
