@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-src", type=Path, help="the other checkout's src/ folder")
     parser.add_argument("--baseline-name", default="baseline")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", help="only these MODEL:METHOD cases, e.g. vgg19:synflow")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "METHOD", "ROUNDS"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "ab_speed")
@@ -72,10 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.baseline_src is None:
         parser.error("--baseline-src is required")
     trees = {"this checkout": ROOT / "src", args.baseline_name: args.baseline_src.resolve()}
+    cases = [c for c in CASES if not args.cases or f"{c[0]}:{c[1]}" in args.cases]
     loads = [os.getloadavg()[0]]
     times: dict[tuple[str, str, str], list[float]] = {}
     for repeat in range(args.repeats):
-        for model_name, method, rounds in CASES:
+        for model_name, method, rounds in cases:
             order = list(trees) if repeat % 2 == 0 else list(reversed(trees))
             for tree in order:
                 env = {**os.environ, "PYTHONPATH": str(trees[tree])}
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 times.setdefault((model_name, method, tree), []).append(float(done.stdout.strip().splitlines()[-1]))
         loads.append(os.getloadavg()[0])
     rows: list[dict[str, Any]] = []
-    for model_name, method, rounds in CASES:
+    for model_name, method, rounds in cases:
         ours = statistics.median(times[(model_name, method, "this checkout")])
         base = statistics.median(times[(model_name, method, args.baseline_name)])
         rows.append({"model": model_name, "method": method, "rounds": rounds, "this_s": ours, "baseline_s": base,
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.threads} thread(s), {args.repeats} alternations in fresh processes (medians); load average "
         f"{meta['load_min']:.2f}–{meta['load_max']:.2f} on 2 CPUs. Written by `benchmarks/ab_speed.py`.",
         "",
-        "| model | method | rounds | this checkout s/round | baseline s/round | this / baseline | each run (this; baseline) |",
+        "| model | method | rounds | this checkout s/round | baseline s/round | this / baseline "
+        "| each run (this; baseline) |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
