@@ -2,7 +2,8 @@
 
 A refactor of the engine must not change a mask. The sweep records keep, per cell, the nominal and effective
 sparsity, the kept count and the density of every layer, all computed from the masks; this script runs the same
-cells' pruning again (the sweep's own model, data, seed and callback; no training: ``epochs=0``) and compares those
+cells' pruning again (the sweep's own model, data, seed and callback; one epoch of training, which the pruning
+records do not depend on) and compares those
 fields for equality. Writes ``benchmarks/results/reprune_check.{md,json}``.
 
     python benchmarks/reprune_check.py \\
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         profile_name, method, sparsity_text, seed_text = spec.split(":")
         sparsity, seed = float(sparsity_text), int(seed_text)
         record = committed(profile_name, method, sparsity, seed)
-        profile = dataclasses.replace(PROFILES[profile_name], epochs=0)
+        profile = dataclasses.replace(PROFILES[profile_name], epochs=1)
         config = SweepConfig(profile=profile, out_dir=args.out.parent / "reprune-tmp", data_dir=args.data_dir,
                              accelerator="cpu", num_threads=args.threads)
         import torch
