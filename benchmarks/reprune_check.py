@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/reprune_check.py " + " ".join(f"--cell {c}" for c in args.cell)
     meta = {"command": command, "git_commit": git_commit(), "load": os.getloadavg()[0]}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = ["# Committed sweep cells re-pruned with today's code", "",
+    lines = [f"# Committed sweep cells re-pruned with the code at `{meta['git_commit'][:12]}`", "",
              f"Command: `{meta['command']}`; code: `{meta['git_commit']}`. Written by `benchmarks/reprune_check.py`.",
              "Compared for equality: " + ", ".join(f"`{f}`" for f in FIELDS) + " (every layer's density).", "",
              "| cell | nominal (committed / now) | effective (committed / now) | kept | layer densities | identical |",
