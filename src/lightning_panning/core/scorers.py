@@ -200,7 +200,11 @@ class ScoringContext:
         self.example_input = example_input
         self.train_mode = train_mode
         self.seed = seed
-        self.device = next(iter(self.params.values())).device
+        # where the passes run: the prunable weights' device (the model's, or the CPU, when none is given)
+        first = next(iter(self.params.values()), None)
+        if first is None:
+            first = next(iter(model.parameters()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
         self._cache: dict[str, Any] = {}
         self._shared: MutableMapping[str, Any] = shared if shared is not None else {}
         with torch.no_grad():
