@@ -421,3 +421,8 @@ def test_vec_env_on_cuda_matches_cpu():
         np.testing.assert_allclose(o1, o2, atol=1e-4)
         np.testing.assert_allclose(r1, r2, rtol=1e-3, atol=1e-5)
         assert [i["keep"] for i in i1] == [i["keep"] for i in i2] and list(d1) == list(d2)
+
+
+def test_vec_env_refuses_micro_batch_clearly():
+    with pytest.raises(ValueError, match=r"`micro_batch`=4 is not supported there"):
+        rl.make_vec_env(2, small_net, small_data(), seed=0, rounds=3, per_class=4, panning_kwargs={"micro_batch": 4})

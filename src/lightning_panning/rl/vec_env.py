@@ -167,6 +167,11 @@ class PanningVecEnv(DummyVecEnv):
             raise ValueError(
                 "The vectorised env scores the networks' own weights; `reinit_linear=True` is not supported."
             )
+        if first.pruner.micro_batch is not None:
+            raise ValueError(
+                f"The vectorised env scores each network's whole batch in one batched pass; `micro_batch`="
+                f"{first.pruner.micro_batch!r} is not supported there (use PanningEnv, or leave it unset)."
+            )
         self.stacked_loss = StackedLoss(loss_fn.temperature)
         self.stacked: StackedModel | None = None
         self._models: list[nn.Module | None] = [None] * len(self.slots)
