@@ -41,8 +41,8 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
         The root directory as an absolute path (it need not exist).
 
     Example:
-        >>> resolve_data_dir("/tmp/datasets").as_posix()
-        '/tmp/datasets'
+        >>> resolve_data_dir("/srv/datasets").as_posix()
+        '/srv/datasets'
     """
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV_VAR) or "data"
