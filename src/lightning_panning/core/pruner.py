@@ -18,7 +18,7 @@ from lightning_panning.core.inputs import ModelInput, check_forward, single_devi
 from lightning_panning.core.params import ParamPredicate, prunable_parameters, selection_report
 from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import Schedule, get_schedule, validate_target
-from lightning_panning.core.scorers import Needs, Scorer, ScoringSet, get_scorer
+from lightning_panning.core.scorers import Needs, Scorer, get_scorer
 from lightning_panning.core.selection import Selector, get_selector
 from lightning_panning.core.session import PanningSession
 from lightning_panning.core.weights import FixedWeights, StageTable, WeightSchedule, resolve_weights
@@ -314,10 +314,6 @@ class Panning:
             example_input = example_input.to(device)
         elif example_input is not None:
             example_input = move_to_device(example_input, device)
-        if example_input is None:
-            example_input = batch
-        if batch is not None and self.needs_data and self.micro_batch is not None:
-            batch = ScoringSet.split(batch, self.micro_batch)
         return PanningSession(self, model, params, batch, target, example_input)
 
     def prune(

@@ -55,7 +55,7 @@ class PanningSession:
         self.pruner = pruner
         self.model = model
         self.params = params
-        self.batch = batch
+        self.batch = self._chunked(batch)
         self.target = target
         # what SynFlow and effective sparsity take their data-free input from (resolved against forward when used)
         self.example_input = example_input if example_input is not None else batch
@@ -73,6 +73,12 @@ class PanningSession:
         self._warned_zero = False  # the all-zero fused scores warning was given
         self.seconds = 0.0
         pruner.weights.reset()
+
+    def _chunked(self, batch: Any) -> Any:
+        """The scoring set as the pruner's ``micro_batch`` chunks it (the batch itself without ``micro_batch``)."""
+        if batch is None or self.pruner.micro_batch is None or not self.pruner.needs_data:
+            return batch
+        return ScoringSet.split(batch, self.pruner.micro_batch)
 
     @property
     def done(self) -> bool:
@@ -94,9 +100,7 @@ class PanningSession:
 
         The batch is chunked by the pruner's ``micro_batch`` as at :meth:`Panning.start`.
         """
-        if self.pruner.micro_batch is not None and self.pruner.needs_data:
-            batch = ScoringSet.split(batch, self.pruner.micro_batch)
-        self.batch = batch
+        self.batch = self._chunked(batch)
         self._ctx = None
         self._shared = {}
 
