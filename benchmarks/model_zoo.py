@@ -11,6 +11,11 @@ the model (``VmHWM``, reset through ``/proc/self/clear_refs``, else ``ru_maxrss`
     python -m benchmarks.model_zoo                            # CPU, every model: benchmarks/results/model_zoo.{md,json}
     python -m benchmarks.model_zoo --device cuda              # model_zoo_cuda.{md,json}
     python -m benchmarks.model_zoo --models resnet18 --quick --out /tmp/zoo   # a smoke test of the script
+    python -m benchmarks.model_zoo --models convnext_tiny --rounds 5 --rlpanning   # model_zoo_rl.{md,json}
+
+With ``--rlpanning`` each worker also runs RLPanning (the shipped policy choosing the weights, its observation
+measured after every round) for the same rounds on the same model and batch, right after Panning in the same
+process, and the table gives both seconds per round and their ratio.
 
 The results record the full command, the git commit, the machine, the thread count and its load average before
 and after (``os.getloadavg``). Timings are only meaningful on an otherwise idle machine.
@@ -143,6 +148,18 @@ def make_batch(kind: str, batch: int, size: int, length: int, device: torch.devi
     return move_to_device(data, device), loss
 
 
+def timed_rounds(session: Any, device: torch.device) -> list[float]:
+    """Run every round of ``session``; the seconds of each."""
+    seconds: list[float] = []
+    while not session.done:
+        start = time.perf_counter()
+        session.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Build one model, prune it for ``args.rounds`` rounds, return seconds per round and peak memory."""
     from lightning_panning import Panning, prunable_parameters
@@ -157,14 +174,16 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     peak = Peak(device)
     peak.start()
     session = pruner.start(model, data, TARGET)
-    seconds: list[float] = []
-    while not session.done:
-        start = time.perf_counter()
-        session.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
+    seconds = timed_rounds(session, device)
+    peak_mib = peak.peak_mib()  # Panning's own, before RLPanning runs
     params = prunable_parameters(model)
+    rl: dict[str, Any] = {}
+    if args.rlpanning:
+        from lightning_panning.rl import PolicyWeights
+
+        rl_session = pruner.replace(weights=PolicyWeights("default"), name="rlpanning").start(model, data, TARGET)
+        rl_seconds = timed_rounds(rl_session, device)
+        rl = {"rl_seconds_per_round": statistics.median(rl_seconds), "rl_seconds": rl_seconds}
     return {
         "model": name,
         "input": kind,
@@ -172,8 +191,9 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "prunable": sum(p.numel() for p in params.values()),
         "seconds_per_round": statistics.median(seconds),
         "seconds": seconds,
-        "peak_mib": peak.peak_mib(),
+        "peak_mib": peak_mib,
         "sparsity": session.result().sparsity,
+        **rl,
     }
 
 
@@ -181,7 +201,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """:func:`worker` in a fresh process; an error is recorded, not raised."""
     command = [sys.executable, "-m", "benchmarks.model_zoo", "--worker", name, "--device", args.device,
                "--rounds", str(args.rounds), "--threads", str(args.threads), "--batch", str(args.batch),
-               "--size", str(args.size), "--length", str(args.length)]
+               "--size", str(args.size), "--length", str(args.length), *(["--rlpanning"] if args.rlpanning else [])]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"model": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
@@ -197,7 +217,8 @@ def git_commit() -> str:
 def write_results(record: dict[str, Any], out: Path) -> Path:
     """``model_zoo{,_cuda}.json`` and ``.md`` in ``out``; returns the Markdown file."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = "model_zoo_cuda" if record["device"].startswith("cuda") else "model_zoo"
+    stem = "model_zoo" + ("_rl" if record.get("rlpanning") else "")
+    stem += "_cuda" if record["device"].startswith("cuda") else ""
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         f"# Default Panning on common architectures ({record['device']})",
@@ -209,15 +230,25 @@ def write_results(record: dict[str, Any], out: Path) -> Path:
         f"Target {TARGET}, {record['rounds']} rounds, batch {record['batch']} ({record['size']}-pixel images, "
         f"{record['length']}-token sequences); peak memory above the built model.",
         "",
-        "| model | parameters | prunable | s / round | peak MiB | note |",
-        "|---|---:|---:|---:|---:|---|",
+    ]
+    rl = bool(record.get("rlpanning"))
+    if rl:
+        lines += ["RLPanning: the shipped policy, right after Panning in the same process, on the same model and",
+                  "batch; ratio = RLPanning's median seconds per round over Panning's.", ""]
+    lines += [
+        "| model | parameters | prunable | s / round | " + ("RLPanning s / round | ratio | " if rl else "")
+        + "peak MiB | note |",
+        "|---|---:|---:|---:|" + ("---:|---:|" if rl else "") + "---:|---|",
     ]
     for r in record["models"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | | | | | error: {r['error']} |")
+            lines.append(f"| {r['model']} | | | | " + ("| | " if rl else "") + f"| error: {r['error']} |")
         else:
+            extra = ""
+            if rl:
+                extra = f"{r['rl_seconds_per_round']:.3g} | {r['rl_seconds_per_round'] / r['seconds_per_round']:.2f} | "
             lines.append(f"| {r['model']} | {r['parameters']:,} | {r['prunable']:,} | {r['seconds_per_round']:.3g} | "
-                         f"{r['peak_mib']:.0f} | |")
+                         f"{extra}{r['peak_mib']:.0f} | |")
     path = out / f"{stem}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -233,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="64-pixel images, 16 tokens, 2 rounds: checks the script")
+    parser.add_argument("--rlpanning", action="store_true",
+                        help="also run RLPanning (shipped policy) after Panning: model_zoo_rl.{md,json}")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", choices=list(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -267,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         "size": args.size,
         "length": args.length,
         "target": TARGET,
+        "rlpanning": args.rlpanning,
         "models": results,
     }
     print(write_results(record, args.out).read_text())
