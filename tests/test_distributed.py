@@ -23,6 +23,7 @@ from lightning_panning.core import Panning, prune
 from lightning_panning.core.distributed import DataParallel, mask_digest
 from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, ScoringSet
 from lightning_panning.rl.agent import rl_prune
+from lightning_panning.rl.episode import empty_loss
 
 N, CLASSES, PER_CLASS = 2, 4, 6  # ranks; the scoring set is 24 samples, ordered by class
 SET = CLASSES * PER_CLASS
@@ -104,6 +105,11 @@ def case_run(kind: str, rank: int, group: Any = "auto") -> dict[str, Any]:
         return {"masks": rl.masks, "samples": loss.samples,
                 "observations": [[float(s["reward"]), float(s["sparse_loss"]), float(s["sparse_grad_norm"])]
                                  for s in rl.steps]}
+    if kind == "empty_loss":  # the reward benchmark's loss of the empty network, one pass per chunk
+        session = Panning(rounds=2, progress=False, loss_fn=loss, micro_batch=4).start(
+            net(), data(), 0.9, process_group=group
+        )
+        return {"value": empty_loss(session), "samples": loss.samples}
     if kind == "custom":
         masks = prune(net(), data(), 0.9, method=Panning([OutputSensitivity()], rounds=2, progress=False),
                       micro_batch=4, process_group=group)
@@ -124,7 +130,7 @@ def _worker(rank: int, init_file: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=N,
                             timeout=datetime.timedelta(seconds=60))
     try:
-        found: dict[str, Any] = {kind: case_run(kind, rank) for kind in ("default", "micro", "rl", "custom")}
+        found: dict[str, Any] = {kind: case_run(kind, rank) for kind in ("default", "micro", "rl", "custom", "empty_loss")}
         found["alone"] = case_run("default", rank, group=None)["scoring"]
         found["explicit_group"] = case_run("default", rank, group=dist.group.WORLD)["masks"]
         found["mask_mismatch"] = _error(lambda: Panning(["random"], rounds=1, seed=rank, progress=False).prune(
@@ -154,7 +160,8 @@ def single() -> dict[str, dict[str, Any]]:
     torch.set_num_threads(1)
     try:
         return {"micro_half": case_run("micro_half", 0), "micro": case_run("micro", 0, group=None),
-                "rl": case_run("rl", 0, group=None), "custom": case_run("custom", 0, group=None)}
+                "rl": case_run("rl", 0, group=None), "custom": case_run("custom", 0, group=None),
+                "empty_loss": case_run("empty_loss", 0, group=None)}
     finally:
         torch.set_num_threads(threads)
 
@@ -204,6 +211,14 @@ def test_rlpanning_observations_are_reduced_over_the_ranks(
     assert ranks[0]["rl"]["observations"] == ranks[1]["rl"]["observations"]
     assert np.allclose(ranks[0]["rl"]["observations"], single["rl"]["observations"], rtol=1e-5)
     assert agreement(ranks[0]["rl"]["masks"], single["rl"]["masks"]) >= 0.995
+
+
+def test_empty_network_loss_is_reduced_over_the_ranks(
+    ranks: list[dict[str, Any]], single: dict[str, dict[str, Any]]
+) -> None:
+    assert ranks[0]["empty_loss"]["value"] == ranks[1]["empty_loss"]["value"]
+    assert ranks[0]["empty_loss"]["value"] == pytest.approx(single["empty_loss"]["value"], rel=1e-9)
+    assert [r["empty_loss"]["samples"] for r in ranks] == [12, 12] and single["empty_loss"]["samples"] == SET
 
 
 def test_each_rank_scores_only_its_shard(ranks: list[dict[str, Any]], single: dict[str, dict[str, Any]]) -> None:
