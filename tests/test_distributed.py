@@ -297,3 +297,40 @@ def test_mask_digest_depends_on_names_shapes_and_bits() -> None:
     assert mask_digest(m) != mask_digest({"a": m["a"].reshape(2, 1)})
     assert mask_digest(m) == mask_digest({"a": m["a"].clone()})
 
+
+
+def test_a_strategy_with_several_processes_but_no_process_group_is_refused() -> None:
+    from types import SimpleNamespace
+
+    from lightning_panning.callbacks.base import scoring_process_group
+
+    class XLAStrategy:  # a stand-in: several processes, no torch.distributed group
+        pass
+
+    assert scoring_process_group(SimpleNamespace(world_size=1, strategy=XLAStrategy())) is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="The XLAStrategy runs 8 processes without a torch.distributed process group"):
+        scoring_process_group(SimpleNamespace(world_size=8, strategy=XLAStrategy()))  # type: ignore[arg-type]
+
+
+def test_a_loader_with_a_distributed_sampler_is_read_whole() -> None:
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    from lightning_panning.callbacks.data import unsharded
+
+    dataset = TensorDataset(*data())
+    sharded = DataLoader(dataset, batch_size=5, sampler=DistributedSampler(dataset, num_replicas=2, rank=1,
+                                                                           shuffle=False))
+    assert sum(len(b[0]) for b in sharded) == SET // 2
+    whole = unsharded(sharded)
+    assert sum(len(b[0]) for b in whole) == SET and whole.batch_size == 5
+    plain = DataLoader(dataset, batch_size=5)
+    assert unsharded(plain) is plain and unsharded(None) is None
+
+
+def test_summary_line_names_the_ranks_and_their_shares() -> None:
+    from lightning_panning.callbacks.reporting import summary_line
+
+    summary = {"method": "panning", "total_weights": 100, "kept_weights": 10, "nominal_sparsity": 0.9,
+               "effective_sparsity": None, "pruning_seconds": 0.5, "world_size": 2, "shard_sizes": [50, 50]}
+    assert summary_line(summary).endswith("in 0.50s on 2 ranks (samples per rank [50, 50]).")
+    assert summary_line({**summary, "world_size": 1}).endswith("in 0.50s.")
