@@ -102,7 +102,7 @@ def case_run(kind: str, rank: int, group: Any = "auto") -> dict[str, Any]:
     if kind == "rl":
         rl = rl_prune(net(), data(), 0.9, EqualWeights(), rounds=3, loss_fn=loss, process_group=group,
                       **({} if group == "auto" else {"micro_batch": SET // N}))
-        return {"masks": rl.masks, "samples": loss.samples,
+        return {"masks": rl.masks, "samples": loss.samples, "scoring": rl.scoring,
                 "observations": [[float(s["reward"]), float(s["sparse_loss"]), float(s["sparse_grad_norm"])]
                                  for s in rl.steps]}
     if kind == "empty_loss":  # the reward benchmark's loss of the empty network, one pass per chunk

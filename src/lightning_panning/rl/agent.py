@@ -240,6 +240,8 @@ class RLPruningResult:
         steps: per round, the action ``a`` (list of ``κ`` floats), the weights ``p``, the reward and its terms, the
             nominal and effective sparsity and the remaining ratio.
         seconds: wall time.
+        scoring: how the scoring work was shared (as ``PruningResult.scoring``: world size, scoring-set size,
+            ``micro_batch``, samples per rank, each rank's seconds).
     """
 
     masks: Masks
@@ -247,6 +249,7 @@ class RLPruningResult:
     history: list[RoundRecord] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    scoring: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_reward(self) -> float:
@@ -451,7 +454,7 @@ def rl_prune(
         pruner = pruner.replace(loss_fn=PreciseClassificationLoss(pruner.loss_fn.temperature))
     result = pruner.prune(model, data, target, example_input=example_input, process_group=process_group)
     return RLPruningResult(masks=result.masks, target=target, history=result.history, steps=list(schedule.steps),
-                           seconds=time.perf_counter() - start)
+                           seconds=time.perf_counter() - start, scoring=result.scoring)
 
 
 def evaluate_policy_rewards(
