@@ -11,13 +11,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from lightning_panning.callbacks.data import example_input, find_train_data
+from lightning_panning.callbacks.data import example_input, find_train_data, unsharded
 from lightning_panning.callbacks.enforce import EnforcingCallback
 from lightning_panning.callbacks.loss import LOSSES, TrainingStepLoss, muted_logging, resolve_loss
 from lightning_panning.callbacks.reporting import (
@@ -37,7 +38,9 @@ from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import validate_target
 from lightning_panning.core.session import PanningSession
 
-__all__ = ["LOSSES", "BasePruningCallback", "TrainingStepLoss", "callback_pruner", "muted_logging"]
+__all__ = [
+    "LOSSES", "BasePruningCallback", "TrainingStepLoss", "callback_pruner", "muted_logging", "scoring_process_group",
+]
 
 #: ``Panning`` arguments that a callback sets itself: the method name, the progress bar (``verbose``) and the loss.
 RESERVED_OPTIONS = ("name", "progress", "loss_fn")
@@ -133,18 +136,25 @@ def float32_batch(batch: Any) -> Any:
     return batch
 
 
-def _broadcast(trainer: pl.Trainer, result: PruningResult, device: torch.device) -> PruningResult:
-    """Rank 0's result on every rank (each computed the same; this makes the masks bit-identical by construction)."""
-    payload: dict[str, Any] = trainer.strategy.broadcast(
-        {"masks": pack_masks(result.masks), "history": [r.to_dict() for r in result.history],
-         "seconds": result.seconds},
-        src=0,
-    )
-    return PruningResult(
-        masks={n: m.to(device) for n, m in unpack_masks(payload["masks"]).items()}, target=result.target,
-        method=result.method, history=[RoundRecord(**r) for r in payload["history"]],
-        seconds=float(payload["seconds"]),
-    )
+def scoring_process_group(trainer: pl.Trainer) -> Any:
+    """The process group through which the ranks of ``trainer`` share the scoring work, or ``None`` for one process.
+
+    Under a strategy with a ``torch.distributed`` process group (DDP, DDP-spawn, multi-node) every rank scores its
+    own chunks of the same scoring set and the sums are all-reduced over the group
+    (:mod:`~lightning_panning.core.distributed`).
+
+    Raises:
+        ValueError: for several processes without a ``torch.distributed`` process group (naming the strategy).
+    """
+    if trainer.world_size == 1:
+        return None
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(
+            f"The {type(trainer.strategy).__name__} runs {trainer.world_size} processes without a torch.distributed "
+            "process group, which data-parallel pruning reduces its scores through; it is not supported. Use a "
+            "strategy with one (strategy='ddp' or 'ddp_spawn'), or a single device."
+        )
+    return dist.group.WORLD
 
 
 class MetaDeviceError(ValueError):
@@ -168,8 +178,10 @@ class BasePruningCallback(EnforcingCallback, ABC):
     3. **Loss.** :func:`~lightning_panning.callbacks.loss.resolve_loss`: ``"classification"``, ``"training_step"``
        (the module's own loss; its ``self.log`` calls are muted), a callable ``loss_fn(model, batch)``, or
        ``"auto"``.
-    4. **DDP.** Every rank runs the same deterministic pruning; rank 0's packed masks are then broadcast with
-       ``trainer.strategy.broadcast``, so all ranks hold bit-identical masks.
+    4. **DDP.** The ranks share the scoring work (:func:`scoring_process_group`): each draws the same scoring set,
+       scores its own chunks, and the sums are all-reduced, so every rank computes the same masks with ``1/N`` of
+       the data work; an all-gathered hash verifies that they are bit-identical (a mismatch is an error naming the
+       ranks). The summary records the world size and each rank's share and seconds.
     5. **Sparse training.** :class:`~lightning_panning.callbacks.enforce.MaskEnforcer` re-zeroes the pruned weights
        after every optimizer step (no forward hooks), so checkpoints load into the plain model with ``strict=True``.
     6. **State.** :meth:`state_dict` holds the packed masks (1 bit per weight), the summary and the settings that
@@ -282,7 +294,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
         """
         return pruner.prune(
             pl_module, batch, self.target, example_input=example_input, on_round=self.on_round,
-            progress=self._show_progress(trainer),
+            progress=self._show_progress(trainer), process_group=scoring_process_group(trainer),
         )
 
     def _show_progress(self, trainer: pl.Trainer) -> bool:
@@ -465,7 +477,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> bool:
         params = self.pruner.parameters(pl_module)  # nothing prunable, meta device: clear errors before any work
         device = next(iter(params.values())).device
-        data = self.dataloader if self.dataloader is not None else find_train_data(trainer)
+        data = unsharded(self.dataloader if self.dataloader is not None else find_train_data(trainer))
         if data is None and self.pruner.needs_data:
             if may_defer:
                 return False  # on_train_start looks again, in the public `trainer.train_dataloader`
@@ -486,7 +498,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
                 result = self.compute_masks(trainer, pl_module, pruner, batch, example)
             if self.shuffle_masks:
                 result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
-            self.result = _broadcast(trainer, result, device)
+            self.result = result
             self._masks, self._made_with = self.result.masks, self.settings()
             self._report(trainer, pl_module, example, loss_fn)
         return True

@@ -8,12 +8,12 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightning_panning._lightning_private import fit_train_source
 from lightning_panning.core.inputs import ModelInput, model_input
 
-__all__ = ["example_input", "find_train_data"]
+__all__ = ["example_input", "find_train_data", "unsharded"]
 
 
 def _first_loader(source: Any) -> Any:
@@ -43,6 +43,21 @@ def find_train_data(trainer: pl.Trainer) -> Any | None:
         return _first_loader(trainer.train_dataloader)
     source = fit_train_source(trainer)
     return None if source is None else _first_loader(source)
+
+
+def unsharded(data: Any) -> Any:
+    """``data`` as every rank reads it whole: the scoring set must be the same on every rank.
+
+    A DataLoader whose sampler is a ``DistributedSampler`` (the one Lightning puts in once the fit loop has attached
+    the data) gives each rank its own part; it is read instead through a plain DataLoader over the same dataset, with
+    the same batch size, collate function and shuffling. Anything else is returned as it is.
+    """
+    if not isinstance(data, DataLoader) or not isinstance(data.sampler, DistributedSampler):
+        return data
+    return DataLoader(
+        data.dataset, batch_size=data.batch_size or 1, shuffle=bool(getattr(data.sampler, "shuffle", False)),
+        collate_fn=data.collate_fn,
+    )
 
 
 def example_input(batch: Any, pl_module: pl.LightningModule) -> ModelInput | None:

@@ -56,7 +56,8 @@ def build_summary(
         A dict with ``target``, ``method``, ``rounds``, ``total_weights``, ``kept_weights``, ``nominal_sparsity``,
         ``effective_sparsity`` (or ``None``), ``layer_density``, ``layer_effective_density``, ``dead_units``
         (``{layer: [dead, units]}``), ``pruning_seconds``, ``round_sparsity`` and ``round_weights`` (one entry per
-        round).
+        round), and how the scoring work was shared: ``world_size``, ``scoring_set_size``, ``micro_batch``,
+        ``shard_sizes`` (samples each rank scored) and ``rank_pruning_seconds`` (each rank's seconds).
     """
     total = sum(m.numel() for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())
@@ -74,6 +75,11 @@ def build_summary(
         "pruning_seconds": float(result.seconds),
         "round_sparsity": [float(r.sparsity) for r in result.history],
         "round_weights": [dict(r.weights) for r in result.history],
+        "world_size": int(result.scoring.get("world_size", 1)),
+        "scoring_set_size": result.scoring.get("scoring_set_size"),
+        "micro_batch": result.scoring.get("micro_batch"),
+        "shard_sizes": result.scoring.get("shard_sizes"),
+        "rank_pruning_seconds": result.scoring.get("rank_seconds"),
     }
     if extra:
         summary.update(extra)
@@ -152,8 +158,17 @@ def summary_line(summary: Mapping[str, Any]) -> str:
     return (
         f"{summary['method']} pruned {total - kept}/{total} weights (nominal sparsity "
         f"{summary['nominal_sparsity']:.6f}, effective {'n/a' if eff is None else f'{eff:.6f}'}) in "
-        f"{summary['pruning_seconds']:.2f}s."
+        f"{summary['pruning_seconds']:.2f}s{_ranks_words(summary)}."
     )
+
+
+def _ranks_words(summary: Mapping[str, Any]) -> str:
+    """`` on 2 ranks (samples per rank [50, 50])`` under data-parallel scoring, else nothing."""
+    world = summary.get("world_size") or 1
+    if world == 1:
+        return ""
+    shards = summary.get("shard_sizes")
+    return f" on {world} ranks" + ("" if not shards else f" (samples per rank {list(shards)})")
 
 
 def density_figure(summary: Mapping[str, Any]) -> Figure:
@@ -195,9 +210,11 @@ def flat_metrics(summary: Mapping[str, Any], prefix: str = "pruning") -> dict[st
     }
     if summary.get("effective_sparsity") is not None:
         metrics[f"{prefix}/effective_sparsity"] = float(summary["effective_sparsity"])
-    for key in ("output_spread", "output_spread_dense"):
+    for key in ("output_spread", "output_spread_dense", "world_size", "scoring_set_size", "micro_batch"):
         if summary.get(key) is not None:
             metrics[f"{prefix}/{key}"] = float(summary[key])
+    for rank, seconds in enumerate(summary.get("rank_pruning_seconds") or []):
+        metrics[f"{prefix}/rank_seconds/{rank}"] = float(seconds)
     for layer, value in summary["layer_density"].items():
         metrics[f"{prefix}/density/{layer}"] = float(value)
     for layer, value in (summary.get("layer_effective_density") or {}).items():

@@ -133,6 +133,7 @@ def prune(
     method: str | Panning = "panning",
     rounds: int = 100,
     example_input: Any = None,
+    process_group: Any = "auto",
     **kwargs: Any,
 ) -> Masks:
     """Prune ``model`` before training and return ``{qualified name: bool mask}`` (``True`` = kept).
@@ -151,6 +152,9 @@ def prune(
         rounds: ``T`` for iterative methods.
         example_input: the input's shape and layout when ``data`` is ``None``: a tensor ``(B, ...)`` (token ids
             for a model that starts with an ``nn.Embedding``), a dict of keyword arguments or a ModelInput.
+        process_group: data-parallel scoring: ``"auto"`` (across all processes when ``torch.distributed`` is
+            initialised: each scores its share of the same scoring set and the sums are all-reduced, so every
+            process returns the same masks), ``None`` (this process alone) or a ``torch.distributed.ProcessGroup``.
         **kwargs: any :class:`Panning` argument (``weights``, ``normalization``, ``loss_fn``, ``seed``, ...).
 
     Example:
@@ -165,7 +169,7 @@ def prune(
         pruner = get_pruner(method, **kwargs)
     else:
         pruner = get_pruner(method, rounds=rounds, **kwargs)
-    masks = pruner.prune(model, data, target, example_input=example_input).masks
+    masks = pruner.prune(model, data, target, example_input=example_input, process_group=process_group).masks
     reason = untrainable_reason(model, masks, target)  # emptied layers (the callbacks also check effective ones)
     if reason is not None:
         warnings.warn(f"prune: these masks may not train: {reason}", UserWarning, stacklevel=2)

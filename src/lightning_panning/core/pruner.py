@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lightning_panning.core.batch import ClassificationLoss, Data, LossFn, move_to_device, scoring_batch
+from lightning_panning.core.distributed import DataParallel
 from lightning_panning.core.fusion import NORMALIZATIONS, Normalization
 from lightning_panning.core.inputs import ModelInput, check_forward, single_device
 from lightning_panning.core.params import ParamPredicate, prunable_parameters, selection_report
@@ -76,7 +77,8 @@ class Panning:
         micro_batch: score the scoring set in chunks of at most this many samples (peak memory set by the chunk,
             not the set; results equal the whole set's up to floating-point summation order, except that BatchNorm
             in train mode normalises each chunk by its own statistics); ``None``: the whole set at once, or a
-            number at least the set's size.
+            number at least the set's size. Under data-parallel scoring (:meth:`prune`'s ``process_group``) the
+            ranks take the chunks in turn; without ``micro_batch`` each rank's share of the set is its one chunk.
 
     Every setting is declared and validated here, once; the Lightning callbacks and the RL environment take a
     ``Panning`` (or a method name and these options) whole. :meth:`replace` copies it with some settings changed and
@@ -275,11 +277,13 @@ class Panning:
         example_input: Any = None,
         *,
         generator: np.random.Generator | None = None,
+        process_group: Any = "auto",
     ) -> PanningSession:
         """Validate inputs, build the scoring batch and return a session positioned before round 1.
 
         Logs a one-line report of the prunable parameters and warns about large weights the rule leaves dense
-        (:func:`~lightning_panning.core.params.selection_report`).
+        (:func:`~lightning_panning.core.params.selection_report`). Under data-parallel scoring the ranks first
+        compare their prunable parameters and their scoring sets (an error names the first difference).
 
         Args:
             model: the network (not modified).
@@ -288,13 +292,19 @@ class Panning:
             example_input: the input's shape and layout for data-free scorers: a tensor ``(B, ...)``, a dict of
                 keyword arguments or a ModelInput (default: the scoring batch).
             generator: the RNG for drawing from a :class:`~lightning_panning.core.batch.SamplePool`.
+            process_group: data-parallel scoring (:mod:`~lightning_panning.core.distributed`): ``"auto"`` (across
+                the default group when ``torch.distributed`` is initialised with several processes), ``None`` (this
+                process alone) or a ``torch.distributed.ProcessGroup``.
         """
         target = validate_target(target)
+        parallel = DataParallel.resolve(process_group)
         params = self.parameters(model)
         report = selection_report(model, params, self.exclude)
         log.info("%s: %s", self.name, report.line)
         report.warn(stacklevel=2)
         single_device(model)
+        if parallel is not None:
+            parallel.check_same_model(params)
         users = [s.label for s in self.scorers.values() if Needs.PATHS in s.needs]
         if self.track_effective:
             users.append("effective sparsity (track_effective=True)")
@@ -310,11 +320,13 @@ class Panning:
                 "a data-free method ('synflow', 'magnitude', 'random')."
             )
         batch = self.scoring_batch(data, device, generator)
+        if parallel is not None and batch is not None and self.needs_data:
+            parallel.check_same_data(batch)
         if isinstance(example_input, (Tensor, ModelInput)):
             example_input = example_input.to(device)
         elif example_input is not None:
             example_input = move_to_device(example_input, device)
-        return PanningSession(self, model, params, batch, target, example_input)
+        return PanningSession(self, model, params, batch, target, example_input, parallel)
 
     def prune(
         self,
@@ -325,8 +337,14 @@ class Panning:
         example_input: Any = None,
         on_round: Callable[[RoundRecord, PanningSession], None] | None = None,
         progress: Any = None,
+        process_group: Any = "auto",
     ) -> PruningResult:
         """Run all rounds and return the masks with the per-round history.
+
+        Under ``torch.distributed`` (or with a ``process_group``) the ranks share the scoring work: each scores its
+        own chunks of the same scoring set and the sums are all-reduced, so every rank computes the same masks
+        (verified by an all-gather of their hash; a mismatch raises an error naming the ranks). See
+        :mod:`~lightning_panning.core.distributed`.
 
         Args:
             model: the network; it is not modified (use :func:`apply_masks` on the result).
@@ -335,12 +353,24 @@ class Panning:
             example_input: the input's shape and layout for data-free scorers: a tensor ``(B, ...)``, a dict of
                 keyword arguments or a ModelInput (default: the batch).
             on_round: called after every round with its record and the session.
-            progress: ``None`` (a tqdm bar when ``self.progress``), ``True``/``False``, or a tqdm-like object to
-                update.
+            progress: ``None`` (a tqdm bar when ``self.progress``, on rank zero only), ``True``/``False``, or a
+                tqdm-like object to update.
+            process_group: ``"auto"``, ``None`` (this process alone) or a ``torch.distributed.ProcessGroup``, as in
+                :meth:`start`.
+
+        Returns:
+            The result; its ``scoring`` entry says how the work was shared (world size, scoring-set size,
+            ``micro_batch``, samples per rank, each rank's seconds).
+
+        Raises:
+            RuntimeError: when the ranks end with different masks.
         """
-        session = self.start(model, data, target, example_input)
+        session = self.start(model, data, target, example_input, process_group=process_group)
+        parallel = session.parallel
         bar = progress
-        own_bar = bar is True or (bar is None and self.progress)
+        own_bar = (bar is True or (bar is None and self.progress)) and (parallel is None or parallel.rank == 0)
+        if bar is True and not own_bar:
+            bar = None
         if own_bar:
             bar = tqdm(total=len(session.schedule), desc=f"{self.name} → {target:g}", unit="round")
         try:
@@ -355,6 +385,9 @@ class Panning:
             if own_bar:
                 bar.close()
         result = session.result()
+        if parallel is not None:
+            parallel.check_same_masks(result.masks)
+            result.scoring["rank_seconds"] = [float(s) for s in parallel.gather(result.seconds)]
         log.info(
             "%s pruned %d/%d weights to sparsity %.6f in %d rounds (%.2fs)",
             self.name,

@@ -50,7 +50,9 @@ class PruningResult:
         target: the requested sparsity.
         method: method name.
         history: one :class:`RoundRecord` per round.
-        seconds: total wall time.
+        seconds: total wall time (this process's).
+        scoring: how the scoring work was shared (plain values): ``world_size``, ``scoring_set_size``,
+            ``micro_batch``, ``shard_sizes`` (samples each rank scored) and ``rank_seconds`` (each rank's wall time).
     """
 
     masks: Masks
@@ -58,6 +60,7 @@ class PruningResult:
     method: str
     history: list[RoundRecord] = field(default_factory=list)
     seconds: float = 0.0
+    scoring: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sparsity(self) -> float:

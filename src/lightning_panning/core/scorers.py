@@ -25,7 +25,10 @@ expensive intermediate results can be shared through :meth:`ScoringContext.cache
 set's ``g``: a second pass accumulates ``∂(gᵀ∇L_c)/∂θ`` with ``g`` held fixed. With one chunk and no ``reduce`` the
 context computes exactly the single-batch result; with several it equals it up to floating-point summation order on
 networks whose layers treat samples independently. BatchNorm in train mode normalises each chunk by its own
-statistics (as the GraSP authors' code does when it iterates over batches).
+statistics (as the GraSP authors' code does when it iterates over batches). Each chunk's dropout is seeded by the
+chunk's index in the whole set's chunking, so a chunk's pass is the same whichever process scores it. A scorer with
+passes of its own sums ``share × result`` over :attr:`ScoringContext.chunks` and hands the sums to
+:meth:`ScoringContext.reduce` (see :mod:`~lightning_panning.core.distributed` for data-parallel scoring).
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class ScoringSet:
         chunks: batches (each ``(x, y)`` with ``x`` of shape ``(n_c, ...)``, or any layout the loss reads).
         reduce: sums a list of tensors over the processes that share the scoring work (each process scoring its
             own chunks), returning the sums; ``None`` for one process.
+        size: samples over all processes' chunks, when known (else :meth:`total` asks ``reduce``).
+        indices: each chunk's index in the whole set's chunking (default ``0, 1, ...``): a chunk's dropout is seeded
+            by it, so the passes do not depend on which process scores which chunk.
 
     Example:
         >>> import torch
@@ -102,11 +108,18 @@ class ScoringSet:
         [4, 4, 2]
     """
 
-    def __init__(self, chunks: list[Any], reduce: Reduce | None = None) -> None:
+    def __init__(
+        self, chunks: list[Any], reduce: Reduce | None = None, *, size: int | None = None,
+        indices: list[int] | None = None,
+    ) -> None:
         if not chunks:
             raise ValueError("A scoring set needs at least one chunk.")
         self.chunks = list(chunks)
         self.reduce = reduce
+        self.indices = list(range(len(self.chunks))) if indices is None else list(indices)
+        if len(self.indices) != len(self.chunks):
+            raise ValueError(f"`indices` has {len(self.indices)} entries for {len(self.chunks)} chunks.")
+        self._size = size
 
     @property
     def sizes(self) -> list[int]:
@@ -128,14 +141,21 @@ class ScoringSet:
         return len(self.chunks) == 1 and self.reduce is None
 
     def total(self) -> int:
-        """Samples over all chunks of all processes."""
-        local = sum(self.sizes)
-        if self.reduce is None:
-            return local
-        return int(self.reduce([torch.tensor([float(local)], dtype=torch.float64)])[0].item())
+        """Samples over all chunks of all processes (asked of ``reduce`` once when not given as ``size``)."""
+        if self._size is None:
+            local = sum(self.sizes)
+            if self.reduce is None:
+                return local
+            self._size = int(self.reduce([torch.tensor([float(local)], dtype=torch.float64)])[0].item())
+        return self._size
 
     def __repr__(self) -> str:
         return f"ScoringSet(chunks={len(self.chunks)}, sizes={self.sizes}, reduced={self.reduce is not None})"
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """The dropout seed of chunk ``index`` of a chunked pass: ``seed`` for the first chunk (as the one-batch pass)."""
+    return seed + (index << 32)
 
 
 @dataclass
@@ -260,6 +280,19 @@ class ScoringContext:
         total = self.scoring_set.total()
         return [n / total for n in self.scoring_set.sizes]
 
+    def reduce(self, tensors: list[Tensor]) -> list[Tensor]:
+        """Sums over the processes sharing the scoring set (the tensors themselves in one process).
+
+        What a scorer with passes of its own calls on its share-weighted sums over :attr:`chunks`, so that it gives
+        the whole set's result under data-parallel scoring too (every process calls it, in the same order).
+
+        Args:
+            tensors: the local sums, any shapes.
+        """
+        if self.scoring_set is None or self.scoring_set.reduce is None:
+            return list(tensors)
+        return self.scoring_set.reduce(list(tensors))
+
     def forward(
         self, fn: Callable[[nn.Module, Any], Any], chunk: Any, tensors: Mapping[str, Tensor] | None = None
     ) -> Any:
@@ -328,8 +361,10 @@ class ScoringContext:
         shares = self.chunk_shares()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         grad = [torch.zeros_like(leaves[n]) for n in names]
-        for chunk, share in zip(self.scoring_set.chunks, shares, strict=True):
-            loss, grads = self._loss_and_grads(leaves, chunk, create_graph=False)
+        indices = self.scoring_set.indices
+        for chunk, share, index in zip(self.scoring_set.chunks, shares, indices, strict=True):
+            with seeded(chunk_seed(self.seed, index), self.device):
+                loss, grads = self._loss_and_grads(leaves, chunk, create_graph=False)
             loss_sum += loss.detach().double() * share
             for acc, g in zip(grad, grads, strict=True):
                 acc.add_(g.detach(), alpha=share)
@@ -338,8 +373,9 @@ class ScoringContext:
         hvp: dict[str, Tensor] | None = None
         if self.needs_hvp:
             acc_h = [torch.zeros_like(leaves[n]) for n in names]
-            for chunk, share in zip(self.scoring_set.chunks, shares, strict=True):
-                _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
+            for chunk, share, index in zip(self.scoring_set.chunks, shares, indices, strict=True):
+                with seeded(chunk_seed(self.seed, index), self.device):  # the same dropout as the first pass
+                    _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
                 z = sum((g * fixed).sum() for g, fixed in zip(grads, grad, strict=True) if g.requires_grad)
                 if isinstance(z, Tensor) and z.requires_grad:
                     hs = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from lightning_panning.core.batch import batch_size
+from lightning_panning.core.distributed import DataParallel
 from lightning_panning.core.fusion import NonFiniteScores, fuse, normalize
 from lightning_panning.core.masks import Masks, effective_sparsity
 from lightning_panning.core.results import PruningResult, RoundRecord
@@ -41,6 +43,8 @@ class PanningSession:
             ``None`` for data-free methods.
         target: final sparsity in (0, 1).
         example_input: what SynFlow and effective sparsity take the input's layout from (default: the batch).
+        parallel: the processes sharing the scoring work (:class:`~lightning_panning.core.distributed.DataParallel`:
+            this process scores its own chunks of the set and the sums are all-reduced), or ``None`` for one process.
     """
 
     def __init__(
@@ -51,10 +55,15 @@ class PanningSession:
         batch: Any,
         target: float,
         example_input: Any,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.pruner = pruner
         self.model = model
         self.params = params
+        self.parallel = parallel
+        #: how the scoring set is shared (plain values for logs): ``world_size``, ``scoring_set_size`` (samples, or
+        #: ``None`` without data), ``micro_batch`` and ``shard_sizes`` (samples each rank scores)
+        self.layout: dict[str, Any] = self._layout(batch)
         self.batch = self._chunked(batch)
         self.target = target
         # what SynFlow and effective sparsity take their data-free input from (resolved against forward when used)
@@ -75,10 +84,35 @@ class PanningSession:
         pruner.weights.reset()
 
     def _chunked(self, batch: Any) -> Any:
-        """The scoring set as the pruner's ``micro_batch`` chunks it (the batch itself without ``micro_batch``)."""
-        if batch is None or self.pruner.micro_batch is None or not self.pruner.needs_data:
+        """The scoring set as the pruner's ``micro_batch`` chunks it (the batch itself without ``micro_batch``).
+
+        Under data-parallel scoring: this rank's chunks (one per rank without ``micro_batch``), reduced over the ranks.
+        A ready :class:`ScoringSet` is used as given.
+        """
+        if batch is None or not self.pruner.needs_data or isinstance(batch, ScoringSet):
+            return batch
+        if self.parallel is not None:
+            return self.parallel.shard(batch, self.pruner.micro_batch)
+        if self.pruner.micro_batch is None:
             return batch
         return ScoringSet.split(batch, self.pruner.micro_batch)
+
+    def _layout(self, batch: Any) -> dict[str, Any]:
+        """How ``batch`` is shared among the ranks (see :attr:`layout`)."""
+        micro_batch = self.pruner.micro_batch
+        size: int | None = None
+        if isinstance(batch, ScoringSet):
+            size = sum(batch.sizes) if batch.reduce is None else None
+        elif batch is not None and self.pruner.needs_data:
+            try:
+                size = batch_size(batch)
+            except TypeError:  # a layout only a custom loss reads
+                size = None
+        shards: list[int] | None = None
+        if size is not None:
+            shards = [size] if self.parallel is None else self.parallel.shard_sizes(size, micro_batch)
+        world = 1 if self.parallel is None else self.parallel.world_size
+        return {"world_size": world, "scoring_set_size": size, "micro_batch": micro_batch, "shard_sizes": shards}
 
     @property
     def done(self) -> bool:
@@ -98,8 +132,9 @@ class PanningSession:
     def set_batch(self, batch: Any) -> None:
         """Score with a new scoring set from now on (its cached scoring contexts, masked and unmasked, are dropped).
 
-        The batch is chunked by the pruner's ``micro_batch`` as at :meth:`Panning.start`.
+        The batch is chunked by the pruner's ``micro_batch`` (and shared among the ranks) as at :meth:`Panning.start`.
         """
+        self.layout = self._layout(batch)
         self.batch = self._chunked(batch)
         self._ctx = None
         self._shared = {}
@@ -204,7 +239,11 @@ class PanningSession:
         return record
 
     def result(self) -> PruningResult:
-        """The masks and history so far."""
+        """The masks and history so far.
+
+        Its ``scoring`` entry is :attr:`layout` with ``rank_seconds``: this process's seconds in one process, ``None``
+        under data-parallel scoring (gathering the ranks' needs them all; :meth:`Panning.prune` does it).
+        """
         if self.masks is None:
             raise RuntimeError("No round has run yet.")
         return PruningResult(
@@ -213,4 +252,5 @@ class PanningSession:
             method=self.pruner.name,
             history=list(self.history),
             seconds=self.seconds,
+            scoring={**self.layout, "rank_seconds": [self.seconds] if self.parallel is None else None},
         )

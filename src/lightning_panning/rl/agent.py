@@ -240,6 +240,8 @@ class RLPruningResult:
         steps: per round, the action ``a`` (list of ``κ`` floats), the weights ``p``, the reward and its terms, the
             nominal and effective sparsity and the remaining ratio.
         seconds: wall time.
+        scoring: how the scoring work was shared (as ``PruningResult.scoring``: world size, scoring-set size,
+            ``micro_batch``, samples per rank, each rank's seconds).
     """
 
     masks: Masks
@@ -247,6 +249,7 @@ class RLPruningResult:
     history: list[RoundRecord] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    scoring: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_reward(self) -> float:
@@ -386,6 +389,7 @@ def rl_prune(
     deterministic: bool = True,
     on_step: Callable[[dict[str, Any], EpisodeStep], None] | None = None,
     pruner: Panning | None = None,
+    process_group: Any = "auto",
     **settings: Any,
 ) -> RLPruningResult:
     """Prune ``model`` with RLPanning: each round's metric weights come from ``policy`` (METHOD §5).
@@ -411,6 +415,9 @@ def rl_prune(
         on_step: called after each round with the step's summary (see :func:`step_summary`) and the raw step.
         pruner: a ready :class:`Panning` (its weights are replaced by the policy's); give either it or
             ``settings``, not both.
+        process_group: data-parallel scoring, as in :meth:`Panning.prune` (``"auto"``, ``None`` or a
+            ``torch.distributed.ProcessGroup``): the observations' losses and gradient norms are reduced over the
+            ranks like the scores, so every rank sees the same observations and takes the same actions.
         **settings: :class:`Panning` arguments over the preset's scoring method: ``rounds`` (``T``, default 100),
             ``per_class``, ``seed``, ``scorers`` (in the policy's action order; default SynFlow, SNIP, GraSP),
             ``loss_fn``, ``include``, ...
@@ -445,9 +452,9 @@ def rl_prune(
         pruner = get_pruner(pruner, weights=schedule, progress=False)
     if type(pruner.loss_fn) is ClassificationLoss:  # the training env's float64 loss, so observations match
         pruner = pruner.replace(loss_fn=PreciseClassificationLoss(pruner.loss_fn.temperature))
-    result = pruner.prune(model, data, target, example_input=example_input)
+    result = pruner.prune(model, data, target, example_input=example_input, process_group=process_group)
     return RLPruningResult(masks=result.masks, target=target, history=result.history, steps=list(schedule.steps),
-                           seconds=time.perf_counter() - start)
+                           seconds=time.perf_counter() - start, scoring=result.scoring)
 
 
 def evaluate_policy_rewards(

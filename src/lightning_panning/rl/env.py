@@ -274,7 +274,7 @@ class PanningEnv(gym.Env[np.ndarray, np.ndarray]):
         batch = self.draw_batch()
         total = sum(p.numel() for p in self.pruner.parameters(model).values())
         target = draw_target(self, total, options)
-        return self.pruner.start(model, batch, target)
+        return self.pruner.start(model, batch, target, process_group=None)  # an episode is one process's
 
     # -- Gymnasium API -------------------------------------------------------------------------------------------
     def reset(

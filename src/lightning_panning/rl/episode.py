@@ -101,15 +101,17 @@ class EpisodeStep:
 def empty_loss(session: PanningSession) -> float:
     """The scoring loss of the *empty* network (every prunable weight 0) on the session's scoring set.
 
-    One forward pass per chunk, through the scoring context's public pass (mean over the chunks, size-weighted).
+    One forward pass per chunk, through the scoring context's public pass (mean over the chunks, size-weighted, summed
+    over the ranks under data-parallel scoring).
     """
     ctx = session.context()
     zeros = {n: torch.zeros_like(p) for n, p in session.params.items()}
     with torch.no_grad():
-        losses = [float(ctx.forward(session.pruner.loss_fn, chunk, zeros)) for chunk in ctx.chunks]
-    if len(losses) == 1:
-        return losses[0]
-    return float(sum(share * loss for share, loss in zip(ctx.chunk_shares(), losses, strict=True)))
+        losses = [ctx.forward(session.pruner.loss_fn, chunk, zeros) for chunk in ctx.chunks]
+    if len(losses) == 1 and ctx.scoring_set is not None and ctx.scoring_set.reduce is None:
+        return float(losses[0])
+    local = sum(share * loss.double() for share, loss in zip(ctx.chunk_shares(), losses, strict=True))
+    return float(ctx.reduce([torch.as_tensor(local, dtype=torch.float64, device=ctx.device).reshape(1)])[0])
 
 
 def loss_scale(grad: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> float:
