@@ -76,7 +76,7 @@ class PanningSession:
 
     def _chunked(self, batch: Any) -> Any:
         """The scoring set as the pruner's ``micro_batch`` chunks it (the batch itself without ``micro_batch``)."""
-        if batch is None or self.pruner.micro_batch is None or not self.pruner.needs_data:
+        if batch is None or self.pruner.micro_batch is None or not self.pruner.scores_in_chunks:
             return batch
         return ScoringSet.split(batch, self.pruner.micro_batch)
 
