@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every (model, mode) of the section: scores and masks against theirs."""
     prospr = load_prospr(args.prospr_repo)
     rows: list[dict[str, Any]] = []
-    models = ["lenet5"] if args.quick else list(MODELS)
+    models = ["lenet5"] if args.quick else args.prospr_models
     for name in models:
         build, shape = MODELS[name]
         torch.manual_seed(SEED)
@@ -148,3 +148,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prospr-repo", type=Path, default=None,
                         help="checkout of github mil-ad/prospr (runs the ProsPr section)")
     parser.add_argument("--prospr-target", type=float, default=0.98, help="ProsPr's target sparsity")
+    parser.add_argument("--prospr-models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                        help="models of the ProsPr section (--quick: lenet5)")
