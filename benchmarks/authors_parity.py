@@ -30,6 +30,11 @@ so that reductions are identical on both sides). This is a correctness check, no
     python benchmarks/authors_parity.py --authors-repo /path/to/RLPanning --quick   # LeNet5 0.98, T=10: a smoke test
 
 Writes ``benchmarks/results/authors_parity.{json,md}`` (``--quick``: ``authors_parity_quick.*``).
+
+Later methods have a section each, in a module of its own, run when their authors' checkout is given (with or
+without ``--authors-repo``) and written to ``authors_parity_<section>[_quick].{json,md}``:
+``--prospr-repo`` (:mod:`benchmarks.parity_prospr`, ProsPr) and ``--ntksap-repo`` (:mod:`benchmarks.parity_ntk_sap`,
+NTK-SAP).
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
+from benchmarks import parity_ntk_sap, parity_prospr
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
+from benchmarks.parity_common import compare
 from benchmarks.sweep.provenance import git_state, scrub_command
 from lightning_panning import get_pruner
 from lightning_panning.models import VGG19, LeNet5, authors_init
@@ -113,22 +120,6 @@ def random_batch() -> tuple[Tensor, Tensor]:
 
 
 # -- comparison ---------------------------------------------------------------------------------------------------
-def compare(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> dict[str, Any]:
-    """Differing entries, kept counts and the Jaccard index of the kept sets."""
-    if set(ours) != set(theirs):
-        raise RuntimeError(f"Parameter sets differ: ours {sorted(ours)}, theirs {sorted(theirs)}.")
-    differ = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
-    both = sum(int((ours[n] & theirs[n]).sum()) for n in ours)
-    either = sum(int((ours[n] | theirs[n]).sum()) for n in ours)
-    return {
-        "weights": sum(m.numel() for m in ours.values()),
-        "kept_ours": sum(int(m.sum()) for m in ours.values()),
-        "kept_theirs": sum(int(m.sum()) for m in theirs.values()),
-        "differing": differ,
-        "jaccard": both / either if either else 1.0,
-    }
-
-
 def init_parity(authors: SimpleNamespace, name: str) -> dict[str, Any]:
     """Do our models with ``init="authors"`` equal theirs bit for bit from the same seed?"""
     theirs = their_model(authors, name, SEED)
@@ -289,12 +280,43 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--markdown-only", action="store_true",
                    help="rewrite the Markdown from the JSON already in --out (no pruning)")
+    for section in SECTIONS.values():
+        section.add_arguments(p)
     args = p.parse_args(argv)
     if args.quick:
         args.targets, args.rounds, args.vgg_targets = [0.98], 10, []
-    if args.authors_repo is None and not args.markdown_only:
-        p.error("--authors-repo is required (a checkout of github kangxiatao/RLPanning)")
+    sections = [name for name in SECTIONS if getattr(args, f"{name}_repo") is not None]
+    if args.authors_repo is None and not sections and not args.markdown_only:
+        p.error("give --authors-repo (a checkout of github kangxiatao/RLPanning) and/or a section's checkout: "
+                + ", ".join(f"--{name.replace('_', '')}-repo" for name in SECTIONS))
     return args
+
+
+#: Sections of later methods: name → module with ``add_arguments``, ``run`` and ``markdown``; each runs when its
+#: ``--<name>-repo`` is given.
+SECTIONS = {"prospr": parity_prospr, "ntksap": parity_ntk_sap}
+
+
+def run_sections(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every section whose checkout is given; write ``authors_parity_<section>[_quick].{json,md}``."""
+    torch.set_num_threads(args.threads)
+    records: dict[str, Any] = {}
+    for name, section in SECTIONS.items():
+        if getattr(args, f"{name}_repo") is None:
+            continue
+        record = {"command": scrub_command(" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])),
+                  **git_state(), **section.run(args), "threads": torch.get_num_threads(), "device": "cpu",
+                  "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                               "lightning_panning": lightning_panning.__version__}}
+        stem = f"authors_parity_{name}" + ("_quick" if args.quick else "")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (args.out / f"{stem}.md").write_text("\n".join(["# Mask parity with the authors' code", "",
+                                                        f"Reproduce with `{record['command']}`.", "",
+                                                        *section.markdown(record)]))
+        print(f"wrote {args.out / stem}.json and .md")
+        records[name] = record
+    return records
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -304,12 +326,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record = json.loads((args.out / f"{stem}.json").read_text())
         (args.out / f"{stem}.md").write_text(markdown(record))
         return record
+    sections = run_sections(args)
+    if args.authors_repo is None:
+        return sections
     record = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(record))
     print(f"wrote {args.out / stem}.json and .md")
-    return record
+    return {**record, **({"sections": sections} if sections else {})}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ VGG19-BN, with their initialisation — and the same 100-sample batch (10 per cl
 * ``synflow``: ``theirs`` = their iterative ``SynFlow``; ``ours_authors`` = ``synflow_authors``;
   ``ours_default`` = ``synflow``.
 * ``oneshot``: one round of ``Single_ranking_pruning`` (SNIP, GraSP) against ``snip_authors`` / ``grasp_authors``.
+* ``prospr`` (needs ``--prospr-repo``, github ``mil-ad/prospr``): their ``prospr.prune`` (one shot, their defaults)
+  against ``prospr`` with their count (``ours_authors``, ``selector="top_k_ceil"``) and ours (``ours_default``), on
+  our LeNet5 / VGG19-BN (``lightning_panning.models``).
+* ``ntk_sap`` (needs ``--ntksap-repo``, github ``YiteWang/NTK-SAP``): their ``NTKSAP`` + ``prune_loop`` against
+  ``ntk_sap`` with their selection rule (``ours_authors``, ``selector="synaptic_flow"``) and ours, on a LeNet5 of their
+  masked layers and their ``lottery_vgg.vgg19_bn`` (their code runs only on such models).
 
 Each measurement prunes a fresh deep copy of the model with ``R`` rounds (``--rounds``; the cost of a round does not
 depend on its index or the schedule). s/round: theirs = wall time of the call ÷ R (their setup included); ours =
@@ -27,6 +33,8 @@ alike; medians are reported. Masks of ``ours_authors`` and ``theirs`` after the 
 
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning                  # both models, 2 threads
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning --quick --out /tmp/speed   # a smoke test
+    python benchmarks/prune_speed.py --prospr-repo /work/authors-prospr --ntksap-repo /work/authors-ntksap \
+        --groups prospr ntk_sap                                                  # the later methods alone
 
 Writes ``prune_speed.json`` and ``prune_speed.md`` to ``--out`` (default ``benchmarks/results``), with the machine
 load (``os.getloadavg``) and the thread count. Timings are only meaningful on an otherwise idle machine.
@@ -58,8 +66,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
+from benchmarks import parity_ntk_sap, parity_prospr
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
 from lightning_panning import get_pruner
+from lightning_panning.models import VGG19, LeNet5
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.98
@@ -74,13 +84,40 @@ GROUPS: dict[str, dict[str, str]] = {
     "oneshot_grasp": {"theirs": "Single_ranking_pruning/grasp", "ours_authors": "grasp_authors",
                       "ours_default": "grasp"},
 }
-ONE_SHOT = {"oneshot_snip", "oneshot_grasp"}
+ONE_SHOT = {"oneshot_snip", "oneshot_grasp", "prospr"}
+GROUPS["prospr"] = {"theirs": "prospr.prune", "ours_authors": "prospr", "ours_default": "prospr"}
+GROUPS["ntk_sap"] = {"theirs": "NTKSAP", "ours_authors": "ntk_sap", "ours_default": "ntk_sap"}
+#: settings over the method's preset for a (group, variant): their count / selection rule
+SETTINGS: dict[tuple[str, str], dict[str, Any]] = {("prospr", "ours_authors"): {"selector": "top_k_ceil"},
+                                                   ("ntk_sap", "ours_authors"): {"selector": "synaptic_flow"}}
+#: group → the checkout it needs (``--<repo>``); the others need ``--authors-repo`` (RLPanning)
+REPOS: dict[str, str] = {"prospr": "prospr_repo", "ntk_sap": "ntksap_repo"}
+#: NTK-SAP's model for each key (their code needs their masked layers)
+NTK_SAP_MODELS = {"lenet5": "lenet5", "vgg19": "vgg19_bn"}
+
+
+def load_sources(repos: dict[str, Path | None]) -> SimpleNamespace:
+    """Every authors' code given: ``authors`` (RLPanning), ``prospr``, ``ntksap`` (``None`` where not given)."""
+    rl, prospr, ntksap = repos.get("authors_repo"), repos.get("prospr_repo"), repos.get("ntksap_repo")
+    return SimpleNamespace(
+        repos=repos,
+        authors=None if rl is None else load_authors(rl),
+        prospr=None if prospr is None else parity_prospr.load_prospr(prospr),
+        ntksap=None if ntksap is None else parity_ntk_sap.load_ntksap(ntksap),
+    )
 
 
 # -- the authors' code ----------------------------------------------------------------------------------------------
-def run_theirs(authors: SimpleNamespace, function: str, model: nn.Module, loader: DataLoader, rounds: int,
+def run_theirs(sources: SimpleNamespace, function: str, model: nn.Module, loader: DataLoader, rounds: int,
                device: str) -> dict[str, Tensor]:
     """One call of their pruner; masks keyed by parameter name."""
+    if function == "prospr.prune":
+        batch = next(iter(loader))
+        scores = parity_prospr.their_scores(sources.prospr, model, batch, TARGET, "full")
+        return parity_prospr.their_masks(sources.prospr, scores, TARGET)
+    if function == "NTKSAP":
+        return parity_ntk_sap.run_theirs(sources.ntksap, model, next(iter(loader)), TARGET, rounds, 1)[0]
+    authors = sources.authors
     names = {m: f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
     config = their_config(authors, TARGET, rounds, grad_mode=3 if function.endswith("snip") else 0)
     torch.manual_seed(SEED)
@@ -165,7 +202,7 @@ class PeakMemory:
         return out
 
 
-def measure(variant: str, group: str, authors: SimpleNamespace, base: nn.Module, batch: tuple[Tensor, Tensor],
+def measure(variant: str, group: str, sources: SimpleNamespace, base: nn.Module, batch: tuple[Tensor, Tensor],
             loader: DataLoader, rounds: int, device: str, track_memory: bool = False) -> dict[str, Any]:
     """Prune a fresh copy of ``base`` with ``rounds`` rounds: per-round seconds and masks.
 
@@ -180,11 +217,12 @@ def measure(variant: str, group: str, authors: SimpleNamespace, base: nn.Module,
         sync()
         start = time.perf_counter()
         if variant == "theirs":
-            masks = run_theirs(authors, method, model, loader, rounds, device)
+            masks = run_theirs(sources, method, model, loader, rounds, device)
             sync()
             per_round = [(time.perf_counter() - start) / rounds] * rounds
         else:
-            session = get_pruner(method, rounds=rounds, seed=SEED, progress=False).start(model, batch, TARGET)
+            pruner = get_pruner(method, rounds=rounds, seed=SEED, progress=False, **SETTINGS.get((group, variant), {}))
+            session = pruner.start(model, batch, TARGET)
             per_round = []
             while not session.done:
                 session.step()
@@ -215,31 +253,44 @@ def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str,
     return entry
 
 
-def setup(key: str, authors: SimpleNamespace, device: str) -> tuple[tuple[Tensor, Tensor], DataLoader, nn.Module]:
-    """The fixed batch ``(x (100, C, H, W), y (100,))``, a loader over it, and their model with their init."""
+def setup(key: str, group: str, sources: SimpleNamespace,
+          device: str) -> tuple[tuple[Tensor, Tensor], DataLoader, nn.Module]:
+    """The fixed batch ``(x (100, C, H, W), y (100,))``, a loader over it, and the group's model.
+
+    Their model with their init (RLPanning's; NTK-SAP's own for ``ntk_sap``), or ours for ``prospr``.
+    """
     _, shape = MODELS[key]
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(100, *shape, generator=g).to(device), torch.arange(10).repeat_interleave(10).to(device))
-    loader = DataLoader(TensorDataset(*batch), batch_size=100, shuffle=False)
-    return batch, loader, their_model(authors, key, SEED).to(device)
+    loader = DataLoader(TensorDataset(*batch), batch_size=100, shuffle=False,
+                        generator=torch.Generator().manual_seed(SEED))  # iterating it leaves the global RNG alone
+    if group == "prospr":
+        torch.manual_seed(SEED)
+        model: nn.Module = LeNet5() if key == "lenet5" else VGG19()
+    elif group == "ntk_sap":
+        model = parity_ntk_sap.their_model(sources.ntksap, NTK_SAP_MODELS[key])
+    else:
+        model = their_model(sources.authors, key, SEED)
+    return batch, loader, model.to(device)
 
 
-def _memory_child(conn: Any, repo: Path, key: str, group: str, variant: str, rounds: int, device: str,
-                  threads: int) -> None:
+def _memory_child(conn: Any, repos: dict[str, Path | None], key: str, group: str, variant: str, rounds: int,
+                  device: str, threads: int) -> None:
     torch.set_num_threads(threads)
-    authors = load_authors(repo)
-    batch, loader, base = setup(key, authors, device)
-    out = measure(variant, group, authors, base, batch, loader, rounds, device, track_memory=True)
+    sources = load_sources(repos)
+    batch, loader, base = setup(key, group, sources, device)
+    out = measure(variant, group, sources, base, batch, loader, rounds, device, track_memory=True)
     conn.send({k: v for k, v in out.items() if k not in ("round_seconds", "masks")})
     conn.close()
 
 
-def isolated_memory(repo: Path, key: str, group: str, variant: str, rounds: int, device: str) -> dict[str, float]:
+def isolated_memory(repos: dict[str, Path | None], key: str, group: str, variant: str, rounds: int,
+                    device: str) -> dict[str, float]:
     """Peak memory of one call of ``variant`` in a fresh spawned process (see the module docstring)."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_memory_child,
-                          args=(send, repo, key, group, variant, rounds, device, torch.get_num_threads()))
+                          args=(send, repos, key, group, variant, rounds, device, torch.get_num_threads()))
     process.start()
     send.close()
     try:
@@ -252,19 +303,19 @@ def isolated_memory(repo: Path, key: str, group: str, variant: str, rounds: int,
     return result
 
 
-def bench(key: str, groups: list[str], authors: SimpleNamespace, rounds: int, repeats: int, device: str,
-          load: list[float], repo: Path) -> dict[str, Any]:
+def bench(key: str, groups: list[str], sources: SimpleNamespace, rounds: int, repeats: int, device: str,
+          load: list[float]) -> dict[str, Any]:
     label, _ = MODELS[key]
-    batch, loader, base = setup(key, authors, device)
     results: dict[str, Any] = {}
     for group in groups:
+        batch, loader, base = setup(key, group, sources, device)
         variants = list(GROUPS[group])
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         order = list(variants)
         for repeat in range(repeats):
             for v in order:
                 load.append(os.getloadavg()[0])
-                runs[v].append(measure(v, group, authors, base, batch, loader, rounds, device))
+                runs[v].append(measure(v, group, sources, base, batch, loader, rounds, device))
                 if len(runs[v]) > 1:
                     runs[v][-2].pop("masks")  # only the last masks are compared
                 print(f"  {label}/{group} repeat {repeat + 1}: {v} "
@@ -272,7 +323,7 @@ def bench(key: str, groups: list[str], authors: SimpleNamespace, rounds: int, re
             order = order[1:] + order[:1]
         entries = {v: summarise(v, group, runs[v]) for v in variants}
         for v in variants:
-            entries[v].update(isolated_memory(repo, key, group, v, rounds, device))
+            entries[v].update(isolated_memory(sources.repos, key, group, v, rounds, device))
         ours, theirs = runs["ours_authors"][-1]["masks"], runs["theirs"][-1]["masks"]
         differing = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
         for v in ("ours_authors", "ours_default"):
@@ -330,9 +381,14 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--authors-repo", type=Path, required=True, help="checkout of github kangxiatao/RLPanning")
+    parser.add_argument("--authors-repo", type=Path, default=None, help="checkout of github kangxiatao/RLPanning "
+                        "(the panning, synflow and oneshot groups)")
+    parser.add_argument("--prospr-repo", type=Path, default=None, help="checkout of github mil-ad/prospr (prospr)")
+    parser.add_argument("--ntksap-repo", type=Path, default=None,
+                        help="checkout of github YiteWang/NTK-SAP (ntk_sap)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--groups", nargs="+", default=None, choices=list(GROUPS),
+                        help="default: every group whose checkout is given")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per call (default: 6 LeNet5, 3 VGG19)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -344,14 +400,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.models, args.rounds, args.repeats = ["lenet5"], 2, 1
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
+    repos = {"authors_repo": args.authors_repo, "prospr_repo": args.prospr_repo, "ntksap_repo": args.ntksap_repo}
+    if args.groups is None:
+        args.groups = [g for g in GROUPS if repos[REPOS.get(g, "authors_repo")] is not None]
+    missing = sorted({f"--{REPOS.get(g, 'authors_repo').replace('_', '-')}" for g in args.groups
+                      if repos[REPOS.get(g, "authors_repo")] is None})
+    if missing or not args.groups:
+        parser.error(f"give the authors' checkouts the groups need: {', '.join(missing) or '--authors-repo'}")
     torch.set_num_threads(args.threads)
-    authors = load_authors(args.authors_repo)
+    sources = load_sources(repos)
     started = time.perf_counter()
     load = [os.getloadavg()[0]]
     results = {}
     for key in args.models:
         rounds = args.rounds if args.rounds is not None else (6 if key == "lenet5" else 3)
-        results[key] = bench(key, args.groups, authors, rounds, args.repeats, args.device, load, args.authors_repo)
+        results[key] = bench(key, args.groups, sources, rounds, args.repeats, args.device, load)
     meta = {
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/prune_speed.py",
                                                        *(argv if argv is not None else sys.argv[1:])]),
@@ -362,7 +425,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": args.device,
         "cpus": os.cpu_count(),
         "platform": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",
-        "authors_repo": str(args.authors_repo),
+        "authors_repo": ", ".join(str(r) for r in repos.values() if r is not None),
         "rounds": args.rounds if args.rounds is not None else "6 (LeNet5), 3 (VGG19)",
         "repeats": args.repeats,
         "load_samples": load,

@@ -46,6 +46,7 @@ def snapshot(model: nn.Module) -> dict:
         "modes": [m.training for m in model.modules()],
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "rng": torch.get_rng_state(),
     }
 
 
@@ -57,6 +58,7 @@ def assert_same(a: dict, b: dict) -> None:
     assert a["requires_grad"] == b["requires_grad"]
     for ga, gb in zip(a["grads"], b["grads"], strict=False):
         assert (ga is None and gb is None) or torch.equal(ga, gb)
+    assert torch.equal(a["rng"], b["rng"]), "the global RNG state changed"
 
 
 @pytest.mark.parametrize("name", sorted(SCORERS))

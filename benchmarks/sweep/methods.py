@@ -50,6 +50,9 @@ _KNOWN_LABELS: dict[str, str] = {
     "grasp_original": "GraSP (original, signed)",
     "magnitude": "Magnitude",
     "random": "Random",
+    "prospr": "ProsPr",
+    "ntk_sap": "NTK-SAP",
+    "panning_ntk_sap": "Panning + NTK-SAP (4 metrics)",
 }
 
 
@@ -90,6 +93,9 @@ _COLORS: dict[str, str] = {
     "grasp_original": "tab:olive",
     "magnitude": "tab:brown",
     "random": "k",
+    "prospr": "tab:pink",
+    "ntk_sap": "tab:cyan",
+    "panning_ntk_sap": "tab:purple",
 }
 #: Line colour of each method in the plot (grey is kept for the dense baselines).
 METHOD_COLORS: dict[str, str] = {

@@ -1,7 +1,8 @@
 """The pruning engine in pure PyTorch, one concern per module.
 
 * :mod:`.params` — which parameters are prunable; :mod:`.batch` / :mod:`.inputs` — the scoring batch and the call
-  of ``forward``; :mod:`.scorers` — the scoring context and the scorers; :mod:`.probe` — the data-free path probe;
+  of ``forward``; :mod:`.scorers` — the scoring context and the scorers
+  (:mod:`.prospr` and :mod:`.ntk_sap` — one later method each); :mod:`.probe` — the data-free path probe;
 * :mod:`.fusion` — normalisation and fusion; :mod:`.weights` — the metric weights per round; :mod:`.schedules` — the
   sparsity per round; :mod:`.selection` — which weights a round keeps;
 * :mod:`.session` — the loop; :mod:`.pruner` — ``Panning``, every setting; :mod:`.methods` — named presets and
@@ -27,7 +28,9 @@ from lightning_panning.core.masks import (
     zero_pruned_,
 )
 from lightning_panning.core.methods import METHODS, get_pruner, prune, register_method
+from lightning_panning.core.ntk_sap import NTKSAP
 from lightning_panning.core.params import DefaultRule, SelectionReport, prunable_parameters, selection_report
+from lightning_panning.core.prospr import ProsPr
 from lightning_panning.core.pruner import Panning
 from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import SCHEDULES, exponential, keep_count, linear
@@ -59,6 +62,7 @@ from lightning_panning.core.weights import TABLE3, FixedWeights, StageTable, Wei
 
 __all__ = [
     "METHODS",
+    "NTKSAP",
     "SCHEDULES",
     "SCORERS",
     "SELECTORS",
@@ -79,6 +83,7 @@ __all__ = [
     "ModelInput",
     "Panning",
     "PanningSession",
+    "ProsPr",
     "PruningResult",
     "Random",
     "RoundRecord",

@@ -12,6 +12,8 @@ from torch import nn
 
 from lightning_panning.core.batch import Data
 from lightning_panning.core.masks import Masks, untrainable_reason
+from lightning_panning.core.ntk_sap import NTKSAP
+from lightning_panning.core.prospr import ProsPr
 from lightning_panning.core.pruner import Panning
 from lightning_panning.core.scorers import GraSP, SynFlow
 from lightning_panning.core.weights import WeightSchedule
@@ -32,6 +34,17 @@ METHODS: dict[str, dict[str, Any]] = {
     "grasp_original": {"scorers": ("grasp_original",), "rounds": 1},
     "magnitude": {"scorers": ("magnitude",), "rounds": 1},
     "random": {"scorers": ("random",), "rounds": 1},
+    # ProsPr (Alizadeh et al. 2022, github mil-ad/prospr): their defaults (3 SGD steps, lr 0.1, plain cross-entropy,
+    # one shot); selector="top_k_ceil" keeps their count ceil(m (1 - ρ)) (docs/differences.md)
+    "prospr": {"scorers": (ProsPr(),), "rounds": 1, "temperature": 1.0, "normalization": "none"},
+    # NTK-SAP (Wang et al. 2023, github YiteWang/NTK-SAP): their defaults (ε = 0.01, one weight draw per round,
+    # removed weights stay removed); rounds=20 and selector="synaptic_flow" are theirs (docs/differences.md)
+    "ntk_sap": {"scorers": (NTKSAP(),), "resurrect": False, "normalization": "none"},
+    # Panning with NTK-SAP fused as a fourth metric, equal weights
+    "panning_ntk_sap": {
+        "scorers": ("synflow", "snip", "grasp", NTKSAP()),
+        "weights": {"synflow": 0.25, "snip": 0.25, "grasp": 0.25, "ntk_sap": 0.25},
+    },
     # The authors' code (github kangxiatao/RLPanning), reproduced bit for bit given the same model and batch
     # (benchmarks/authors_parity.py); docs/differences.md lists each difference to the paper and its option.
     "panning_authors": {  # their pruner/panning.py `Panning`

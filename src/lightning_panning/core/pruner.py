@@ -70,7 +70,8 @@ class Panning:
         selector: which weights a round keeps (:mod:`~lightning_panning.core.selection`): ``"top_k"`` (exactly
             ``floor(m (1 - ρ_i) + 1e-6)`` over all layers, ties to the lower index), ``"authors"`` (their code:
             ``int(m κ_i)`` with ``κ_i = (1 - ρ_T)^(i/T)`` computed directly, every score ``≥`` that rank's kept, ties
-            included), ``"erk"``, ``"er"``, ``"uniform"`` (per-layer quotas), or a
+            included), ``"top_k_ceil"`` (``ceil(m (1 - ρ_i))``, ProsPr's code), ``"synaptic_flow"`` (the
+            Synaptic-Flow/NTK-SAP code's threshold), ``"erk"``, ``"er"``, ``"uniform"`` (per-layer quotas), or a
             :class:`~lightning_panning.core.selection.Selector` such as ``LayerQuotas({name: density})``.
         reinit_linear: score a copy whose prunable ``nn.Linear`` weights are re-drawn with Xavier-normal from
             ``seed`` (the authors' one-shot SNIP/GraSP, inherited from the GraSP code); the model is not modified.
@@ -205,6 +206,11 @@ class Panning:
     def needs_data(self) -> bool:
         """Whether any scorer needs a data batch (each scorer declares it, see :attr:`Scorer.needs_data`)."""
         return any(s.needs_data for s in self.scorers.values())
+
+    @property
+    def scores_in_chunks(self) -> bool:
+        """Whether ``micro_batch`` applies: a scorer reads the scoring set or makes passes of its own over it."""
+        return any(s.needs_data or Needs.OWN_PASSES in s.needs for s in self.scorers.values())
 
     def replace(self, **changes: Any) -> Panning:
         """A new pruner with the same settings except ``changes`` (validated like the constructor's).

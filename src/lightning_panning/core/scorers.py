@@ -78,8 +78,8 @@ class Needs(enum.Flag):
     HVP = enum.auto()
     #: the data-free path pass (SynFlow): calls ``forward`` on an all-ones input
     PATHS = enum.auto()
-    #: passes of the scorer's own, through :meth:`ScoringContext.forward` (over :attr:`ScoringContext.chunks` when
-    #: combined with ``DATA``)
+    #: passes of the scorer's own, through :meth:`ScoringContext.forward` (over :attr:`ScoringContext.chunks`, which
+    #: ``micro_batch`` splits; without ``DATA`` the passes are data-free and read at most the inputs' shape)
     OWN_PASSES = enum.auto()
 
 
@@ -294,7 +294,12 @@ class ScoringContext:
         return self.scoring_set.reduce(list(tensors))
 
     def forward(
-        self, fn: Callable[[nn.Module, Any], Any], chunk: Any, tensors: Mapping[str, Tensor] | None = None
+        self,
+        fn: Callable[[nn.Module, Any], Any],
+        chunk: Any,
+        tensors: Mapping[str, Tensor] | None = None,
+        *,
+        training: bool | None = None,
     ) -> Any:
         """``fn(model, chunk)`` with the prunable weights replaced by ``tensors`` (default: the masked ``c ⊙ w``).
 
@@ -305,11 +310,14 @@ class ScoringContext:
 
         Args:
             fn: e.g. ``lambda model, batch: model(batch[0])`` or the context's ``loss_fn``.
-            chunk: one of :attr:`chunks`.
-            tensors: ``{name: tensor W_n}`` for some or all prunable weights.
+            chunk: one of :attr:`chunks` (or any input ``fn`` reads).
+            tensors: ``{name: tensor W_n}`` for some or all prunable weights; other parameters or buffers may be
+                given too (a buffer given here is used, and updated in place by a train-mode pass, instead of a copy).
+            training: the mode of this pass (default: the context's ``train_mode``).
         """
         overrides = {**self._buffers(), **(self.masked if tensors is None else tensors)}
-        with preserved_modes(self.model, self.train_mode), seeded(self.seed, self.device):
+        mode = self.train_mode if training is None else training
+        with preserved_modes(self.model, mode), seeded(self.seed, self.device):
             return call_with(self.model, overrides, fn, chunk)
 
     def _loss_and_grads(self, leaves: dict[str, Tensor], chunk: Any, create_graph: bool) -> tuple[Tensor, list[Tensor]]:

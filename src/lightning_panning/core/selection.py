@@ -11,6 +11,11 @@ Built in (:data:`SELECTORS`):
   all layers together, ties to the lower global index (module order, each layer row-major);
 * ``"authors"`` (:class:`AuthorsThreshold`): the authors' code — keep fraction ``κ_i = (1 − ρ_T)^(i/T)`` computed
   directly, ``int(m κ_i)`` as the rank of a threshold and every score ``≥`` it kept (ties included);
+* ``"top_k_ceil"`` (:class:`TopKCeil`): exactly ``ceil(m (1 − ρ_i))`` weights, otherwise as ``"top_k"`` (ProsPr's
+  code, ``keep_mask_from_scores``);
+* ``"synaptic_flow"`` (:class:`SynapticFlowThreshold`): the rule of the Synaptic-Flow code base and of the code built
+  on it (NTK-SAP): keep fraction ``κ_i = (1 − ρ_T)^(i/T)`` computed directly, ``int(m (1 − κ_i))`` as the rank of a
+  threshold from below and every score ``≤`` it removed (ties removed);
 * ``"erk"``, ``"er"``, ``"uniform"`` (:class:`LayerQuotas`): per-layer quotas (Erdős–Rényi-Kernel, Erdős–Rényi,
   the same density everywhere; Evci et al. 2020, Liu et al. 2022), then the top scores within each layer; or
   ``LayerQuotas({name: density})`` for given per-layer densities.
@@ -34,7 +39,9 @@ __all__ = [
     "LayerQuotas",
     "Plan",
     "Selector",
+    "SynapticFlowThreshold",
     "TopK",
+    "TopKCeil",
     "get_selector",
     "kth_largest",
     "layer_quotas",
@@ -220,6 +227,62 @@ class AuthorsThreshold(Selector):
         return select_at_threshold(scores, keep)
 
 
+class TopKCeil(TopK):
+    """Exactly ``ceil(m (1 − ρ_i))`` weights over all layers (ProsPr's count), ties to the lower index.
+
+    ProsPr's code (github ``mil-ad/prospr``, ``keep_mask_from_scores``) keeps ``ceil(m · keep_ratio)`` with
+    ``keep_ratio = 1 − ρ`` in plain floating point: one weight more than :class:`TopK` whenever ``m (1 − ρ)`` is not
+    an integer.
+
+    Example:
+        >>> from lightning_panning.core.schedules import exponential
+        >>> TopK().plan(exponential, 0.98, 1, 61706)[1], TopKCeil().plan(exponential, 0.98, 1, 61706)[1]
+        ([1234], [1235])
+    """
+
+    name = "top_k_ceil"
+
+    def plan(self, schedule: Schedule, target: float, rounds: int, total: int) -> Plan:
+        """``ceil(m (1 − ρ_i))`` per round."""
+        sparsities = schedule(target, rounds)
+        return sparsities, [min(total, math.ceil(total * (1.0 - s))) for s in sparsities]
+
+
+class SynapticFlowThreshold(Selector):
+    """The Synaptic-Flow code base's global mask (``Pruner._global_mask``), which NTK-SAP's code inherits.
+
+    Their loop computes the round's density ``κ_i = (1 − ρ_T)^(i/T)`` directly (for the exponential schedule; see
+    :func:`~lightning_panning.core.schedules.authors_keep_fractions`), takes the ``int(m (1 − κ_i))``-th smallest
+    score as a threshold and removes every score ``≤`` it, so ties at the threshold are removed and at most
+    ``m − int(m (1 − κ_i))`` weights are kept.
+
+    Example:
+        >>> masks = SynapticFlowThreshold().select({"a": torch.tensor([1.0, 3.0]), "b": torch.tensor([3.0, 0.0])}, 3)
+        >>> masks["a"].tolist(), masks["b"].tolist()
+        ([True, True], [True, False])
+    """
+
+    name = "synaptic_flow"
+    exact_count = False
+
+    def plan(self, schedule: Schedule, target: float, rounds: int, total: int) -> Plan:
+        """Their ``ρ_i`` and ``m − int(m (1 − κ_i))``."""
+        sparsities, fractions = authors_keep_fractions(schedule, target, rounds)
+        keeps = [total - int((1.0 - k) * total) for k in fractions]
+        _check_final_keep(keeps[-1], target, total, f"{total} − int((1 − κ_T) × {total})")
+        return sparsities, keeps
+
+    def select(self, scores: Mapping[str, Tensor], keep: int) -> Masks:
+        """Every score above the ``m − keep``-th smallest (all kept when nothing is removed)."""
+        flat = torch.cat([s.reshape(-1) for s in scores.values()])
+        removed = flat.numel() - keep
+        if removed < 1:
+            return {n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()}
+        threshold = kth_largest(flat, flat.numel() - removed + 1)  # the removed-th smallest
+        del flat
+        return {n: s > threshold for n, s in scores.items()}
+
+
 def _erk_raw(shape: Sequence[int], kernel: bool) -> float:
     """Erdős–Rényi(-Kernel) density factor of a weight of ``shape``: ``Σ dims / Π dims`` (RigL's formula)."""
     dims = list(shape) if kernel else list(shape[:2])
@@ -349,6 +412,8 @@ class LayerQuotas(Selector):
 SELECTORS: dict[str, Callable[[], Selector]] = {
     "top_k": TopK,
     "authors": AuthorsThreshold,
+    "top_k_ceil": TopKCeil,
+    "synaptic_flow": SynapticFlowThreshold,
     "erk": lambda: LayerQuotas("erk"),
     "er": lambda: LayerQuotas("er"),
     "uniform": lambda: LayerQuotas("uniform"),

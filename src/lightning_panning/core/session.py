@@ -89,7 +89,7 @@ class PanningSession:
         Under data-parallel scoring: this rank's chunks (one per rank without ``micro_batch``), reduced over the ranks.
         A ready :class:`ScoringSet` is used as given.
         """
-        if batch is None or not self.pruner.needs_data or isinstance(batch, ScoringSet):
+        if batch is None or not self.pruner.scores_in_chunks or isinstance(batch, ScoringSet):
             return batch
         if self.parallel is not None:
             return self.parallel.shard(batch, self.pruner.micro_batch)

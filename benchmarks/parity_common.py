@@ -1,0 +1,44 @@
+"""What every mask-parity section shares: comparing two masks and fixed random scoring batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["compare", "labelled_noise", "scores_agree"]
+
+
+def compare(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> dict[str, Any]:
+    """Differing entries, kept counts and the Jaccard index of the kept sets of two ``{name: bool mask}``."""
+    if set(ours) != set(theirs):
+        raise RuntimeError(f"Parameter sets differ: ours {sorted(ours)}, theirs {sorted(theirs)}.")
+    differ = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
+    both = sum(int((ours[n] & theirs[n]).sum()) for n in ours)
+    either = sum(int((ours[n] | theirs[n]).sum()) for n in ours)
+    return {
+        "weights": sum(m.numel() for m in ours.values()),
+        "kept_ours": sum(int(m.sum()) for m in ours.values()),
+        "kept_theirs": sum(int(m.sum()) for m in theirs.values()),
+        "differing": differ,
+        "jaccard": both / either if either else 1.0,
+    }
+
+
+def scores_agree(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> dict[str, Any]:
+    """Whether two ``{name: score tensor}`` are equal bit for bit, and their largest relative difference."""
+    if set(ours) != set(theirs):
+        raise RuntimeError(f"Parameter sets differ: ours {sorted(ours)}, theirs {sorted(theirs)}.")
+    equal = all(torch.equal(ours[n], theirs[n]) for n in ours)
+    scale = max(float(t.abs().max()) for t in theirs.values()) or 1.0
+    worst = max(float((ours[n].double() - theirs[n].double()).abs().max()) for n in ours)
+    return {"scores_bitwise_equal": equal, "scores_max_rel_diff": worst / scale}
+
+
+def labelled_noise(shape: tuple[int, ...], classes: int = 10, per_class: int = 10,
+                   seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A fixed ``N(0, 1)`` batch ``(classes · per_class, *shape)`` with labels ``0..classes-1``, class-major."""
+    g = torch.Generator().manual_seed(seed)
+    n = classes * per_class
+    return torch.randn(n, *shape, generator=g), torch.arange(classes).repeat_interleave(per_class)
