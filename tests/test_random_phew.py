@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_panning import METHODS, PanningCallback, get_pruner, prune, shuffle_masks
+from lightning_panning import METHODS, get_pruner, prune, shuffle_masks
+from lightning_panning.callbacks import PanningCallback
 from lightning_panning.core import DefaultRule, ScoringContext, layer_quotas, prunable_parameters
 from lightning_panning.core.phew import INPUT, PHEWError, layer_graph, phew_masks, phew_order
 from lightning_panning.core.scorers import PHEW
@@ -89,20 +90,21 @@ def test_erk_gives_small_layers_more_density_than_uniform() -> None:
 
 # -- random at another method's layer densities: the layer-wise shuffle ---------------------------------------------
 def test_panning_shuffled_is_panning_shuffled_within_layers() -> None:
-    model, _ = lenet()
-    batch = (torch.randn(30, 1, 28, 28), torch.arange(10).repeat(3))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    batch = (torch.randn(9, 1, 8, 8), torch.arange(3).repeat(3))
     before = snapshot(model)
     kwargs: dict[str, Any] = {"rounds": 3, "seed": 2, "progress": False, "per_class": 3}
-    own = prune(model, batch, 0.98, method="panning", **kwargs)
-    shuffled = prune(model, batch, 0.98, method="panning_shuffled", **kwargs)
+    own = prune(model, batch, 0.9, method="panning", **kwargs)
+    shuffled = prune(model, batch, 0.9, method="panning_shuffled", **kwargs)
     assert_same(before, snapshot(model))
     expected = shuffle_masks(own, seed=2)
     assert all(torch.equal(shuffled[n], expected[n]) for n in own)
     assert {n: int(m.sum()) for n, m in shuffled.items()} == {n: int(m.sum()) for n, m in own.items()}
     assert any(not torch.equal(shuffled[n], own[n]) for n in own)
     # any method's own layer densities, with the same setting
-    snip = prune(model, batch, 0.98, method="snip", **kwargs)
-    snip_shuffled = prune(model, batch, 0.98, method="snip", shuffle_masks=True, **kwargs)
+    snip = prune(model, batch, 0.9, method="snip", **kwargs)
+    snip_shuffled = prune(model, batch, 0.9, method="snip", shuffle_masks=True, **kwargs)
     assert {n: int(m.sum()) for n, m in snip_shuffled.items()} == {n: int(m.sum()) for n, m in snip.items()}
 
 

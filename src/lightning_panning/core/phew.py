@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -237,9 +237,9 @@ def layer_graph(model: nn.Module, params: Mapping[str, Tensor], example: Any) ->
     layers: list[WalkLayer] = []
     for name in order:
         module = walk_modules[name]
-        weight = module.weight.detach()
         param = owner.get(name)
-        magnitudes = (params[param] if param is not None else weight).detach().abs().float().cpu().numpy()
+        weight = params[param] if param is not None else cast(Tensor, module.weight)
+        magnitudes = weight.detach().abs().float().cpu().numpy()
         layers.append(WalkLayer(name, param, magnitudes, int(getattr(module, "groups", 1))))
     for name in order:
         b = layers[index[name]]
