@@ -255,3 +255,53 @@ def test_phew_scorer_needs_the_keep_count_and_orders_its_keep_set() -> None:
     flat = torch.cat([scores[n].reshape(-1) for n in params])
     ranked = torch.sort(flat[flat > 0], descending=True).values
     torch.testing.assert_close(ranked, 1 - torch.arange(300, dtype=torch.float32) / 300)
+
+
+def test_new_methods_resolve_from_a_yaml_config() -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--callbacks", type=list[PanningCallback])
+    config = """
+callbacks:
+  - class_path: lightning_panning.callbacks.PanningCallback
+    init_args: {target: 0.9, method: phew, seed: 2}
+  - class_path: lightning_panning.callbacks.PanningCallback
+    init_args: {target: 0.9, method: random_erk}
+  - class_path: lightning_panning.callbacks.PanningCallback
+    init_args: {target: 0.9, method: synflow, options: {shuffle_masks: true}}
+"""
+    callbacks = parser.instantiate(parser.parse_string(config)).callbacks
+    assert [(c.method, c.shuffle_masks) for c in callbacks] == [
+        ("phew", False), ("random_erk", False), ("synflow", True)]
+    assert callbacks[0].pruner.seed == 2 and callbacks[1].pruner.selector.name == "erk"
+
+
+@pytest.mark.parametrize("method", ["phew", "random_erk"])
+def test_new_methods_prune_inside_fit(method: str, tmp_path: Any) -> None:
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Net(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(4 * 6 * 6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.randn(12, 1, 8, 8), torch.arange(3).repeat(4)), batch_size=6)
+    callback = PanningCallback(0.8, method, seed=1, verbose=False, log_figure=False)
+    pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback]).fit(Net(), data)
+    assert callback.masks is not None
+    total = sum(m.numel() for m in callback.masks.values())
+    assert kept(callback.masks) == int(total * 0.2 + 1e-6)
