@@ -35,18 +35,34 @@ Later methods have a section each, in a module of its own, run when their author
 without ``--authors-repo``) and written to ``authors_parity_<section>[_quick].{json,md}``:
 ``--prospr-repo`` (:mod:`benchmarks.parity_prospr`, ProsPr) and ``--ntksap-repo`` (:mod:`benchmarks.parity_ntk_sap`,
 NTK-SAP).
+
+**Layer-wise random and PHEW** (separate sections, their own repositories; either flag alone runs only these and
+writes ``authors_parity_random_phew.{json,md}``):
+
+* ``--random-pruning-repo`` (github ``VITA-Group/Random_Pruning``, Liu et al. 2022): their ``Masking.init`` ERK, ER
+  and uniform layer densities (``CIFAR/sparselearning/core.py``, run on CPU with ``Tensor.cuda`` as the identity)
+  against our :func:`~lightning_panning.core.selection.layer_quotas` on the same layer shapes (LeNet5, VGG19-BN,
+  ResNet-20): the same dense layers, and every quota within one weight of their real density × size.
+* ``--phew-repo`` (github ``ShreyasMalakarjunPatil/PHEW``): their ``PHEW/phew.py`` ``phew_masks`` with ``random`` and
+  ``np.random`` seeded, and our walks with the same seed and their final count, on our LeNet5 (a chain): differing
+  mask entries (0 expected); and, as information, ``method="phew"`` at the exact keep count (Jaccard).
+
+    python benchmarks/authors_parity.py --random-pruning-repo /path/to/Random_Pruning --phew-repo /path/to/PHEW
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import os
 import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -199,6 +215,179 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- layer-wise random (VITA-Group/Random_Pruning) and PHEW (ShreyasMalakarjunPatil/PHEW) -------------------------
+#: Densities of the ERK/ER/uniform comparison (their ``--density``).
+LAYERWISE_DENSITIES = (0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
+#: PHEW parity: (their ``prune_perc``, seed).
+PHEW_CASES = ((98.0, 0), (99.0, 0), (99.0, 1), (99.9, 0))
+
+
+def _layerwise_models() -> dict[str, nn.Module]:
+    from lightning_panning.models import ResNet20
+
+    torch.manual_seed(SEED)
+    return {"lenet5": LeNet5(), "vgg19": VGG19(), "resnet20": ResNet20()}
+
+
+def their_layer_densities(repo: Path, model: nn.Module, mode: str, density: float) -> dict[str, float]:
+    """Their ``Masking.add_module(model, density, sparse_init=mode)`` per-layer densities (``{param name: d}``)."""
+    import re
+
+    sys.path.insert(0, str(Path(repo).resolve() / "CIFAR"))
+    from sparselearning.core import Masking  # type: ignore[import-not-found]
+
+    cuda = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]  # their code calls .cuda()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            masking = Masking(None, args=SimpleNamespace(fix=True, update_frequency=100))
+            masking.add_module(copy.deepcopy(model), density=density, sparse_init=mode)
+    finally:
+        torch.Tensor.cuda = cuda  # type: ignore[method-assign]
+    if mode == "uniform":
+        return dict.fromkeys(masking.masks, density)
+    found = dict(re.findall(r"layer: (\S+), shape: .*?, density: (\S+)", out.getvalue()))
+    return {name: float(found[name]) for name in masking.masks}
+
+
+def erk_parity(repo: Path) -> list[dict[str, Any]]:
+    """Their ERK/ER/uniform layer densities against our quotas, on the same shapes."""
+    from lightning_panning.core import layer_quotas, prunable_parameters
+    from lightning_panning.core.schedules import keep_count
+
+    rows = []
+    for model_name, model in _layerwise_models().items():
+        params = prunable_parameters(model)
+        shapes = {n: tuple(p.shape) for n, p in params.items()}
+        total = sum(p.numel() for p in params.values())
+        for mode, ours_mode in (("ERK", "erk"), ("ER", "er"), ("uniform", "uniform")):
+            for density in LAYERWISE_DENSITIES:
+                theirs = their_layer_densities(repo, model, mode, density)
+                quotas = layer_quotas(shapes, keep_count(total, 1 - density), ours_mode)
+                off = {n: quotas[n] - theirs[n] * params[n].numel() for n in params if n in theirs}
+                rows.append({
+                    "model": model_name, "mode": mode, "density": density, "layers": len(params),
+                    "same_layers": sorted(theirs) == sorted(params),
+                    "dense_ours": sorted(n for n in params if quotas[n] == params[n].numel()),
+                    "dense_theirs": sorted(n for n, d in theirs.items() if d >= 1.0),
+                    "max_weights_off": max(abs(v) for v in off.values()),
+                    "max_density_off": max(abs(quotas[n] / params[n].numel() - theirs[n]) for n in off),
+                    "kept_ours": sum(quotas.values()),
+                    "kept_theirs_expected": sum(theirs[n] * params[n].numel() for n in theirs),
+                })
+                r = rows[-1]
+                print(f"{model_name:8s} {mode:7s} d={density:<6g} dense ours/theirs {len(r['dense_ours'])}/"
+                      f"{len(r['dense_theirs'])}  max off {r['max_weights_off']:.3f} weights", flush=True)
+    return rows
+
+
+@contextlib.contextmanager
+def _numpy2_choice() -> Iterator[None]:
+    """``np.random.choice(..., 1, p)`` returning a 0-d array, so their ``int(choice(...))`` runs on NumPy ≥ 2.3.
+
+    NumPy 2.3 removed ``int()`` of a one-element 1-d array, which their code relies on; the draw is the same one
+    (``choice`` with ``size=1`` draws one uniform number), only its container changes.
+    """
+    import numpy as np
+
+    original = np.random.choice
+
+    def choice(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        return out.reshape(()) if isinstance(out, np.ndarray) and out.shape == (1,) else out
+
+    np.random.choice = choice
+    try:
+        yield
+    finally:
+        np.random.choice = original
+
+
+def phew_parity(repo: Path, quick: bool = False) -> dict[str, Any]:
+    """Their ``phew_masks`` against our walks on our LeNet5 (same init, same seeds)."""
+    import random
+
+    import numpy as np
+
+    from lightning_panning.core import prunable_parameters
+    from lightning_panning.core.phew import layer_graph, phew_order
+
+    sys.path.insert(0, str(Path(repo).resolve()))
+    from PHEW import phew as their_phew  # type: ignore[import-not-found]
+
+    torch.manual_seed(SEED)
+    model = LeNet5()
+    params = prunable_parameters(model)
+    example = torch.zeros(1, 1, 28, 28)
+    graph = layer_graph(model, params, example)
+    rows, info = [], []
+    for perc, seed in PHEW_CASES[:1] if quick else PHEW_CASES:
+        random.seed(seed)
+        np.random.seed(seed)
+        start = time.perf_counter()
+        with quiet(), _numpy2_choice():
+            masks, _ = their_phew.phew_masks(copy.deepcopy(model), perc, verbose=False)
+        theirs = {n: m.bool() for n, m in zip(params, masks, strict=True)}
+        kept = sum(int(m.sum()) for m in theirs.values())
+        order = phew_order(graph, kept, seed)
+        ours = {n: torch.from_numpy(order[n] > 0) for n in params}
+        rows.append({"model": "lenet5", "prune_perc": perc, "seed": seed, **compare(ours, theirs),
+                     "their_target_count": int((1 - perc / 100.0) * sum(p.numel() for p in params.values()))})
+        print(f"phew lenet5 {perc}% seed {seed}: kept {kept}, differing {rows[-1]['differing']} "
+              f"({time.perf_counter() - start:.0f}s)", flush=True)
+        masks_default = get_pruner("phew", seed=seed, progress=False).prune(model, None, perc / 100.0,
+                                                                           example_input=example).masks
+        info.append({"model": "lenet5", "prune_perc": perc, "seed": seed, **compare(masks_default, theirs),
+                     "density_ours": {n: float(m.float().mean()) for n, m in masks_default.items()},
+                     "density_theirs": {n: float(m.float().mean()) for n, m in theirs.items()}})
+    return {"model": "our LeNet5 (lightning_panning.models.LeNet5, torch.manual_seed(0)), in both",
+            "parity": rows, "information_exact_count": info}
+
+
+def layerwise_markdown(record: dict[str, Any]) -> list[str]:
+    """The Markdown sections of the ERK/ER/uniform and PHEW comparisons (empty when neither ran)."""
+    lines: list[str] = []
+    if record.get("erk_parity"):
+        lines += [
+            "## Layer-wise densities vs VITA-Group/Random_Pruning (`Masking.init`: ERK, ER, uniform)",
+            "",
+            "Theirs: the real density of each layer (their masks are then Bernoulli draws at it). Ours: exact quotas",
+            "(`layer_quotas`, the keep count floor(m·d + 1e-6) shared out by largest remainders). Agreement means",
+            "the same dense layers and every quota within one weight of their density × size.",
+            "",
+            "| model | mode | density | same layers | dense (ours / theirs) | same dense | max quota − theirs |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in record["erk_parity"]:
+            lines.append(
+                f"| {r['model']} | {r['mode']} | {r['density']:g} | {r['same_layers']} | {len(r['dense_ours'])} / "
+                f"{len(r['dense_theirs'])} | {r['dense_ours'] == r['dense_theirs']} | {r['max_weights_off']:.3f} |"
+            )
+        lines.append("")
+    if record.get("phew_parity"):
+        phew = record["phew_parity"]
+        lines += [
+            "## PHEW vs ShreyasMalakarjunPatil/PHEW (`PHEW/phew.py` `phew_masks`)",
+            "",
+            f"Model: {phew['model']}. Their `random` and `np.random` seeded with the seed; ours walk with the same",
+            "seed until their final count (their walks finish the walk that reaches the target, ours stop at it).",
+            "",
+            "| model | prune % | seed | their target | kept (theirs) | kept (ours) | differing entries |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in phew["parity"]:
+            lines.append(f"| {r['model']} | {r['prune_perc']:g} | {r['seed']} | {r['their_target_count']:,} | "
+                         f"{r['kept_theirs']:,} | {r['kept_ours']:,} | **{r['differing']:,}** |")
+        lines += ["", "Information: `method=\"phew\"` at our exact keep count against their masks:", "",
+                  "| prune % | seed | kept (ours) | kept (theirs) | Jaccard |", "|---|---|---|---|---|"]
+        for r in phew["information_exact_count"]:
+            lines.append(f"| {r['prune_perc']:g} | {r['seed']} | {r['kept_ours']:,} | {r['kept_theirs']:,} | "
+                         f"{r['jaccard']:.4f} |")
+        lines.append("")
+    return lines
+
+
 def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Mask parity with the authors' code",
@@ -259,7 +448,17 @@ def markdown(record: dict[str, Any]) -> str:
                 f"| {r['model']} | `{r['ours']}` | {r['authors_function']} | {r['target']:g} | {r['rounds']} | "
                 f"{r['kept_ours']:,} | {r['kept_theirs']:,} | {r['differing']:,} | {r['jaccard']:.4f} |"
             )
+    lines += ["", *layerwise_markdown(record)]
     lines += ["", f"Machine load average at the end: {', '.join(f'{x:.2f}' for x in record['loadavg'])}.", ""]
+    return "\n".join(lines)
+
+
+def layerwise_only_markdown(record: dict[str, Any]) -> str:
+    """The report of a run with only ``--random-pruning-repo`` / ``--phew-repo``."""
+    lines = ["# Parity of layer-wise random pruning and PHEW with the authors' code", "",
+             "Written by `benchmarks/authors_parity.py`; reproduce with:", "", "```bash", record["command"], "```",
+             "", f"CPU, {record['threads']} thread(s), torch {record['versions']['torch']}.", "",
+             *layerwise_markdown(record)]
     return "\n".join(lines)
 
 
@@ -277,6 +476,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="our defaults to compare as information (none: skip)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="LeNet5 at 0.98 with T=10 only (a smoke test)")
+    p.add_argument("--random-pruning-repo", type=Path, default=None,
+                   help="checkout of github VITA-Group/Random_Pruning: compare ERK/ER/uniform layer densities")
+    p.add_argument("--phew-repo", type=Path, default=None,
+                   help="checkout of github ShreyasMalakarjunPatil/PHEW: compare PHEW masks on LeNet5")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--markdown-only", action="store_true",
                    help="rewrite the Markdown from the JSON already in --out (no pruning)")
@@ -286,9 +489,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.targets, args.rounds, args.vgg_targets = [0.98], 10, []
     sections = [name for name in SECTIONS if getattr(args, f"{name}_repo") is not None]
+    if args.random_pruning_repo or args.phew_repo:
+        sections += ["random_pruning/phew"]
     if args.authors_repo is None and not sections and not args.markdown_only:
         p.error("give --authors-repo (a checkout of github kangxiatao/RLPanning) and/or a section's checkout: "
-                + ", ".join(f"--{name.replace('_', '')}-repo" for name in SECTIONS))
+                + ", ".join(f"--{name.replace('_', '')}-repo" for name in SECTIONS)
+                + ", --random-pruning-repo, --phew-repo")
     return args
 
 
@@ -321,18 +527,34 @@ def run_sections(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    layerwise_only = args.authors_repo is None and bool(args.random_pruning_repo or args.phew_repo)
     stem = "authors_parity_quick" if args.quick else "authors_parity"
+    if layerwise_only:
+        stem = stem.replace("authors_parity", "authors_parity_random_phew")
+    render = layerwise_only_markdown if layerwise_only else markdown
     if args.markdown_only:
         record = json.loads((args.out / f"{stem}.json").read_text())
-        (args.out / f"{stem}.md").write_text(markdown(record))
+        (args.out / f"{stem}.md").write_text(render(record))
         return record
     sections = run_sections(args)
-    if args.authors_repo is None:
+    if layerwise_only:
+        torch.set_num_threads(args.threads)
+        record = {"command": scrub_command(" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])),
+                  **git_state(), "threads": torch.get_num_threads(), "device": "cpu",
+                  "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                               "lightning_panning": lightning_panning.__version__},
+                  "loadavg": os.getloadavg()}
+    elif args.authors_repo is None:
         return sections
-    record = run(args)
+    else:
+        record = run(args)
+    if args.random_pruning_repo is not None:
+        record["erk_parity"] = erk_parity(args.random_pruning_repo)
+    if args.phew_repo is not None:
+        record["phew_parity"] = phew_parity(args.phew_repo, quick=args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(record))
+    (args.out / f"{stem}.md").write_text(render(record))
     print(f"wrote {args.out / stem}.json and .md")
     return {**record, **({"sections": sections} if sections else {})}
 

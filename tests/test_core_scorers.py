@@ -75,7 +75,8 @@ def test_scorer_contract(name: str, masked: bool) -> None:
     scorer = get_scorer(name)
 
     def run() -> ScorerOutput:  # what the Panning loop calls every round
-        ctx = ScoringContext(model, params, masks if masked else None, small_batch(), seed=7)
+        keep = sum(p.numel() for p in params.values()) // 2  # the loop passes the round's keep count (PHEW reads it)
+        ctx = ScoringContext(model, params, masks if masked else None, small_batch(), seed=7, keep=keep)
         return scorer.scores(ctx)
 
     first, second = run(), run()

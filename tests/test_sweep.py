@@ -519,7 +519,7 @@ def test_build_callback_maps_methods() -> None:
     assert (cb.method, cb.target, cb.shuffle_masks) == ("grasp_original", 0.95, False)
     assert (_engine(cb, "seed"), _engine(cb, "per_class")) == (4, 3)
     shuffled = build_callback("panning_shuffled", 0.9, rounds=7)
-    assert (shuffled.method, shuffled.shuffle_masks, _engine(shuffled, "rounds")) == ("panning", True, 7)
+    assert (shuffled.method, shuffled.shuffle_masks, _engine(shuffled, "rounds")) == ("panning_shuffled", True, 7)
     assert build_callback("iterative_snip", 0.9, rounds=7).method == "iterative_snip"
     rl = build_callback("rlpanning", 0.99, rounds=9, seed=2)
     assert (type(rl).__name__, rl.target, _engine(rl, "rounds"), _engine(rl, "seed")) == (

@@ -5,7 +5,7 @@ or ``python -m benchmarks.sweep`` from the repository root. One concern per modu
 
 * :mod:`~benchmarks.sweep.paper` — the paper's numbers and which of our methods they sit beside;
 * :mod:`~benchmarks.sweep.methods` — the sweep's methods (every key of ``lightning_panning.core.METHODS`` plus
-  ``dense``, ``rlpanning`` and ``panning_shuffled``) and their callbacks;
+  ``dense`` and ``rlpanning``) and their callbacks;
 * :mod:`~benchmarks.sweep.profiles` — profiles (network, data, recipe, default grid) and cells;
 * :mod:`~benchmarks.sweep.data` — whole datasets in device memory for fast LeNet5 cells;
 * :mod:`~benchmarks.sweep.cell` — running one cell with the Lightning Trainer;

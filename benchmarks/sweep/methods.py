@@ -1,11 +1,12 @@
-"""The sweep's methods: every pruning method of :data:`lightning_panning.core.METHODS`, plus three of its own.
+"""The sweep's methods: every pruning method of :data:`lightning_panning.core.METHODS`, plus two of its own.
 
-The sweep's own methods are ``dense`` (no pruning), ``rlpanning`` (the ``RLPanningCallback`` with the shipped
-agent) and ``panning_shuffled`` (Panning's masks shuffled within each layer: the sanity check of Frankle et al.
-2021). Every other name is a key of ``METHODS`` and runs as ``PanningCallback(method=name)``, so a method added to
-``METHODS`` (for example the authors' preset ``panning_authors``) is a sweep method at once. A few names are known
-here before they exist in ``METHODS``; profiles may list them, and the sweep skips them with the reason until the
-installed package has them (:func:`method_unavailable_reason`).
+The sweep's own methods are ``dense`` (no pruning) and ``rlpanning`` (the ``RLPanningCallback`` with the shipped
+agent). Every other name is a key of ``METHODS`` and runs as ``PanningCallback(method=name)`` — among them
+``panning_shuffled`` (Panning's masks shuffled within each layer: random at Panning's layer densities, the sanity
+check of Frankle et al. 2021), so a method added to ``METHODS`` (for example the authors' preset
+``panning_authors``) is a sweep method at once. A few names are known here before they exist in ``METHODS``;
+profiles may list them, and the sweep skips them with the reason until the installed package has them
+(:func:`method_unavailable_reason`).
 
 Example:
     >>> list(METHOD_LABELS)[:3]
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 #: Methods of the sweep that are not keys of ``METHODS``.
-SWEEP_ONLY_METHODS: tuple[str, ...] = ("dense", "rlpanning", "panning_shuffled")
+SWEEP_ONLY_METHODS: tuple[str, ...] = ("dense", "rlpanning")
 
 #: Display labels of the methods known here, in the order tables and plots list them.
 _KNOWN_LABELS: dict[str, str] = {
@@ -53,6 +54,10 @@ _KNOWN_LABELS: dict[str, str] = {
     "prospr": "ProsPr",
     "ntk_sap": "NTK-SAP",
     "panning_ntk_sap": "Panning + NTK-SAP (4 metrics)",
+    "random_erk": "Random (ERK densities)",
+    "random_er": "Random (ER densities)",
+    "random_uniform": "Random (uniform densities)",
+    "phew": "PHEW",
 }
 
 
@@ -95,7 +100,11 @@ _COLORS: dict[str, str] = {
     "random": "k",
     "prospr": "tab:pink",
     "ntk_sap": "tab:cyan",
-    "panning_ntk_sap": "tab:purple",
+    "panning_ntk_sap": "#9467bd80",
+    "random_erk": "tab:gray",
+    "random_er": "#8c8c8c",
+    "random_uniform": "#bdbdbd",
+    "phew": "#17becf80",
 }
 #: Line colour of each method in the plot (grey is kept for the dense baselines).
 METHOD_COLORS: dict[str, str] = {
@@ -194,6 +203,4 @@ def build_callback(
         return RLPanningCallback(sparsity, policy or "default", **common)
     from lightning_panning.callbacks import PanningCallback
 
-    if method == "panning_shuffled":
-        return PanningCallback(sparsity, "panning", shuffle_masks=True, **common)
     return PanningCallback(sparsity, method, **common)

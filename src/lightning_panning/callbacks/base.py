@@ -30,7 +30,7 @@ from lightning_panning.callbacks.reporting import (
 )
 from lightning_panning.core.batch import LossFn
 from lightning_panning.core.enforce import MaskEnforcer
-from lightning_panning.core.masks import Masks, pack_masks, shuffle_masks, unpack_masks, untrainable_reason
+from lightning_panning.core.masks import Masks, pack_masks, unpack_masks, untrainable_reason
 from lightning_panning.core.methods import get_pruner
 from lightning_panning.core.params import selection_report
 from lightning_panning.core.pruner import Panning, plain
@@ -207,7 +207,9 @@ class BasePruningCallback(EnforcingCallback, ABC):
         pruner: the engine, with all its settings.
         loss: ``"auto"``, ``"classification"``, ``"training_step"`` or a callable ``loss_fn(model, batch) -> scalar``.
         dataloader: data for scoring (a DataLoader or Dataset) instead of the one ``fit`` receives.
-        shuffle_masks: shuffle the kept positions within each layer after pruning (layer-wise sanity check).
+        shuffle_masks: ``True`` sets the pruner's ``shuffle_masks`` (the kept positions shuffled within each layer
+            after pruning: the layer-wise sanity check; ``method="panning_shuffled"`` is Panning with it); ``False``
+            keeps the pruner's own setting.
         log_figure: log the per-layer density figure.
         verbose: show the progress bar and an info line.
     """
@@ -230,7 +232,9 @@ class BasePruningCallback(EnforcingCallback, ABC):
             raise ValueError(str(err)) from None
         if not isinstance(pruner, Panning):
             raise ValueError(f"`pruner` must be a lightning_panning.Panning, got {type(pruner).__name__}.")
-        self.pruner = pruner
+        if not isinstance(shuffle_masks, bool):
+            raise ValueError(f"`shuffle_masks` must be True or False, got {shuffle_masks!r}.")
+        self.pruner = pruner.replace(shuffle_masks=True) if shuffle_masks and not pruner.shuffle_masks else pruner
         if not (callable(loss) or loss in LOSSES):
             raise ValueError(
                 f"`loss` must be one of {list(LOSSES)} or a callable loss_fn(model, batch) -> scalar tensor, got "
@@ -240,10 +244,10 @@ class BasePruningCallback(EnforcingCallback, ABC):
         if dataloader is not None and not isinstance(dataloader, (DataLoader, Dataset)):
             raise ValueError(f"`dataloader` must be None, a torch DataLoader or a Dataset, got {dataloader!r}.")
         self.dataloader = dataloader
-        for name, value in (("shuffle_masks", shuffle_masks), ("log_figure", log_figure), ("verbose", verbose)):
+        for name, value in (("log_figure", log_figure), ("verbose", verbose)):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False, got {value!r}.")
-        self.shuffle_masks, self.log_figure, self.verbose = shuffle_masks, log_figure, verbose
+        self.log_figure, self.verbose = log_figure, verbose
 
         self.result: PruningResult | None = None
         self.summary: dict[str, Any] = {}
@@ -259,6 +263,11 @@ class BasePruningCallback(EnforcingCallback, ABC):
         """Method name (logs, summary, state key)."""
         return self.pruner.name
 
+    @property
+    def shuffle_masks(self) -> bool:
+        """Whether the masks are shuffled within each layer after pruning (the pruner's ``shuffle_masks``)."""
+        return self.pruner.shuffle_masks
+
     def on_round(self, record: RoundRecord, session: PanningSession) -> None:
         """Called after every pruning round (on every rank)."""
 
@@ -269,8 +278,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
     def settings(self) -> dict[str, Any]:
         """Everything that decides the masks, as plain values (saved with them and compared on resume)."""
         pruner = {k: v for k, v in self.pruner.settings().items() if k not in _NOT_MASK_SETTINGS}
-        return {"target": self.target, "method": self.method, **pruner, "loss": plain(self.loss),
-                "shuffle_masks": self.shuffle_masks}
+        return {"target": self.target, "method": self.method, **pruner, "loss": plain(self.loss)}
 
     def hparams(self) -> dict[str, Any]:
         """The callback's configuration as plain values (logged with ``log_hyperparams``)."""
@@ -496,8 +504,6 @@ class BasePruningCallback(EnforcingCallback, ABC):
             example = None if example is None else example.to(device)
             with muted_logging(pl_module):
                 result = self.compute_masks(trainer, pl_module, pruner, batch, example)
-            if self.shuffle_masks:
-                result.masks = shuffle_masks(result.masks, seed=self.pruner.seed)
             self.result = result
             self._masks, self._made_with = self.result.masks, self.settings()
             self._report(trainer, pl_module, example, loss_fn)

@@ -2,7 +2,8 @@
 
 * :mod:`.params` — which parameters are prunable; :mod:`.batch` / :mod:`.inputs` — the scoring batch and the call
   of ``forward``; :mod:`.scorers` — the scoring context and the scorers
-  (:mod:`.prospr` and :mod:`.ntk_sap` — one later method each); :mod:`.probe` — the data-free path probe;
+  (:mod:`.prospr`, :mod:`.ntk_sap` and :mod:`.phew` — one later method each); :mod:`.probe` — the data-free path
+  probe;
 * :mod:`.fusion` — normalisation and fusion; :mod:`.weights` — the metric weights per round; :mod:`.schedules` — the
   sparsity per round; :mod:`.selection` — which weights a round keeps;
 * :mod:`.session` — the loop; :mod:`.pruner` — ``Panning``, every setting; :mod:`.methods` — named presets and
@@ -35,6 +36,7 @@ from lightning_panning.core.pruner import Panning
 from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import SCHEDULES, exponential, keep_count, linear
 from lightning_panning.core.scorers import (
+    PHEW,
     SCORERS,
     SNIP,
     GraSP,
@@ -63,6 +65,7 @@ from lightning_panning.core.weights import TABLE3, FixedWeights, StageTable, Wei
 __all__ = [
     "METHODS",
     "NTKSAP",
+    "PHEW",
     "SCHEDULES",
     "SCORERS",
     "SELECTORS",

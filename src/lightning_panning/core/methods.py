@@ -45,6 +45,14 @@ METHODS: dict[str, dict[str, Any]] = {
         "scorers": ("synflow", "snip", "grasp", NTKSAP()),
         "weights": {"synflow": 0.25, "snip": 0.25, "grasp": 0.25, "ntk_sap": 0.25},
     },
+    # random at layer-wise densities (Liu et al. 2022; Evci et al. 2020): exact per-layer quotas, random positions
+    "random_erk": {"scorers": ("random",), "rounds": 1, "selector": "erk"},
+    "random_er": {"scorers": ("random",), "rounds": 1, "selector": "er"},
+    "random_uniform": {"scorers": ("random",), "rounds": 1, "selector": "uniform"},
+    # random at Panning's layer densities: Panning's masks shuffled within each layer (Frankle et al. 2021); any
+    # method's own with `shuffle_masks=True`
+    "panning_shuffled": {"scorers": ("synflow", "snip", "grasp"), "shuffle_masks": True},
+    "phew": {"scorers": ("phew",), "rounds": 1},  # Patil & Dovrolis 2021 (data-free biased random walks)
     # The authors' code (github kangxiatao/RLPanning), reproduced bit for bit given the same model and batch
     # (benchmarks/authors_parity.py); docs/differences.md lists each difference to the paper and its option.
     "panning_authors": {  # their pruner/panning.py `Panning`

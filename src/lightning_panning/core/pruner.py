@@ -80,6 +80,11 @@ class Panning:
             in train mode normalises each chunk by its own statistics); ``None``: the whole set at once, or a
             number at least the set's size. Under data-parallel scoring (:meth:`prune`'s ``process_group``) the
             ranks take the chunks in turn; without ``micro_batch`` each rank's share of the set is its one chunk.
+        shuffle_masks: after the last round, keep the same number of weights in each layer at uniformly random
+            positions (:func:`~lightning_panning.core.masks.shuffle_masks`, seeded by ``seed``): random pruning at
+            this method's layer densities, the layer-wise shuffle of Frankle et al. (2021).
+            ``method="panning_shuffled"`` is Panning with it; any method takes it
+            (``prune(..., method="snip", shuffle_masks=True)``).
 
     Every setting is declared and validated here, once; the Lightning callbacks and the RL environment take a
     ``Panning`` (or a method name and these options) whole. :meth:`replace` copies it with some settings changed and
@@ -120,6 +125,7 @@ class Panning:
         selector: str | Selector = "top_k",
         reinit_linear: bool = False,
         micro_batch: int | None = None,
+        shuffle_masks: bool = False,
     ) -> None:
         arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
@@ -174,6 +180,7 @@ class Panning:
         self.selector: Selector = get_selector(selector)
         self.reinit_linear = reinit_linear
         self.micro_batch = None if micro_batch is None else _check_int("micro_batch", micro_batch, 1)
+        self.shuffle_masks = _check_bool("shuffle_masks", shuffle_masks)
         self._arguments = arguments
 
     def scoring_params(self, model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, Tensor]:

@@ -46,9 +46,11 @@ from torch import Tensor, nn
 from lightning_panning.core.batch import ClassificationLoss, LossFn, batch_labels, batch_size, split_batch
 from lightning_panning.core.functional import call_with, preserved_modes, seeded, twice_differentiable
 from lightning_panning.core.inputs import ModelInput, model_input
+from lightning_panning.core.phew import layer_graph, phew_order
 from lightning_panning.core.probe import path_saliency, warn_if_all_zero
 
 __all__ = [
+    "PHEW",
     "SCORERS",
     "SNIP",
     "GraSP",
@@ -190,6 +192,7 @@ class ScoringContext:
         shared: a store for results that do not depend on the mask (with ``masked_data_scores=False``: the loss,
             gradient and Hessian-gradient product of the unmasked network). Contexts given the same store compute
             them once; a :class:`~lightning_panning.core.session.PanningSession` passes one store to all its rounds.
+        keep: the round's keep count (the session passes it); read by scorers that choose their own keep set.
     """
 
     def __init__(
@@ -207,6 +210,7 @@ class ScoringContext:
         train_mode: bool = True,
         seed: int = 0,
         shared: MutableMapping[str, Any] | None = None,
+        keep: int | None = None,
     ) -> None:
         self.model = model
         self.params = dict(params)
@@ -220,6 +224,8 @@ class ScoringContext:
         self.example_input = example_input
         self.train_mode = train_mode
         self.seed = seed
+        #: the round's keep count, for scorers that build their keep set themselves (PHEW); ``None`` outside a run
+        self.keep = keep
         # where the passes run: the prunable weights' device (the model's, or the CPU, when none is given)
         first = next(iter(self.params.values()), None)
         if first is None:
@@ -757,3 +763,43 @@ class GraSPOriginal(GraSP):
 
     def __init__(self) -> None:
         super().__init__("original")
+
+
+@register_scorer("phew")
+class PHEW(Scorer):
+    """PHEW (Patil & Dovrolis 2021): the weights on biased random walks from input to output (data-free).
+
+    The walks (:mod:`~lightning_panning.core.phew`) run until exactly the round's keep count of weights is reached;
+    the keep-score of the ``r``-th weight reached is ``1 − (r − 1) / keep`` and every other weight scores 0, so the
+    top-``keep`` selection is PHEW's mask. The walks read the magnitudes of :attr:`ScoringContext.theta` and the
+    layer graph traced from the data-free input (the input's shape only), and draw from ``seed``. The mask of an
+    earlier round is not used (PHEW is one-shot: ``method="phew"``).
+
+    Example:
+        >>> import torch
+        >>> from lightning_panning.core.params import prunable_parameters
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        >>> ctx = ScoringContext(net, prunable_parameters(net), example_input=torch.randn(2, 4), keep=6)
+        >>> sum(int((s > 0).sum()) for s in PHEW()(ctx).values())
+        6
+    """
+
+    needs = Needs.PATHS
+
+    def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
+        """``1 − (r − 1) / keep`` for the ``r``-th weight the walks keep, 0 for the others."""
+        if ctx.keep is None:
+            raise ValueError(
+                "Scorer 'phew' needs the round's keep count (`ScoringContext(keep=...)`); run it through "
+                "Panning/prune(method='phew'), which passes it."
+            )
+        graph = ctx.cached(
+            "phew_graph", lambda: layer_graph(ctx.model, ctx.theta, ctx.model_input()), mask_independent=True
+        )
+        order = phew_order(graph, ctx.keep, ctx.seed)
+        keep = max(ctx.keep, 1)
+        out: dict[str, Tensor] = {}
+        for name, w in ctx.theta.items():
+            ranks = torch.from_numpy(order[name]).to(w.device)
+            out[name] = torch.where(ranks > 0, 1.0 - (ranks - 1).to(torch.float32) / keep, 0.0)
+        return out

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from lightning_panning.core.batch import batch_size
 from lightning_panning.core.distributed import DataParallel
 from lightning_panning.core.fusion import NonFiniteScores, fuse, normalize
-from lightning_panning.core.masks import Masks, effective_sparsity
+from lightning_panning.core.masks import Masks, effective_sparsity, shuffle_masks
 from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.scorers import ScoringContext, ScoringSet, check_scores
 
@@ -156,6 +156,7 @@ class PanningSession:
                 train_mode=p.train_mode,
                 seed=p.seed + self.round,
                 shared=self._shared,
+                keep=self.keep,
             )
         return self._ctx
 
@@ -239,15 +240,17 @@ class PanningSession:
         return record
 
     def result(self) -> PruningResult:
-        """The masks and history so far.
+        """The masks and history so far (shuffled within each layer when the pruner's ``shuffle_masks`` is set).
 
-        Its ``scoring`` entry is :attr:`layout` with ``rank_seconds``: this process's seconds in one process, ``None``
+        The history and :attr:`masks` describe the method's own masks; only the returned masks are shuffled. Its
+        ``scoring`` entry is :attr:`layout` with ``rank_seconds``: this process's seconds in one process, ``None``
         under data-parallel scoring (gathering the ranks' needs them all; :meth:`Panning.prune` does it).
         """
         if self.masks is None:
             raise RuntimeError("No round has run yet.")
+        masks = shuffle_masks(self.masks, seed=self.pruner.seed) if self.pruner.shuffle_masks else self.masks
         return PruningResult(
-            masks=self.masks,
+            masks=masks,
             target=self.target,
             method=self.pruner.name,
             history=list(self.history),
