@@ -171,7 +171,8 @@ class FabricPanning:
                 model.
         """
         check_fabric_strategy(fabric.strategy, type(self).__name__)
-        module = model.module if is_wrapped(model) else model
+        module = model.module if is_wrapped(model) else model  # Fabric's wrapper: its public `module` is the original
+        assert isinstance(module, nn.Module)
         if isinstance(optimizers, Optimizer):
             optimizers = [optimizers]
         self.detach()

@@ -166,8 +166,9 @@ class BasePruningCallback(EnforcingCallback, ABC):
 
     1. **When.** In :meth:`on_fit_start`: after the checkpoint's weights and this callback's state are restored and
        after the strategy has moved the module to its device, wrapped it (DDP) and created the optimizers, before
-       the first optimizer step. Strategies that restore checkpoints only after setup (DeepSpeed, FSDP) are handled
-       in :meth:`on_train_start` instead, so that a resumed run never prunes again.
+       the first optimizer step. Under ``ModelParallelStrategy`` (FSDP2), which shards the model in
+       ``configure_model`` and restores checkpoints only after ``on_fit_start``, the whole model is pruned in
+       :meth:`setup` instead and the masks (the checkpoint's, on resume) are installed in :meth:`on_train_start`.
     2. **Data.** The callback's ``dataloader`` if given, else the datamodule's, else the ``train_dataloaders`` given
        to ``fit``, else the module's ``train_dataloader()`` hook. The pruner builds the scoring batch from it
        (:func:`~lightning_panning.core.batch.scoring_batch`: class-balanced when labelled, seeded). Data-free scorers
