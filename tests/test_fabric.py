@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from lightning.fabric import Fabric
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lightning_panning import Panning
+from lightning_panning import Panning, get_pruner
 from lightning_panning.core.batch import ClassificationLoss
 from lightning_panning.fabric import FabricPanning
 from test_sharded import LAUNCH_VARIABLES
@@ -128,6 +129,21 @@ def test_masks_that_do_not_fit_the_model_are_an_error(fabric: Fabric, tmp_path: 
     fabric.load(tmp_path / "ckpt", {"pruning": resumed})
     with pytest.raises(ValueError, match=r"FabricPanning: the pruning masks do not fit Sequential"):
         resumed.setup(fabric, other)
+
+
+def test_bf16_true_model_is_scored_as_its_float32_twin() -> None:
+    fabric = Fabric(accelerator="cpu", devices=1, precision="bf16-true")
+    with fabric.init_module():
+        model = net()
+    model, optimizer = fabric.setup(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert model.module[0].weight.dtype == torch.bfloat16
+    twin = copy.deepcopy(model.module).float()  # the same bf16 weights, held in float32
+    masks = FabricPanning(target=0.9, method="snip", verbose=False).setup(fabric, model, optimizer, data=dataset())
+    expected = get_pruner("snip", progress=False, loss_fn=ClassificationLoss(200.0)).prune(twin, dataset(), 0.9)
+    assert all(torch.equal(masks[n], expected.masks[n]) for n in expected.masks)
+    assert model.module[0].weight.dtype == torch.bfloat16  # cast back
+    train_steps(model, optimizer)
+    assert_pruned_zero(model, masks)
 
 
 def test_data_methods_without_data_name_the_fix(fabric: Fabric) -> None:

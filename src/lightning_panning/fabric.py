@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torch.optim import Optimizer
 
-from lightning_panning.callbacks.base import callback_pruner
+from lightning_panning.callbacks.base import callback_pruner, float32_batch, float32_scoring
 from lightning_panning.callbacks.reporting import build_summary, measure_effective_sparsity, summary_line
 from lightning_panning.callbacks.strategies import check_fabric_strategy
 from lightning_panning.core.batch import ClassificationLoss, Data, LossFn
@@ -193,7 +193,10 @@ class FabricPanning:
             pruner = pruner.replace(loss_fn=loss_fn)
         device = next(iter(pruner.parameters(module).values())).device
         batch = None if data is None else pruner.scoring_batch(data, device)
-        result = pruner.prune(module, batch, self.target, example_input=example_input)
+        with float32_scoring(module) as upcast:  # Fabric(precision="bf16-true"): score the exact float32 twin
+            if upcast:
+                batch = float32_batch(batch)
+            result = pruner.prune(module, batch, self.target, example_input=example_input)
         self.result = _broadcast_result(fabric, result)
         self._masks, self._made_with = self.result.masks, self.settings()
         example = example_input
