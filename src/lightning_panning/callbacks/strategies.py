@@ -2,12 +2,12 @@
 
 The masks are kept by re-zeroing the pruned entries of the parameters an optimizer updates
 (:class:`~lightning_panning.core.enforce.MaskEnforcer`), and the pruning scores a module that holds every weight on
-one device. Under Lightning's ``ModelParallelStrategy`` (FSDP2 ``fully_shard`` / tensor parallel in
-``configure_model``) the callbacks therefore prune the whole model at ``setup``, before ``configure_model`` shards it,
-and give the enforcer masks that are DTensors sharded like their parameters (:func:`sharded_masks`). Strategies
-whose shards the masks are not mapped to (FSDP1's flat parameters; Fabric, which shards in ``fabric.setup``) or that
-step an optimizer on a copy of the parameters (DeepSpeed's partitioned fp32 master weights, every ZeRO stage) are
-refused at setup with what to do instead: never a dense or half-masked model.
+one device. Under Lightning's ``ModelParallelStrategy`` (FSDP2 ``fully_shard`` in ``configure_model``; tensor
+parallel layouts follow the same rule, untested) the callbacks therefore prune the whole model at ``setup``, before
+``configure_model`` shards it, and give the enforcer masks that are DTensors sharded like their parameters
+(:func:`sharded_masks`). Strategies whose shards the masks are not mapped to (FSDP1's flat parameters; Fabric, which
+shards in ``fabric.setup``) or that step an optimizer on a copy of the parameters (DeepSpeed's partitioned fp32
+master weights, every ZeRO stage) are refused at setup with what to do instead: never a dense or half-masked model.
 """
 
 from __future__ import annotations
