@@ -35,6 +35,7 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 API_PAGES = {
     "lightning_panning": "lightning_panning",
     "lightning_panning.callbacks": "callbacks",
+    "lightning_panning.fabric": "fabric",
     "lightning_panning.rl": "rl",
     "lightning_panning.compaction": "compaction",
     "lightning_panning.models": "models",

@@ -28,9 +28,16 @@ from lightning_panning.callbacks.reporting import (
     measure_output_spread,
     summary_line,
 )
+from lightning_panning.callbacks.strategies import (
+    check_new_parameters,
+    check_strategy,
+    check_whole_before_sharding,
+    prunes_before_sharding,
+    sharded_masks,
+)
 from lightning_panning.core.batch import LossFn
 from lightning_panning.core.enforce import MaskEnforcer
-from lightning_panning.core.masks import Masks, pack_masks, unpack_masks, untrainable_reason
+from lightning_panning.core.masks import Masks, apply_masks, pack_masks, unpack_masks, untrainable_reason
 from lightning_panning.core.methods import get_pruner
 from lightning_panning.core.params import selection_report
 from lightning_panning.core.pruner import Panning, plain
@@ -169,8 +176,9 @@ class BasePruningCallback(EnforcingCallback, ABC):
 
     1. **When.** In :meth:`on_fit_start`: after the checkpoint's weights and this callback's state are restored and
        after the strategy has moved the module to its device, wrapped it (DDP) and created the optimizers, before
-       the first optimizer step. Strategies that restore checkpoints only after setup (DeepSpeed, FSDP) are handled
-       in :meth:`on_train_start` instead, so that a resumed run never prunes again.
+       the first optimizer step. Under ``ModelParallelStrategy`` (FSDP2), which shards the model in
+       ``configure_model`` and restores checkpoints only after ``on_fit_start``, the whole model is pruned in
+       :meth:`setup` instead and the masks (the checkpoint's, on resume) are installed in :meth:`on_train_start`.
     2. **Data.** The callback's ``dataloader`` if given, else the datamodule's, else the ``train_dataloaders`` given
        to ``fit``, else the module's ``train_dataloader()`` hook. The pruner builds the scoring batch from it
        (:func:`~lightning_panning.core.batch.scoring_batch`: class-balanced when labelled, seeded). Data-free scorers
@@ -192,7 +200,9 @@ class BasePruningCallback(EnforcingCallback, ABC):
        ``Trainer(enable_progress_bar=False)``); the summary and density figure go to every logger. Masks that may
        not train (effective sparsity far above the target, a layer without an effective weight) are flagged once
        with what to try (:func:`~lightning_panning.core.masks.untrainable_reason`, ``summary["untrainable"]``).
-    8. **Checks at the door.** At ``setup``: one pruning callback per Trainer, no tensor on the ``meta`` device;
+    8. **Checks at the door.** At ``setup``: one pruning callback per Trainer, a strategy that keeps whole
+       parameters on each device (FSDP, model parallel and DeepSpeed are refused:
+       :mod:`~lightning_panning.callbacks.strategies`), no tensor on the ``meta`` device;
        before pruning: something to train (not every parameter frozen). A module held in float16/bfloat16
        (``precision="bf16-true"``/``"16-true"``) is scored as its exact float32 twin (:func:`float32_scoring`).
 
@@ -256,6 +266,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
         self._restored = False
         self._enforcer: MaskEnforcer | None = None
         self._pruned: weakref.ref[nn.Module] | None = None
+        self._names_before_sharding: list[str] | None = None  # parameter names when pruned at setup (FSDP2)
 
     # -- the seam for subclasses ----------------------------------------------------------------------------------
     @property
@@ -312,6 +323,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
         """Forget a previous ``fit``'s masks and results."""
         self.result, self.summary = None, {}
         self._masks, self._made_with, self._restored, self._pruned = None, None, False, None
+        self._names_before_sharding = None
 
     # -- public state ---------------------------------------------------------------------------------------------
     @property
@@ -341,6 +353,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
         self.summary = dict(state_dict.get("summary", {}))
         self._made_with = state_dict.get("settings")
         self._restored = True
+        self.result = None  # any result is of masks made before the restore (pruned at setup: FSDP2)
         if self._enforcer is not None:  # restored after setup (DeepSpeed/FSDP): re-install the restored masks
             self._enforcer.detach()
             self._enforcer = None
@@ -395,9 +408,26 @@ class BasePruningCallback(EnforcingCallback, ABC):
         if stage != "fit":
             return
         self._refuse_other_pruners(trainer)
+        check_strategy(trainer.strategy, type(self).__name__)  # FSDP, model parallel, DeepSpeed: a clear error
         self._refuse_meta_device(trainer, pl_module)
         if self._pruned is not None and self._pruned() is not pl_module:
             self._reset()  # reused for another model: prune that one (a checkpoint restored after this may fill it)
+        if prunes_before_sharding(trainer.strategy) and self._masks is None:
+            self._prune_before_sharding(trainer, pl_module)
+
+    def _prune_before_sharding(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Prune the whole model now, before ``configure_model`` shards it (ModelParallelStrategy / FSDP2).
+
+        Lightning tells no hook before this one whether a checkpoint will be restored (``trainer.ckpt_path`` is set
+        only when it is, after ``on_fit_start`` under this strategy), so a resumed run prunes here too; the
+        checkpoint's masks then replace these in :meth:`load_state_dict` and are the ones trained with.
+        """
+        check_whole_before_sharding(pl_module, trainer.strategy, type(self).__name__)
+        self._refuse_frozen(pl_module)
+        self._prune(trainer, pl_module, may_defer=False)
+        assert self._masks is not None
+        apply_masks(pl_module, self._masks)  # sharded with its zeros; on_fit_start installs the sharded masks
+        self._names_before_sharding = [n for n, _ in pl_module.named_parameters()]
 
     def _refuse_other_pruners(self, trainer: pl.Trainer) -> None:
         """Raise if the Trainer holds another pruning callback: each would prune, and neither target would hold."""
@@ -424,8 +454,7 @@ class BasePruningCallback(EnforcingCallback, ABC):
                 f"({', '.join(meta[:3])}{', ...' if len(meta) > 3 else ''}): they hold no values, so there is nothing "
                 f"to score, and the {type(trainer.strategy).__name__} cannot copy them to its device ('Cannot copy "
                 "out of meta tensor'). Materialise the model before `fit` (e.g. `model.to_empty(device='cpu')`, then "
-                "initialise its weights, e.g. with each layer's `reset_parameters()`), or create the layers in "
-                "`configure_model` under a strategy that materialises them (FSDP)."
+                "initialise its weights, e.g. with each layer's `reset_parameters()`)."
             )
 
     @override
@@ -452,6 +481,10 @@ class BasePruningCallback(EnforcingCallback, ABC):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if prunes_before_sharding(trainer.strategy):
+            # pruned at setup; a checkpoint may still be restored, and its optimizer-state load takes a step that
+            # the hooks would answer with these masks: install the final masks in on_train_start
+            return
         if trainer.ckpt_path is not None and trainer.strategy.restore_checkpoint_after_setup and self._masks is None:
             return  # this callback's state is restored after on_fit_start: decide in on_train_start
         self._setup(trainer, pl_module, may_defer=True)
@@ -464,14 +497,24 @@ class BasePruningCallback(EnforcingCallback, ABC):
     # -- orchestration --------------------------------------------------------------------------------------------
     def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, may_defer: bool) -> None:
         self._refuse_frozen(pl_module)
+        if self._masks is None and prunes_before_sharding(trainer.strategy):
+            raise ValueError(
+                f"{type(self).__name__}: under {type(trainer.strategy).__name__} the model is pruned whole at `setup`, "
+                f"before it is sharded, or its masks come from the checkpoint; {trainer.ckpt_path!r} has none for "
+                f"this callback ({self.state_key!r}). Resume from a checkpoint saved with this callback, or start a "
+                "new `fit` without `ckpt_path` to prune anew."
+            )
         if self._masks is None:
             if not self._prune(trainer, pl_module, may_defer):
                 return  # no data found before the fit loop attaches it: on_train_start prunes
         elif self._restored:
-            rank_zero_info(f"{type(self).__name__}: masks restored from the checkpoint; not pruning again.")
+            replaced = " (they replace the ones pruned at setup)" if self._names_before_sharding is not None else ""
+            rank_zero_info(f"{type(self).__name__}: masks restored from the checkpoint{replaced}; not pruning again.")
         assert self._masks is not None
+        if self._names_before_sharding is not None:
+            check_new_parameters(pl_module, self._names_before_sharding, type(self).__name__)
         try:
-            self._enforcer = MaskEnforcer(pl_module, self._masks)
+            self._enforcer = MaskEnforcer(pl_module, sharded_masks(pl_module, self._masks))
         except ValueError as err:
             raise ValueError(
                 f"{type(self).__name__}: the pruning masks do not fit {type(pl_module).__name__}: {err} Resume with "
