@@ -62,3 +62,4 @@ def test_readings_shown_contested_and_family_size() -> None:
     assert not Comparison(2.0, 3, 3, 0.01, 0.02, 0.02, 0.04).contested  # shown
     assert not Comparison(0.5, 3, 3, 0.1, 0.1, 0.3, 0.3).contested  # a small difference is not contested
     assert not Comparison(2.0, 3, 3, 0.1, 0.3, 0.3, 0.6).contested
+    assert not Comparison(2.0, 5, 5, 0.1, 0.1, 0.3, 0.3).contested  # seeds 3 and 4 ran: settled, not shown

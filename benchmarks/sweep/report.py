@@ -5,7 +5,8 @@ different budgets (older records files) get one section each. The summary says w
 support with named tests (:mod:`benchmarks.sweep.stats`): Welch's t-test and the t-test paired by seed, both
 two-sided, Holm-corrected over the comparisons of each table (their number is stated). A difference is *shown*
 when both adjusted p-values are below 0.05 and *not shown* otherwise; a large difference that is not shown but
-has both unadjusted p-values below 0.2 is *contested*, and the summary gives the command that adds seeds 3 and 4.
+has both unadjusted p-values below 0.2 is *contested* (while fewer than 5 seeds ran for both), and the summary
+gives the command that adds seeds 3 and 4.
 """
 
 from __future__ import annotations

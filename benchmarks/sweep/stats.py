@@ -39,6 +39,8 @@ __all__ = [
 
 #: Significance level of every test in the summaries (two-sided).
 ALPHA = 0.05
+#: Seeds run by both methods from which a comparison is no longer contested (seeds 0–4 ran: the rule's extra seeds).
+SETTLED_PAIRS = 5
 #: Upper end of the unadjusted p-values for which a large difference that is not shown counts as contested.
 CONTESTED_P = 0.2
 #: Smallest difference of the mean accuracies (percentage points) that counts as large.
@@ -147,8 +149,10 @@ class Comparison:
 
     @property
     def contested(self) -> bool:
-        """Not shown, yet both unadjusted p-values below :data:`CONTESTED_P` and ``|delta| >= CONTESTED_DELTA``."""
-        if self.shown or self.p_welch is None or self.p_paired is None:
+        """Not shown, yet both unadjusted p-values below :data:`CONTESTED_P` and ``|delta| >= CONTESTED_DELTA``,
+        with fewer than :data:`SETTLED_PAIRS` seeds run by both (seeds 3 and 4 settle it: not shown stays not shown).
+        """
+        if self.shown or self.p_welch is None or self.p_paired is None or self.n_pairs >= SETTLED_PAIRS:
             return False
         return max(self.p_welch, self.p_paired) < CONTESTED_P and abs(self.delta) >= CONTESTED_DELTA
 
