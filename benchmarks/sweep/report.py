@@ -44,7 +44,7 @@ from benchmarks.sweep.records import (
     record_order,
     write_csv,
 )
-from benchmarks.sweep.stats import ALPHA, CONTESTED_DELTA, CONTESTED_P, Comparison, adjust
+from benchmarks.sweep.stats import ALPHA, CONTESTED_DELTA, CONTESTED_P, SETTLED_PAIRS, Comparison, adjust
 
 __all__ = ["write_report", "write_summary"]
 
@@ -83,7 +83,7 @@ def _family_text(m: int) -> str:
         f"Two-sided Welch's t-test and t-test paired by seed (same seed: same initial weights and data order); "
         f"Holm's correction over the m = {m} testable comparisons of this table; *shown* where both adjusted "
         f"p < {ALPHA}, *not shown* otherwise; *contested* where not shown but both unadjusted p < {CONTESTED_P} "
-        f"and |Δ| ≥ {CONTESTED_DELTA:g} point."
+        f"and |Δ| ≥ {CONTESTED_DELTA:g} point, with fewer than {SETTLED_PAIRS} seeds run by both."
     )
 
 
