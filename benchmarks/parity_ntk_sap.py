@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "what": "NTK-SAP (github YiteWang/NTK-SAP, Pruners/pruners.py NTKSAP + prune.py prune_loop) against "
                 "method='ntk_sap' on the same model and random draws",
-        "authors_repo": str(args.ntksap_repo),
+        "authors_repo": "<ntksap-repo>",  # a checkout of github YiteWang/NTK-SAP; no machine path in results
         "models": {n: ("LeNet5 (Caffe variant) from their Layers/layers.py, their lottery VGG's _initialize_weights"
                        if n == "lenet5" else f"their Models/lottery_vgg.py {n}") for n in models},
         "batch": "their code reads only its shape: (100, C, H, W)",

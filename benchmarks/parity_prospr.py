@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"({time.perf_counter() - start:.0f}s)", flush=True)
     return {
         "what": "ProsPr (github mil-ad/prospr, prospr.prune) against method='prospr' on the same model and batch",
-        "authors_repo": str(args.prospr_repo),
+        "authors_repo": "<prospr-repo>",  # a checkout of github mil-ad/prospr; no machine path in results
         "models": {n: f"lightning_panning.models.{MODELS[n][0].__name__}() after torch.manual_seed({SEED})"
                    for n in models},
         "batch": "fixed N(0,1) images, 10 per class, labels 0..9 class-major (seed 0)",
