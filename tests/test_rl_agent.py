@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from lightning_panning.rl.agent import (
     default_policy_path,
     load_policy,
     make_td3,
+    policy_fingerprint,
     rl_prune,
 )
 
@@ -96,6 +98,10 @@ def test_train_cli_trains_checkpoints_resumes_and_exports(tmp_path, monkeypatch,
     assert record["train_commands"][0].startswith("python -m lightning_panning.rl.train --total-steps 40 --no-export --out <out> ")
     assert str(tmp_path) not in json.dumps(record)
     assert record["zip_sha256"] == hashlib.sha256((out / "export" / "default.zip").read_bytes()).hexdigest()
+    assert record["weights_sha256"] == policy_fingerprint(out / "export" / "default.zip")
+    with zipfile.ZipFile(out / "export" / "default.zip") as archive:  # no directory of this machine in the zip
+        assert json.loads(archive.read("data"))["tensorboard_log"] is None
+        assert str(tmp_path) not in archive.read("data").decode()
     assert len(record["code_commits"]) == 1 and len(record["code_commits"][0]["segments_started"]) == 2
     policy = load_policy(out / "export" / "default.zip")
     assert policy.panning_preset["name"] == "default"
@@ -249,6 +255,13 @@ def test_default_policy_ships_and_loads():
     assert path.stat().st_size < 5_000_000
     record = json.loads(path.with_name("default.json").read_text())
     assert record["steps"] > 0 and "final_evaluation_reward" in record["evaluation"]
+    assert record["zip_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["weights_sha256"] == policy_fingerprint(path)
+    with zipfile.ZipFile(path) as archive:  # the shipped zip names no directory of the machine it was trained on
+        assert json.loads(archive.read("data"))["tensorboard_log"] is None
+        for name in archive.namelist():
+            text = archive.read(name).decode("latin-1")
+            assert "/work/" not in text and "/root/" not in text and "/home/" not in text, name
     action, _ = load_policy("default").predict(np.full(7, 0.5, dtype=np.float32), deterministic=True)
     assert action.shape == (3,) and np.all(np.abs(action) <= 1.0)
 
@@ -280,3 +293,28 @@ def test_agent_progress_pairs_checkpoints_with_table3_on_the_same_episodes(tmp_p
     assert "| 40 |" in md and "target 0.99" in md
     with pytest.raises(SystemExit, match="--steps 30"):
         agent_progress.main(["--steps", "30", *common])
+
+
+def test_policy_fingerprint_names_the_weights_not_the_zip(tmp_path):
+    shipped = default_policy_path()
+    with zipfile.ZipFile(shipped) as archive:
+        members = [(info, archive.read(info.filename)) for info in archive.infolist()]
+
+    def write(name, change):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as archive:
+            for info, data in members:
+                archive.writestr(info, change(info.filename, data))
+        return path
+
+    relabelled = write("relabelled.zip", lambda n, d: d.replace(b'"tensorboard_log": null', b'"tensorboard_log": "/x/tb"')
+                       if n == "data" else d)
+    assert hashlib.sha256(relabelled.read_bytes()).digest() != hashlib.sha256(shipped.read_bytes()).digest()
+    assert policy_fingerprint(relabelled) == policy_fingerprint(shipped)  # metadata is not identity
+    retrained = write("retrained.zip", lambda n, d: d[:-1] + bytes([d[-1] ^ 1]) if n == "policy.pth" else d)
+    assert policy_fingerprint(retrained) != policy_fingerprint(shipped)  # weights are
+    plain = tmp_path / "policy.bin"
+    plain.write_bytes(b"not a zip")
+    assert policy_fingerprint(plain) == hashlib.sha256(b"not a zip").hexdigest()
+    with pytest.raises(FileNotFoundError, match="missing.zip"):
+        policy_fingerprint(tmp_path / "missing.zip")

@@ -102,20 +102,21 @@ def policy_id(method: str, policy: str | None = None) -> str | None:
 
     ``"default:<sha256 prefix>"`` for the policy shipped in lightning_panning (``policy=None``), else
     ``"<file name without .zip>:<sha256 prefix>"`` of the given file, or ``"<folder>/default:..."`` for another file
-    named ``default.zip`` (``train-agent`` exports to ``<out>/export/default.zip``). It is part of the cell key, so
-    RLPanning cells run again when the policy changes, and never twice with the same one.
+    named ``default.zip`` (``train-agent`` exports to ``<out>/export/default.zip``). The digest is
+    :func:`~lightning_panning.rl.agent.policy_fingerprint`'s: the network weights, not the zip's metadata. It is part
+    of the cell key, so RLPanning cells run again when the policy changes, and never twice with the same one.
     """
     if method != "rlpanning" or method_unavailable_reason(method) is not None:
         return None
     name = "default" if policy is None else Path(policy).stem
     try:
-        from lightning_panning.rl.agent import default_policy_path
+        from lightning_panning.rl.agent import default_policy_path, policy_fingerprint
 
         shipped = Path(default_policy_path())
         path = shipped if policy is None else Path(policy)
         if name == "default" and path.resolve() != shipped.resolve():
             name = f"{path.resolve().parent.name}/default"
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = policy_fingerprint(path)
     except (ImportError, OSError) as err:
         return f"{name}:unknown ({type(err).__name__})"
     return f"{name}:{digest[:12]}"

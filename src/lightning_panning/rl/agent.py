@@ -2,16 +2,19 @@
 
 * :func:`make_td3` builds a Stable-Baselines3 ``TD3`` with the paper's hyperparameters.
 * :func:`load_policy` resolves ``"default"`` (the policy shipped in this package), a path, or a model instance.
+* :func:`policy_fingerprint` names a policy file by its network weights, so that metadata never changes its identity.
 * :func:`rl_prune` prunes a network with a policy, round by round, with the same observation and reward code as
   the training environment (:class:`~lightning_panning.rl.episode.Episode`); the Lightning callback uses it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import logging
 import os
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -135,6 +138,33 @@ def default_policy_path() -> Path:
             "or pass `policy=` a path to a TD3 zip trained with `python -m lightning_panning.rl.train`."
         )
     return path
+
+
+#: The member of a Stable-Baselines3 zip that holds the policy's network weights (actor and critics).
+POLICY_WEIGHTS_MEMBER = "policy.pth"
+
+
+def policy_fingerprint(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a policy file's network weights: the ``policy.pth`` member of an SB3 zip, else the whole file.
+
+    The zip's other members (SB3's ``data`` with its ``tensorboard_log`` directory, ``system_info.txt``, the
+    optimisers' states) do not change what the policy does, so rewriting them keeps the fingerprint; any change to
+    the weights changes it. The sweep's RLPanning cells and the shipped policy's ``default.json`` use it.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"`path`={str(path)!r} is not a file; pass a TD3 zip or another policy file.")
+    digest = hashlib.sha256()
+    if zipfile.is_zipfile(file):
+        with zipfile.ZipFile(file) as archive:
+            if POLICY_WEIGHTS_MEMBER in archive.namelist():
+                digest.update(archive.read(POLICY_WEIGHTS_MEMBER))
+                return digest.hexdigest()
+    digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def load_policy(

@@ -42,6 +42,7 @@ from lightning_panning.rl.agent import (
     evaluate_policy_rewards,
     evaluate_table3_rewards,
     make_td3,
+    policy_fingerprint,
 )
 from lightning_panning.rl.env import ENV_ID, PanningEnv
 from lightning_panning.rl.state import get_preset
@@ -446,6 +447,7 @@ def export_policy(args: argparse.Namespace) -> Path:
     dest = Path(args.export_dir)
     dest.mkdir(parents=True, exist_ok=True)
     model = TD3.load(str(args.export_default), device="cpu")
+    model.tensorboard_log = None  # a directory of this machine: the shipped zip carries no paths
     zip_path = dest / "default.zip"
     model.save(str(zip_path))
     state = _read_state(out)
@@ -479,6 +481,7 @@ def export_policy(args: argparse.Namespace) -> Path:
         "train_commands": [r["command"] for r in state.get("runs", [])],
         "export_command": portable_command(args.argv),
         "zip_sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest(),
+        "weights_sha256": policy_fingerprint(zip_path),
         "code_commits": _code_commits(state.get("runs", []), steps),
         "hyperparameters": {"net_arch": NET_ARCH, "activation": "Tanh", "exploration_noise": EXPLORATION_NOISE,
                             **TD3_HYPERPARAMETERS, "learning_starts": args.learning_starts},
