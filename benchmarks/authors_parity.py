@@ -229,10 +229,11 @@ def _layerwise_models() -> dict[str, nn.Module]:
     return {"lenet5": LeNet5(), "vgg19": VGG19(), "resnet20": ResNet20()}
 
 
-def their_layer_densities(repo: Path, model: nn.Module, mode: str, density: float) -> dict[str, float]:
-    """Their ``Masking.add_module(model, density, sparse_init=mode)`` per-layer densities (``{param name: d}``)."""
-    import re
+def their_masking(repo: Path, model: nn.Module, mode: str, density: float) -> tuple[Any, str]:
+    """Their ``Masking.add_module(model, density, sparse_init=mode)`` on a copy of ``model``, on the CPU.
 
+    Returns their ``Masking`` (``.masks``: ``{param name: float 0/1 mask}``, the weights' shapes) and what it printed.
+    """
     sys.path.insert(0, str(Path(repo).resolve() / "CIFAR"))
     from sparselearning.core import Masking  # type: ignore[import-not-found]
 
@@ -245,9 +246,17 @@ def their_layer_densities(repo: Path, model: nn.Module, mode: str, density: floa
             masking.add_module(copy.deepcopy(model), density=density, sparse_init=mode)
     finally:
         torch.Tensor.cuda = cuda  # type: ignore[method-assign]
+    return masking, out.getvalue()
+
+
+def their_layer_densities(repo: Path, model: nn.Module, mode: str, density: float) -> dict[str, float]:
+    """Their ``Masking.add_module(model, density, sparse_init=mode)`` per-layer densities (``{param name: d}``)."""
+    import re
+
+    masking, printed = their_masking(repo, model, mode, density)
     if mode == "uniform":
         return dict.fromkeys(masking.masks, density)
-    found = dict(re.findall(r"layer: (\S+), shape: .*?, density: (\S+)", out.getvalue()))
+    found = dict(re.findall(r"layer: (\S+), shape: .*?, density: (\S+)", printed))
     return {name: float(found[name]) for name in masking.masks}
 
 
@@ -283,7 +292,7 @@ def erk_parity(repo: Path) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _numpy2_choice() -> Iterator[None]:
+def numpy2_choice() -> Iterator[None]:
     """``np.random.choice(..., 1, p)`` returning a 0-d array, so their ``int(choice(...))`` runs on NumPy ≥ 2.3.
 
     NumPy 2.3 removed ``int()`` of a one-element 1-d array, which their code relies on; the draw is the same one
@@ -326,7 +335,7 @@ def phew_parity(repo: Path, quick: bool = False) -> dict[str, Any]:
         random.seed(seed)
         np.random.seed(seed)
         start = time.perf_counter()
-        with quiet(), _numpy2_choice():
+        with quiet(), numpy2_choice():
             masks, _ = their_phew.phew_masks(copy.deepcopy(model), perc, verbose=False)
         theirs = {n: m.bool() for n, m in zip(params, masks, strict=True)}
         kept = sum(int(m.sum()) for m in theirs.values())

@@ -18,6 +18,15 @@ VGG19-BN, with their initialisation — and the same 100-sample batch (10 per cl
 * ``ntk_sap`` (needs ``--ntksap-repo``, github ``YiteWang/NTK-SAP``): their ``NTKSAP`` + ``prune_loop`` against
   ``ntk_sap`` with their selection rule (``ours_authors``, ``selector="synaptic_flow"``) and ours, on a LeNet5 of their
   masked layers and their ``lottery_vgg.vgg19_bn`` (their code runs only on such models).
+* ``phew`` (needs ``--phew-repo``, github ``ShreyasMalakarjunPatil/PHEW``): their ``PHEW/phew.py`` ``phew_masks``
+  (``random`` and ``np.random`` seeded) against ``phew`` (``ours_default``, our exact keep count and our seeded
+  walks), on our LeNet5 / VGG19-BN. Data-free and one shot.
+* ``random_erk`` (needs ``--random-pruning-repo``, github ``VITA-Group/Random_Pruning``): their ``Masking.add_module``
+  with ``sparse_init="ERK"`` against ``random_erk`` (``ours_default``), on our LeNet5 / VGG19-BN. Data-free.
+
+These two groups have no bit-for-bit preset: their masks are compared with ``ours_default``'s, which keeps the exact
+count and draws its own random numbers, so entries differ by design. Parity with the same draws and their count is
+``benchmarks/authors_parity.py --phew-repo/--random-pruning-repo``.
 
 Each measurement prunes a fresh deep copy of the model with ``R`` rounds (``--rounds``; the cost of a round does not
 depend on its index or the schedule). s/round: theirs = wall time of the call ÷ R (their setup included); ours =
@@ -28,13 +37,14 @@ call minus the RSS just before it is reported (Linux ``VmHWM`` reset through ``/
 sampler where that is unavailable), with ``torch.cuda.max_memory_allocated`` on a GPU. A fresh process is needed:
 in the timing process the allocator keeps the pages of earlier calls resident, so later calls show no increase.
 Variants alternate in a rotating order for ``--repeats`` repeats, so load from other processes hits all of them
-alike; medians are reported. Masks of ``ours_authors`` and ``theirs`` after the same R rounds are compared
-(differing entries).
+alike; medians are reported. Masks of ``ours_authors`` (``ours_default`` where a group has no preset) and ``theirs``
+after the same R rounds are compared (differing entries). The record carries the git commit of the code that ran.
 
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning                  # both models, 2 threads
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning --quick --out /tmp/speed   # a smoke test
-    python benchmarks/prune_speed.py --prospr-repo /work/authors-prospr --ntksap-repo /work/authors-ntksap \
-        --groups prospr ntk_sap                                                  # the later methods alone
+    python benchmarks/prune_speed.py --prospr-repo ../authors-prospr --ntksap-repo ../authors-ntksap \
+        --phew-repo ../authors-phew --random-pruning-repo ../authors-randompruning \
+        --groups prospr ntk_sap phew random_erk                                   # the later methods alone
 
 Writes ``prune_speed.json`` and ``prune_speed.md`` to ``--out`` (default ``benchmarks/results``), with the machine
 load (``os.getloadavg``) and the thread count. Timings are only meaningful on an otherwise idle machine.
@@ -68,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import lightning_panning
 from benchmarks import parity_ntk_sap, parity_prospr
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
+from benchmarks.sweep.provenance import git_state
 from lightning_panning import get_pruner
 from lightning_panning.models import VGG19, LeNet5
 
@@ -84,26 +95,44 @@ GROUPS: dict[str, dict[str, str]] = {
     "oneshot_grasp": {"theirs": "Single_ranking_pruning/grasp", "ours_authors": "grasp_authors",
                       "ours_default": "grasp"},
 }
-ONE_SHOT = {"oneshot_snip", "oneshot_grasp", "prospr"}
+ONE_SHOT = {"oneshot_snip", "oneshot_grasp", "prospr", "phew", "random_erk"}
 GROUPS["prospr"] = {"theirs": "prospr.prune", "ours_authors": "prospr", "ours_default": "prospr"}
 GROUPS["ntk_sap"] = {"theirs": "NTKSAP", "ours_authors": "ntk_sap", "ours_default": "ntk_sap"}
+GROUPS["phew"] = {"theirs": "PHEW.phew_masks", "ours_default": "phew"}  # no bit-for-bit preset (see above)
+GROUPS["random_erk"] = {"theirs": "Masking.add_module(ERK)", "ours_default": "random_erk"}
 #: settings over the method's preset for a (group, variant): their count / selection rule
 SETTINGS: dict[tuple[str, str], dict[str, Any]] = {("prospr", "ours_authors"): {"selector": "top_k_ceil"},
                                                    ("ntk_sap", "ours_authors"): {"selector": "synaptic_flow"}}
 #: group → the checkout it needs (``--<repo>``); the others need ``--authors-repo`` (RLPanning)
-REPOS: dict[str, str] = {"prospr": "prospr_repo", "ntk_sap": "ntksap_repo"}
+REPOS: dict[str, str] = {"prospr": "prospr_repo", "ntk_sap": "ntksap_repo", "phew": "phew_repo",
+                         "random_erk": "random_pruning_repo"}
+#: (model, group) where the authors' function is not run, and why: ours alone is timed there
+THEIRS_NOT_RUN: dict[tuple[str, str], str] = {
+    ("vgg19", "phew"): "their `phew_masks` builds its probabilities and walks entry by entry in Python, so its time "
+                       "grows with the kept weights (LeNet5 above); VGG19-BN keeps 46× LeNet5's count at 0.98, "
+                       "beyond this benchmark's time",
+}
+#: groups run on our models (``lightning_panning.models``) rather than on one of the authors'
+OUR_MODELS = {"prospr", "phew", "random_erk"}
 #: NTK-SAP's model for each key (their code needs their masked layers)
 NTK_SAP_MODELS = {"lenet5": "lenet5", "vgg19": "vgg19_bn"}
 
 
 def load_sources(repos: dict[str, Path | None]) -> SimpleNamespace:
-    """Every authors' code given: ``authors`` (RLPanning), ``prospr``, ``ntksap`` (``None`` where not given)."""
+    """Every authors' code given: ``authors`` (RLPanning), ``prospr``, ``ntksap``, ``phew`` (their ``PHEW.phew``
+    module), ``random_pruning`` (the checkout); ``None`` where not given."""
     rl, prospr, ntksap = repos.get("authors_repo"), repos.get("prospr_repo"), repos.get("ntksap_repo")
+    phew = repos.get("phew_repo")
+    if phew is not None:
+        sys.path.insert(0, str(Path(phew).resolve()))
+        from PHEW import phew as their_phew  # type: ignore[import-not-found]
     return SimpleNamespace(
         repos=repos,
         authors=None if rl is None else load_authors(rl),
         prospr=None if prospr is None else parity_prospr.load_prospr(prospr),
         ntksap=None if ntksap is None else parity_ntk_sap.load_ntksap(ntksap),
+        phew=None if phew is None else their_phew,
+        random_pruning=repos.get("random_pruning_repo"),
     )
 
 
@@ -117,6 +146,25 @@ def run_theirs(sources: SimpleNamespace, function: str, model: nn.Module, loader
         return parity_prospr.their_masks(sources.prospr, scores, TARGET)
     if function == "NTKSAP":
         return parity_ntk_sap.run_theirs(sources.ntksap, model, next(iter(loader)), TARGET, rounds, 1)[0]
+    if function == "PHEW.phew_masks":
+        import random
+
+        import numpy as np
+
+        from benchmarks.authors_parity import numpy2_choice
+
+        names = [n for n, p in model.named_parameters() if p.dim() > 1]  # their order: every non-1-D parameter
+        random.seed(SEED)
+        np.random.seed(SEED)
+        with quiet(), numpy2_choice():
+            masks, _ = sources.phew.phew_masks(model, 100.0 * TARGET, verbose=False)
+        return {n: m.bool() for n, m in zip(names, masks, strict=True)}
+    if function == "Masking.add_module(ERK)":
+        from benchmarks.authors_parity import their_masking
+
+        torch.manual_seed(SEED)
+        masking, _ = their_masking(sources.random_pruning, model, "ERK", 1.0 - TARGET)
+        return {n: m.bool() for n, m in masking.masks.items()}
     authors = sources.authors
     names = {m: f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
     config = their_config(authors, TARGET, rounds, grad_mode=3 if function.endswith("snip") else 0)
@@ -257,14 +305,14 @@ def setup(key: str, group: str, sources: SimpleNamespace,
           device: str) -> tuple[tuple[Tensor, Tensor], DataLoader, nn.Module]:
     """The fixed batch ``(x (100, C, H, W), y (100,))``, a loader over it, and the group's model.
 
-    Their model with their init (RLPanning's; NTK-SAP's own for ``ntk_sap``), or ours for ``prospr``.
+    Their model with their init (RLPanning's; NTK-SAP's own for ``ntk_sap``), or ours for :data:`OUR_MODELS`.
     """
     _, shape = MODELS[key]
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(100, *shape, generator=g).to(device), torch.arange(10).repeat_interleave(10).to(device))
     loader = DataLoader(TensorDataset(*batch), batch_size=100, shuffle=False,
                         generator=torch.Generator().manual_seed(SEED))  # iterating it leaves the global RNG alone
-    if group == "prospr":
+    if group in OUR_MODELS:
         torch.manual_seed(SEED)
         model: nn.Module = LeNet5() if key == "lenet5" else VGG19()
     elif group == "ntk_sap":
@@ -309,7 +357,7 @@ def bench(key: str, groups: list[str], sources: SimpleNamespace, rounds: int, re
     results: dict[str, Any] = {}
     for group in groups:
         batch, loader, base = setup(key, group, sources, device)
-        variants = list(GROUPS[group])
+        variants = [v for v in GROUPS[group] if v != "theirs" or (key, group) not in THEIRS_NOT_RUN]
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         order = list(variants)
         for repeat in range(repeats):
@@ -324,14 +372,24 @@ def bench(key: str, groups: list[str], sources: SimpleNamespace, rounds: int, re
         entries = {v: summarise(v, group, runs[v]) for v in variants}
         for v in variants:
             entries[v].update(isolated_memory(sources.repos, key, group, v, rounds, device))
-        ours, theirs = runs["ours_authors"][-1]["masks"], runs["theirs"][-1]["masks"]
+        if "theirs" not in variants:
+            results[group] = entries
+            continue
+        compared = "ours_authors" if "ours_authors" in variants else "ours_default"
+        ours, theirs = runs[compared][-1]["masks"], runs["theirs"][-1]["masks"]
+        if sorted(ours) != sorted(theirs):
+            raise RuntimeError(f"{label}/{group}: their masks cover {sorted(theirs)}, ours {sorted(ours)}.")
         differing = sum(int((ours[n] != theirs[n]).sum()) for n in ours)
-        for v in ("ours_authors", "ours_default"):
+        for v in variants:
+            if v == "theirs":
+                continue
             entries[v]["speedup_vs_theirs"] = entries["theirs"]["seconds_per_round"] / entries[v]["seconds_per_round"]
             entries[v]["memory_ratio_vs_theirs"] = (entries[v]["rss_increment_gb"]
                                                     / max(entries["theirs"]["rss_increment_gb"], 1e-9))
-        entries["ours_authors"]["differing_mask_entries_vs_theirs"] = differing
-        entries["ours_authors"]["weights"] = sum(m.numel() for m in ours.values())
+        entries[compared]["differing_mask_entries_vs_theirs"] = differing
+        entries[compared]["weights"] = sum(m.numel() for m in ours.values())
+        entries[compared]["kept"] = {"ours": sum(int(m.sum()) for m in ours.values()),
+                                     "theirs": sum(int(m.sum()) for m in theirs.values())}
         results[group] = entries
     return {"label": label, "groups": results}
 
@@ -345,6 +403,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"- command: `{meta['command']}`",
         f"- date {meta['date']}; torch {meta['torch']}; device {meta['device']}; {meta['threads']} thread(s); "
         f"{meta['platform']}",
+        f"- code: git commit `{meta.get('git_commit')}`" + (" with uncommitted changes" if meta.get("git_dirty")
+                                                             else ""),
         f"- load average (1 min) during the runs: min {meta['load_min']:.2f}, mean {meta['load_mean']:.2f}, "
         f"max {meta['load_max']:.2f} on {meta['cpus']} CPUs",
         f"- target {TARGET}, {meta['rounds']} measured rounds per call, {meta['repeats']} repeats (rotating order, "
@@ -367,6 +427,8 @@ def markdown(data: dict[str, Any]) -> str:
                 masks = "—"
                 if "differing_mask_entries_vs_theirs" in e:
                     masks = f"{e['differing_mask_entries_vs_theirs']:,} of {e['weights']:,} differ"
+                    if v == "ours_default":  # no preset: our own count and draws (see the module docstring)
+                        masks += f" (kept {e['kept']['ours']:,} vs {e['kept']['theirs']:,})"
                 mem = f"{e['rss_increment_gb']:.2f}"
                 if "cuda_peak_gb" in e:
                     mem += f" (CUDA {e['cuda_peak_gb']:.2f})"
@@ -374,6 +436,11 @@ def markdown(data: dict[str, Any]) -> str:
                     f"| {model['label']} | {group} | {v} | `{e['method']}` | {e['round1_seconds']:.3f} | "
                     f"{e['steady_seconds']:.3f} | {e['seconds_per_round']:.3f} | {speed} | {mem} | {ratio} | {masks} |"
                 )
+    skipped = [(key, group) for key, group in THEIRS_NOT_RUN
+               if key in data["results"] and group in data["results"][key]["groups"]]
+    if skipped:
+        lines += [""] + [f"- {MODELS[key][0]}/{group}: the authors' code was not run: {THEIRS_NOT_RUN[key, group]}."
+                         for key, group in skipped]
     lines += ["", "Timings are only comparable within this run; they are meaningful only on an otherwise idle "
               "machine (see the load above).", ""]
     return "\n".join(lines)
@@ -386,6 +453,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--prospr-repo", type=Path, default=None, help="checkout of github mil-ad/prospr (prospr)")
     parser.add_argument("--ntksap-repo", type=Path, default=None,
                         help="checkout of github YiteWang/NTK-SAP (ntk_sap)")
+    parser.add_argument("--phew-repo", type=Path, default=None,
+                        help="checkout of github ShreyasMalakarjunPatil/PHEW (phew)")
+    parser.add_argument("--random-pruning-repo", type=Path, default=None,
+                        help="checkout of github VITA-Group/Random_Pruning (random_erk)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--groups", nargs="+", default=None, choices=list(GROUPS),
                         help="default: every group whose checkout is given")
@@ -400,7 +471,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.models, args.rounds, args.repeats = ["lenet5"], 2, 1
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    repos = {"authors_repo": args.authors_repo, "prospr_repo": args.prospr_repo, "ntksap_repo": args.ntksap_repo}
+    repos = {"authors_repo": args.authors_repo, "prospr_repo": args.prospr_repo, "ntksap_repo": args.ntksap_repo,
+             "phew_repo": args.phew_repo, "random_pruning_repo": args.random_pruning_repo}
     if args.groups is None:
         args.groups = [g for g in GROUPS if repos[REPOS.get(g, "authors_repo")] is not None]
     missing = sorted({f"--{REPOS.get(g, 'authors_repo').replace('_', '-')}" for g in args.groups
@@ -433,6 +505,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_mean": statistics.fmean(load),
         "load_max": max(load),
         "wall_seconds": time.perf_counter() - started,
+        **git_state(),
     }
     data = {"meta": meta, "results": results}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -305,3 +307,24 @@ def test_new_methods_prune_inside_fit(method: str, tmp_path: Any) -> None:
     assert callback.masks is not None
     total = sum(m.numel() for m in callback.masks.values())
     assert kept(callback.masks) == int(total * 0.2 + 1e-6)
+
+
+#: the authors' checkout of Random_Pruning beside this repository (``RANDOM_PRUNING_REPO`` overrides)
+RANDOM_PRUNING_REPO = Path(os.environ.get("RANDOM_PRUNING_REPO",
+                                          Path(__file__).resolve().parents[2] / "authors-randompruning"))
+
+
+@pytest.mark.skipif(not (RANDOM_PRUNING_REPO / "CIFAR" / "sparselearning" / "core.py").is_file(),
+                    reason="no VITA-Group/Random_Pruning checkout")
+def test_prune_speed_times_random_erk_against_their_masking(tmp_path: Path) -> None:
+    from benchmarks.prune_speed import main
+
+    data = main(["--random-pruning-repo", str(RANDOM_PRUNING_REPO), "--groups", "random_erk", "--quick",
+                 "--threads", "1", "--out", str(tmp_path)])
+    group = data["results"]["lenet5"]["groups"]["random_erk"]
+    assert set(group) == {"theirs", "ours_default"}  # no bit-for-bit preset: our own count and draws
+    ours = group["ours_default"]
+    assert ours["kept"]["ours"] == 8610 and abs(ours["kept"]["theirs"] - 8610) < 500  # theirs: Bernoulli per layer
+    assert 0 < ours["differing_mask_entries_vs_theirs"] < 2 * 8610 + 1000
+    assert data["meta"]["git_commit"] is None or len(data["meta"]["git_commit"]) == 40
+    assert "kept 8,610" in (tmp_path / "prune_speed.md").read_text()
