@@ -93,10 +93,10 @@ def density(masks: Mapping[str, Tensor]) -> tuple[float, dict[str, float]]:
     Returns:
         ``(overall density, {name: layer density})``; sparsity is ``1 - density``.
     """
-    per_layer = {n: float(m.float().mean()) for n, m in masks.items()}
-    kept = sum(int(m.sum()) for m in masks.values())
+    counts = {n: int(torch.count_nonzero(m)) for n, m in masks.items()}  # one pass per mask, exact
+    per_layer = {n: counts[n] / max(m.numel(), 1) for n, m in masks.items()}
     total = sum(m.numel() for m in masks.values())
-    return kept / max(total, 1), per_layer
+    return sum(counts.values()) / max(total, 1), per_layer
 
 
 @dataclass

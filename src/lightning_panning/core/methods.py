@@ -46,9 +46,9 @@ METHODS: dict[str, dict[str, Any]] = {
         "weights": {"synflow": 0.25, "snip": 0.25, "grasp": 0.25, "ntk_sap": 0.25},
     },
     # random at layer-wise densities (Liu et al. 2022; Evci et al. 2020): exact per-layer quotas, random positions
-    "random_erk": {"scorers": ("random",), "rounds": 1, "selector": "erk"},
-    "random_er": {"scorers": ("random",), "rounds": 1, "selector": "er"},
-    "random_uniform": {"scorers": ("random",), "rounds": 1, "selector": "uniform"},
+    "random_erk": {"scorers": ("random",), "rounds": 1, "selector": "erk", "normalization": "none"},
+    "random_er": {"scorers": ("random",), "rounds": 1, "selector": "er", "normalization": "none"},
+    "random_uniform": {"scorers": ("random",), "rounds": 1, "selector": "uniform", "normalization": "none"},
     # random at Panning's layer densities: Panning's masks shuffled within each layer (Frankle et al. 2021); any
     # method's own with `shuffle_masks=True`
     "panning_shuffled": {"scorers": ("synflow", "snip", "grasp"), "shuffle_masks": True},

@@ -401,15 +401,16 @@ class Panning:
         if parallel is not None:
             parallel.check_same_masks(result.masks)
             result.scoring["rank_seconds"] = [float(s) for s in parallel.gather(result.seconds)]
-        log.info(
-            "%s pruned %d/%d weights to sparsity %.6f in %d rounds (%.2fs)",
-            self.name,
-            session.total - sum(int(m.sum()) for m in result.masks.values()),
-            session.total,
-            result.sparsity,
-            len(result.history),
-            result.seconds,
-        )
+        if log.isEnabledFor(logging.INFO):  # the counts are a pass over every mask
+            log.info(
+                "%s pruned %d/%d weights to sparsity %.6f in %d rounds (%.2fs)",
+                self.name,
+                session.total - sum(int(torch.count_nonzero(m)) for m in result.masks.values()),
+                session.total,
+                result.sparsity,
+                len(result.history),
+                result.seconds,
+            )
         return result
 
     def __repr__(self) -> str:

@@ -756,6 +756,14 @@ class Random(Scorer):
         generator = torch.Generator().manual_seed(ctx.seed)
         return {n: torch.rand(w.shape, generator=generator).to(w.device) for n, w in ctx.theta.items()}
 
+    def keep_score(self, saliency: Tensor) -> Tensor:
+        """The uniform draws themselves (already in ``[0, 1)``: no ``abs`` pass)."""
+        return saliency
+
+    def scores(self, ctx: ScoringContext, check_finite: bool = True) -> ScorerOutput:
+        """As :meth:`Scorer.scores`, without the finiteness pass (uniform draws are finite)."""
+        return super().scores(ctx, check_finite=False)
+
 
 @register_scorer("grasp_original")
 class GraSPOriginal(GraSP):

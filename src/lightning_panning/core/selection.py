@@ -74,10 +74,14 @@ def kth_largest(flat: Tensor, k: int, sample: int = 65536) -> Tensor:
         return torch.kthvalue(full, m - k + 1).values
     from_top = k <= m - k + 1  # search among the largest values, else among the smallest
     need = k if from_top else m - k + 1
-    probe = torch.sort(flat[:: m // sample], descending=from_top).values
+    probe = flat[:: m // sample]
     n = probe.numel()
     rank = need / m * n  # expected rank of the answer within the sorted sample
-    bound = probe[min(int(rank + 4.0 * rank**0.5 + 8.0), n - 1)]  # ~4 standard deviations beyond it
+    index = min(int(rank + 4.0 * rank**0.5 + 8.0), n - 1)  # ~4 standard deviations beyond it (0-based)
+    if probe.device.type == "mps":
+        probe = probe.cpu()
+    # the sample's (index + 1)-th largest (smallest) value: an O(n) selection, not a sort
+    bound = torch.kthvalue(probe, n - index if from_top else index + 1).values.to(flat.device)
     candidates = flat[flat >= bound] if from_top else flat[flat <= bound]
     if candidates.numel() >= need:  # the bound is on the safe side: the answer is among the candidates
         if candidates.device.type == "mps":
@@ -97,11 +101,11 @@ def _top_k_flat(flat: Tensor, k: int) -> Tensor:
     if k == m:
         return torch.ones(m, dtype=torch.bool, device=flat.device)
     threshold = kth_largest(flat, k)
-    keep = flat > threshold
-    short = k - int(torch.count_nonzero(keep))
-    if short > 0:
-        ties = torch.nonzero(flat == threshold).squeeze(1)[:short]
-        keep[ties] = True
+    keep = flat >= threshold  # everything above the threshold and every tie at it: one pass
+    extra = int(torch.count_nonzero(keep)) - k
+    if extra > 0:  # more ties than places left: the ties of higher index go
+        ties = torch.nonzero(flat == threshold).squeeze(1)
+        keep[ties[ties.numel() - extra:]] = False
     return keep
 
 
