@@ -353,6 +353,26 @@ def test_summary_judges_rlpanning_against_table3_weights_and_the_authors_code_pa
     assert "vs Panning (Algorithm 1)" not in text
 
 
+def test_summary_judges_the_later_methods_against_panning_and_synflow(tmp_path: Path) -> None:
+    rows = [_record("panning", 0.99, s, 97.0 + 0.1 * s) for s in range(3)]  # 97.10 ± 0.10
+    rows += [_record("synflow", 0.99, s, 97.5 + 0.1 * s) for s in range(3)]  # 97.60 ± 0.10
+    rows += [_record("prospr", 0.99, s, 90.0 + 0.1 * s + 0.05 * (s == 1)) for s in range(3)]
+    rows += [_record("random_erk", 0.99, s, 11.35) for s in range(3)]  # at chance in every seed: no spread
+    rows += [_record("rlpanning", 0.99, s, 96.0 + s, policy="default:abc") for s in range(3)]  # not a later method
+    text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
+    assert "against Panning (Algorithm 1) and SynFlow" in text
+    lines = text.splitlines()
+    later = [line for line in lines if line.startswith("| 99% | ProsPr: ") or line.startswith("| 99% | Random (ERK")]
+    assert len(later) == 4  # ProsPr and ERK-random, each against Panning and SynFlow
+    vs_synflow = next(line for line in later if "ProsPr" in line and "| SynFlow (iterative): 97.60" in line)
+    assert "| -7.48 |" in vs_synflow and "3 pairs, ahead in 0 |" in vs_synflow
+    assert "**shown: behind**" in vs_synflow
+    assert not any(line.startswith("| 99% | RLPanning: ") for line in lines)  # RLPanning has its own table
+    block = text[text.index("against Panning (Algorithm 1) and SynFlow"):]
+    assert "m = 4 testable comparisons" in block.split("|")[0]  # Holm over this table's rows
+    assert "| RLPanning | vs |" in text  # the RLPanning table keeps its own head
+
+
 def test_summary_reads_the_runs_at_chance(tmp_path: Path) -> None:
     """Layer collapse, no signal from the start, death in training, and runs made before the Liveness probe."""
     chance = {"test_loss": 2.3026, "total_weights": 1000}

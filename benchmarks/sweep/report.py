@@ -183,34 +183,45 @@ def _noise_table(
 #: What RLPanning is judged against: Table 3's fixed metric weights in the same Algorithm 1 (``panning``), and the
 #: authors' code (``panning_authors``, whose masks the paper's numbers came from).
 VERDICT_BASELINES: tuple[str, ...] = ("panning", "panning_authors")
+#: The methods published after the paper (issue 25) and the random baselines, judged against Panning and SynFlow.
+LATER_METHODS: tuple[str, ...] = ("prospr", "ntk_sap", "phew", "random_erk", "panning_shuffled", "panning_ntk_sap")
+LATER_BASELINES: tuple[str, ...] = ("panning", "synflow")
 
 
-def _verdict_table(
-    aggs: Sequence[Aggregate], sparsities: Sequence[float]
+def _versus_table(
+    aggs: Sequence[Aggregate],
+    sparsities: Sequence[float],
+    subjects: Sequence[str],
+    baselines: Sequence[str],
+    subject: str | None = None,
 ) -> tuple[list[str], int, list[tuple[float, Aggregate, Aggregate, Comparison]]]:
-    """RLPanning against each of :data:`VERDICT_BASELINES`, per sparsity (empty without RLPanning runs).
+    """Each of ``subjects`` against each of ``baselines``, per sparsity (empty where none of the pairs ran).
 
     Each row: the difference of the means, both tests' p-values (Holm over the table's rows), in how many of the
-    seeds both ran RLPanning is ahead, and the reading.
+    seeds both ran the subject is ahead, and the reading. With one subject, ``subject`` is its label: the column's
+    head and the reading's subject (the rows then leave the label out).
     """
     by_key = {(a.method, a.sparsity): a for a in aggs}
     found: list[tuple[float, Aggregate, Aggregate, Comparison]] = []
     for s in sparsities:
-        rl = by_key.get(("rlpanning", round(s, 10)))
-        if rl is None:
-            continue
-        for method in VERDICT_BASELINES:
-            base = by_key.get((method, round(s, 10)))
-            if base is not None:
-                found.append((s, rl, base, compare_aggregates(rl, base)))
+        for method_under_test in subjects:
+            agg = by_key.get((method_under_test, round(s, 10)))
+            if agg is None:
+                continue
+            for method in baselines:
+                base = by_key.get((method, round(s, 10)))
+                if base is not None and method != method_under_test:
+                    found.append((s, agg, base, compare_aggregates(agg, base)))
     if not found:
         return [], 0, []
     m = adjust([c for *_, c in found])
-    lines = [f"| Sparsity | RLPanning | vs | {TEST_HEAD} |", "|---" * 7 + "|"]
-    for s, rl, base, c in found:
+    lines = [f"| Sparsity | {subject or 'Method'} | vs | {TEST_HEAD} |", "|---" * 7 + "|"]
+    ahead, behind = (f"{subject} ahead", f"{subject} behind") if subject else ("ahead", "behind")
+    for s, agg, base, c in found:
+        name = "" if subject else f"{_label(agg.method)}: "
         lines.append(
-            f"| {format_sparsity(s)} | {_fmt_acc(rl)} | {_label(base.method)}: {_fmt_acc(base)} | {_test_cells(c)} "
-            f"| {_reading(c, 'RLPanning ahead', 'RLPanning behind')} |"
+            f"| {format_sparsity(s)} | {name}{_fmt_acc(agg)} | {_label(base.method)}: "
+            f"{_fmt_acc(base)} | {_test_cells(c)} | {_reading(c, ahead, behind)} |"
         )
     return lines, m, found
 
@@ -346,7 +357,9 @@ def _section(
         if noise:
             lines += ["Which differences the seeds support: each method against the best mean at its sparsity.", ""]
             lines += [_family_text(m), "", *noise, ""]
-        verdict, m_verdict, found_verdict = _verdict_table(aggs, sparsities)
+        verdict, m_verdict, found_verdict = _versus_table(
+            aggs, sparsities, ("rlpanning",), VERDICT_BASELINES, subject="RLPanning"
+        )
         if verdict:
             lines += [
                 "RLPanning against Table 3's fixed weights in the same Algorithm 1 (Panning (Algorithm 1)) and against "
@@ -357,10 +370,21 @@ def _section(
                 *verdict,
                 "",
             ]
+        later, m_later, found_later = _versus_table(aggs, sparsities, LATER_METHODS, LATER_BASELINES)
+        if later:
+            lines += [
+                "The later methods (ProsPr, NTK-SAP, PHEW, Panning + NTK-SAP) and the random baselines (ERK "
+                "densities; Panning's masks shuffled within layers) against Panning (Algorithm 1) and SynFlow.",
+                "",
+                _family_text(m_later),
+                "",
+                *later,
+                "",
+            ]
         recorded = [scrub_command(str(r["command"])) for r in group if r.get("command")]
         name = profile.name if profile is not None else str(group[0].get("profile"))
         base = recorded[-1] if recorded else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
-        lines += _contested_lines([*found_verdict, *found], base)
+        lines += _contested_lines([*found_verdict, *found_later, *found], base)
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
         chance = _chance_table(group, profile)
