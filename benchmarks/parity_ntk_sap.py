@@ -25,7 +25,9 @@ Compared: the first round's scores (bit for bit), and the masks after ``T`` roun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from benchmarks.authors_code import quiet
 from benchmarks.parity_common import compare, labelled_noise, scores_agree
 from lightning_panning import get_pruner, prunable_parameters
-from lightning_panning.core import NTKSAP, ScoringContext
+from lightning_panning.core import NTKSAP, ScoringContext, effective_sparsity
+from lightning_panning.models import LeNet5
 
 SEED = 0
 #: model → input shape: the LeNet5 of their layers, or a VGG of their ``Models/lottery_vgg.py``
@@ -102,49 +105,87 @@ def _names(model: nn.Module, their: SimpleNamespace) -> dict[int, str]:
             if isinstance(m, (their.layers.Conv2d, their.layers.Linear))}
 
 
+class TheirCodeStopped(RuntimeError):
+    """Their ``prune_loop`` quit (``quit()`` after its own sparsity check failed); the message is what it printed."""
+
+
 def run_theirs(their: SimpleNamespace, model: nn.Module, batch: tuple[Tensor, Tensor], target: float, rounds: int,
                samples: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Their masks after ``rounds`` rounds and their last round's scores, keyed by our names."""
+    """Their masks after ``rounds`` rounds and their last round's scores, keyed by our names.
+
+    Raises:
+        TheirCodeStopped: where their loop's final check (remaining weights within 5 of the target count) fails.
+    """
     names = _names(model, their)
     loader = DataLoader(TensorDataset(*batch), batch_size=256, shuffle=False,
                         generator=torch.Generator().manual_seed(SEED))  # iterating it leaves the global RNG alone
     pairs = list(their.generator.masked_parameters(model, False, False, False))
     pruner = their.NTKSAP(pairs, ntksap_epsilon=0.01, ntksap_R=samples)
     torch.manual_seed(SEED)
-    with quiet():
-        their.prune_loop(model, nn.CrossEntropyLoss(), pruner, loader, "cpu", 1.0 - target, "exponential", "global",
-                         rounds, train_mode=True)
+    printed = io.StringIO()
+    try:
+        with quiet(), contextlib.redirect_stdout(printed):
+            their.prune_loop(model, nn.CrossEntropyLoss(), pruner, loader, "cpu", 1.0 - target, "exponential",
+                             "global", rounds, train_mode=True)
+    except SystemExit as stop:
+        raise TheirCodeStopped(printed.getvalue().strip() or f"exit {stop.code}") from None
     masks = {names[id(p)]: m.bool().clone() for m, p in pairs}
     scores = {names[id(p)]: pruner.scores[id(p)].clone() for _, p in pairs}
     return masks, scores
 
 
+def _effective(name: str, masks: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> float | None:
+    """Effective sparsity of ``masks`` on our LeNet5 (the same layers, names and shapes as theirs); ``None`` else.
+
+    Their masked layers multiply each weight by a ``weight_mask`` buffer, which our connectivity pass sets to 0 like
+    any floating-point buffer other than BatchNorm's variance, so the pass runs on our copy of the architecture.
+    """
+    if name != "lenet5":
+        return None
+    return effective_sparsity(LeNet5(), masks, batch[0][:1]).effective
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every case of the section: first-round scores and masks after ``T`` rounds against theirs."""
     their = load_ntksap(args.ntksap_repo)
-    rounds = 2 if args.quick else args.ntksap_rounds
+    if len(args.ntksap_targets) != len(args.ntksap_rounds):
+        raise SystemExit(f"--ntksap-targets {args.ntksap_targets} and --ntksap-rounds {args.ntksap_rounds} pair up: "
+                         "give as many of each")
+    pairs = list(zip(args.ntksap_targets, args.ntksap_rounds, strict=True))
+    cases = [(args.ntksap_targets[0], 2)] if args.quick else pairs
     models = ["lenet5"] if args.quick else args.ntksap_models
     rows: list[dict[str, Any]] = []
-    for name in models:
+    for name, (target, rounds) in ((n, c) for n in models for c in cases):
         base = their_model(their, name)
         batch = labelled_noise(SHAPES[name], seed=SEED)
         start = time.perf_counter()
-        _, their_first = run_theirs(their, copy.deepcopy(base), batch, args.ntksap_target, 1, args.ntksap_samples)
+        _, their_first = run_theirs(their, copy.deepcopy(base), batch, target, 1, args.ntksap_samples)
         ctx = ScoringContext(base, prunable_parameters(base), batch=batch, seed=SEED)
         first = scores_agree(NTKSAP(samples=args.ntksap_samples).scores(ctx).keep, their_first)
-        theirs, _ = run_theirs(their, copy.deepcopy(base), batch, args.ntksap_target, rounds, args.ntksap_samples)
         pruner = get_pruner("ntk_sap", rounds=rounds, seed=SEED, progress=False,
                             scorers=(NTKSAP(samples=args.ntksap_samples),))
-        row = {"model": name, "target": args.ntksap_target, "rounds": rounds, "samples": args.ntksap_samples,
+        ours = pruner.prune(base, batch, target).masks
+        row = {"model": name, "target": target, "rounds": rounds, "samples": args.ntksap_samples,
                **{f"first_round_{k}": v for k, v in first.items()},
-               "their_rule": compare(pruner.replace(selector="synaptic_flow").prune(
-                   base, batch, args.ntksap_target).masks, theirs),
-               "our_rule": compare(pruner.prune(base, batch, args.ntksap_target).masks, theirs),
-               # context for the Jaccard: their rule with other draws (seed 1; ours equals theirs given the draws)
-               "other_seed": compare(pruner.replace(selector="synaptic_flow", seed=SEED + 1).prune(
-                   base, batch, args.ntksap_target).masks, theirs)}
+               # whether input-output paths survive: 1.0 = none left (the network can only output a constant)
+               "effective_sparsity_ours": _effective(name, ours, batch)}
+        try:
+            theirs, _ = run_theirs(their, copy.deepcopy(base), batch, target, rounds, args.ntksap_samples)
+        except TheirCodeStopped as stop:
+            row["their_code_stopped"] = str(stop)
+            rows.append(row)
+            print(f"ntk_sap {name:8s} {target:g} T={rounds:<3d}: their code stopped: {stop}", flush=True)
+            continue
+        row.update({
+            "their_rule": compare(pruner.replace(selector="synaptic_flow").prune(base, batch, target).masks, theirs),
+            "our_rule": compare(ours, theirs),
+            # context for the Jaccard: their rule with other draws (seed 1; ours equals theirs given the draws)
+            "other_seed": compare(pruner.replace(selector="synaptic_flow", seed=SEED + 1).prune(
+                base, batch, target).masks, theirs),
+            "effective_sparsity_theirs": _effective(name, theirs, batch),
+        })
         rows.append(row)
-        print(f"ntk_sap {name:8s} T={rounds:<3d} R={args.ntksap_samples} first-round scores equal "
+        print(f"ntk_sap {name:8s} {target:g} T={rounds:<3d} R={args.ntksap_samples} first-round scores equal "
               f"{first['scores_bitwise_equal']}  differing {row['their_rule']['differing']:,} (their rule), "
               f"Jaccard {row['our_rule']['jaccard']:.4f} (our rule), {row['other_seed']['jaccard']:.4f} (seed 1)  "
               f"({time.perf_counter() - start:.0f}s)",
@@ -175,16 +216,30 @@ def markdown(record: dict[str, Any]) -> list[str]:
         "against seed 0: NTK-SAP's ranking near the threshold is set by its random draws.",
         "",
         "| model | target | T | R | first-round scores bit for bit | max rel. diff | differing (their rule) "
-        "| Jaccard (our rule) | Jaccard (their rule, seed 1) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Jaccard (our rule) | Jaccard (their rule, seed 1) | effective sparsity: theirs, ours |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["rows"]:
+        if "their_code_stopped" in r:
+            ours = "—" if r["effective_sparsity_ours"] is None else f"—, {r['effective_sparsity_ours']:.6f}"
+            lines.append(
+                f"| {r['model']} | {r['target']:g} | {r['rounds']} | {r['samples']} | "
+                f"{r['first_round_scores_bitwise_equal']} | {r['first_round_scores_max_rel_diff']:.2e} | their "
+                f"`prune_loop` stopped: \"{r['their_code_stopped']}\" | — | — | {ours} |"
+            )
+            continue
+        effective = "—"
+        if r.get("effective_sparsity_theirs") is not None:
+            effective = f"{r['effective_sparsity_theirs']:.6f}, {r['effective_sparsity_ours']:.6f}"
         lines.append(
             f"| {r['model']} | {r['target']:g} | {r['rounds']} | {r['samples']} | "
             f"{r['first_round_scores_bitwise_equal']} | {r['first_round_scores_max_rel_diff']:.2e} | "
             f"**{r['their_rule']['differing']:,}** of {r['their_rule']['weights']:,} | {r['our_rule']['jaccard']:.4f} "
-            f"| {r['other_seed']['jaccard']:.4f} |"
+            f"| {r['other_seed']['jaccard']:.4f} | {effective} |"
         )
+    lines += ["", "Effective sparsity: the fraction of weights not on any input-output path of the masked network "
+              "(1.000000: no path left, the network outputs a constant), computed on our LeNet5 (the same layers "
+              "and shapes); their `prune_loop` stops with the error quoted where its own final count check fails."]
     return [*lines, ""]
 
 
@@ -192,8 +247,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The section's command-line options."""
     parser.add_argument("--ntksap-repo", type=Path, default=None,
                         help="checkout of github YiteWang/NTK-SAP (runs the NTK-SAP section)")
-    parser.add_argument("--ntksap-target", type=float, default=0.98, help="NTK-SAP's target sparsity")
-    parser.add_argument("--ntksap-rounds", type=int, default=20, help="T (their script: 20; --quick: 2)")
+    parser.add_argument("--ntksap-targets", type=float, nargs="+", default=[0.98],
+                        help="NTK-SAP's target sparsities, one case each with the matching --ntksap-rounds")
+    parser.add_argument("--ntksap-rounds", type=int, nargs="+", default=[20],
+                        help="T of each case (their script: 20; --quick: 2)")
     parser.add_argument("--ntksap-samples", type=int, default=1, help="R, weight draws per round (theirs: 1)")
     parser.add_argument("--ntksap-models", nargs="+", default=list(PARITY_MODELS), choices=list(SHAPES),
                         help="models of the NTK-SAP section (--quick: lenet5)")

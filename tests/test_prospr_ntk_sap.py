@@ -316,6 +316,16 @@ def test_methods_on_a_hugging_face_model_from_its_config(method: str) -> None:
     assert kept(masks) == keep_count(total, 0.8)
 
 
+def test_ntk_sap_authors_is_their_script_20_rounds_and_their_rule_whatever_rounds_says() -> None:
+    pruner = get_pruner("ntk_sap_authors", rounds=100, seed=3, progress=False)
+    assert pruner.rounds == 20 and type(pruner.selector).__name__ == "SynapticFlowThreshold"
+    model, batch = LeNet5(num_classes=4), images(2)
+    by_hand = get_pruner("ntk_sap", rounds=20, seed=3, selector="synaptic_flow", progress=False)
+    expected = by_hand.prune(model, batch, 0.95).masks
+    found = prune(model, batch, 0.95, method="ntk_sap_authors", rounds=7, seed=3, progress=False)
+    assert all(torch.equal(expected[n], m) for n, m in found.items())
+
+
 def test_panning_with_ntk_sap_as_a_fourth_metric() -> None:
     preset = METHODS["panning_ntk_sap"]
     pruner = get_pruner("panning_ntk_sap", rounds=3, progress=False)

@@ -184,7 +184,15 @@ def _noise_table(
 #: authors' code (``panning_authors``, whose masks the paper's numbers came from).
 VERDICT_BASELINES: tuple[str, ...] = ("panning", "panning_authors")
 #: The methods published after the paper (issue 25) and the random baselines, judged against Panning and SynFlow.
-LATER_METHODS: tuple[str, ...] = ("prospr", "ntk_sap", "phew", "random_erk", "panning_shuffled", "panning_ntk_sap")
+LATER_METHODS: tuple[str, ...] = (
+    "prospr",
+    "ntk_sap",
+    "ntk_sap_authors",
+    "phew",
+    "random_erk",
+    "panning_shuffled",
+    "panning_ntk_sap",
+)
 LATER_BASELINES: tuple[str, ...] = ("panning", "synflow")
 
 

@@ -40,6 +40,9 @@ METHODS: dict[str, dict[str, Any]] = {
     # NTK-SAP (Wang et al. 2023, github YiteWang/NTK-SAP): their defaults (ε = 0.01, one weight draw per round,
     # removed weights stay removed); rounds=20 and selector="synaptic_flow" are theirs (docs/differences.md)
     "ntk_sap": {"scorers": (NTKSAP(),), "resurrect": False, "normalization": "none"},
+    # NTK-SAP as their script runs it: T = 20 rounds (fixed) and their count and tie rule
+    "ntk_sap_authors": {"scorers": (NTKSAP(),), "resurrect": False, "normalization": "none", "rounds": 20,
+                        "selector": "synaptic_flow"},
     # Panning with NTK-SAP fused as a fourth metric, equal weights
     "panning_ntk_sap": {
         "scorers": ("synflow", "snip", "grasp", NTKSAP()),
@@ -124,7 +127,8 @@ def get_pruner(method: str | Panning = "panning", **settings: Any) -> Panning:
             :meth:`~Panning.replace`-d with ``settings``).
         **settings: :class:`Panning` arguments overriding the preset. ``None`` keeps the preset's own value (so an
             adapter can pass "not set" through, e.g. ``normalization=None`` keeps ``panning_authors``'
-            ``"authors"``); ``rounds`` does not change a one-shot method (its preset says ``rounds=1``); a ready
+            ``"authors"``); ``rounds`` does not change a preset that fixes its rounds (one-shot methods:
+            ``rounds=1``; ``ntk_sap_authors``: their 20); a ready
             :class:`~lightning_panning.core.weights.WeightSchedule` as ``weights`` replaces the preset's stage table
             (and its ``stage_rule``).
 
@@ -140,7 +144,7 @@ def get_pruner(method: str | Panning = "panning", **settings: Any) -> Panning:
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown `method` {method!r}; allowed: {sorted(METHODS)} or a lightning_panning.Panning.")
     preset = METHODS[method]
-    if "rounds" in preset:  # one-shot: the preset's rounds win
+    if "rounds" in preset:  # one-shot, or the authors' fixed T: the preset's rounds win
         given.pop("rounds", None)
     if isinstance(given.get("weights"), WeightSchedule) and "stage_rule" not in given:
         preset = {k: v for k, v in preset.items() if k != "stage_rule"}  # it configures the table `weights` replaces
