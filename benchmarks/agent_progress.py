@@ -11,7 +11,7 @@ the paired difference over the episodes, episodes the agent wins).
 
 Usage::
 
-    python benchmarks/agent_progress.py --run-dir /work/runs/agent --data-dir ../shared/datasets
+    python benchmarks/agent_progress.py --run-dir <run-dir> --data-dir ../shared/datasets
     python benchmarks/agent_progress.py --run-dir runs/agent --steps 50000 200000 --episodes 2 --out /tmp/progress
 """
 

@@ -9,7 +9,7 @@ final effective sparsities, agent vs Table 3).
 
 Usage::
 
-    python benchmarks/figure4.py --policy /work/runs/agent/export/default.zip --data-dir ../shared/datasets
+    python benchmarks/figure4.py --policy <run-dir>/export/default.zip --data-dir ../shared/datasets
     python benchmarks/figure4.py --policy default --targets 0.9 0.99 0.999 --out /tmp/fig4   # the shipped policy
 """
 

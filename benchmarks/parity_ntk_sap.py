@@ -19,7 +19,7 @@ Compared: the first round's scores (bit for bit), and the masks after ``T`` roun
 (their count and tie rule: 0 differing entries expected) and with our default selector (exact
 ``floor(m (1 − ρ_i) + 1e-6)``, as information).
 
-    python benchmarks/authors_parity.py --ntksap-repo /work/authors-ntksap [--quick]
+    python benchmarks/authors_parity.py --ntksap-repo ../authors-ntksap [--quick]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ and masks should agree exactly:
   ``selector="top_k_ceil"`` (their count, 0 differing entries expected), and against our default count
   ``floor(m (1 − ρ) + 1e-6)`` (one weight fewer whenever ``m (1 − ρ)`` is not an integer; the kept sets nest).
 
-    python benchmarks/authors_parity.py --prospr-repo /work/authors-prospr [--quick]
+    python benchmarks/authors_parity.py --prospr-repo ../authors-prospr [--quick]
 """
 
 from __future__ import annotations

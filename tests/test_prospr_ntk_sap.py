@@ -394,8 +394,9 @@ def test_methods_in_both_callbacks_yaml_and_the_sweep(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # the parity script's --quick mode (needs the authors' checkouts, outside this tree)
 
-PROSPR_REPO = Path(os.environ.get("PROSPR_REPO", "/work/authors-prospr"))
-NTKSAP_REPO = Path(os.environ.get("NTKSAP_REPO", "/work/authors-ntksap"))
+#: the authors' checkouts beside this repository (``PROSPR_REPO`` / ``NTKSAP_REPO`` override)
+PROSPR_REPO = Path(os.environ.get("PROSPR_REPO", Path(__file__).resolve().parents[2] / "authors-prospr"))
+NTKSAP_REPO = Path(os.environ.get("NTKSAP_REPO", Path(__file__).resolve().parents[2] / "authors-ntksap"))
 
 
 @pytest.mark.skipif(not (PROSPR_REPO / "prospr" / "prospr.py").is_file(), reason="no mil-ad/prospr checkout")
