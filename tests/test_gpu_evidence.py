@@ -30,7 +30,8 @@ def test_dry_run_checks_every_command() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for step in ("-m pytest -m gpu", "benchmarks/sweep_speed.py --device cuda", "benchmarks/prune_speed.py",
-                 "benchmarks/transformer_scale.py --device cuda", "--sparsities 99.9 --seeds 0 1 2",
+                 "benchmarks/transformer_scale.py --device cuda", "benchmarks/scale.py --part memory --device cuda",
+                 "--sparsities 99.9 --seeds 0 1 2",
                  "--sparsities 99.99 --seeds 0 1 2"):  # fmt: skip
         assert step in out
     assert "iterative_snip iterative_grasp rlpanning" in out and "dry run: every command checked" in out
