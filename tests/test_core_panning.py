@@ -335,6 +335,36 @@ def test_effective_sparsity_dead_network_and_vgg() -> None:
     assert effective_sparsity(model, masks, torch.zeros(1, 3, 32, 32)).dead
 
 
+def test_effective_sparsity_honours_mask_buffers_a_layer_multiplies_its_weights_by() -> None:
+    """Synaptic-Flow-style masked layers and ``torch.nn.utils.prune`` keep their masks in ``*_mask`` buffers."""
+
+    class MaskedLinear(nn.Linear):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.register_buffer("weight_mask", torch.ones_like(self.weight))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.linear(x, self.weight * self.weight_mask, self.bias)
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    masked = nn.Sequential(MaskedLinear(6, 8), nn.ReLU(), MaskedLinear(8, 3))
+    masked.load_state_dict(plain.state_dict(), strict=False)
+    masks = prune(plain, None, 0.7, method="synflow", rounds=3, example_input=torch.zeros(1, 6), progress=False)
+    expected = effective_sparsity(plain, masks, torch.zeros(1, 6))
+    found = effective_sparsity(masked, masks, torch.zeros(1, 6))
+    assert not found.dead and expected.effective < 1.0 and found.effective == pytest.approx(expected.effective)
+    masked[2].weight_mask[:, :] = 0.0  # the module's own mask cuts every path: the pass sees it
+    assert effective_sparsity(masked, masks, torch.zeros(1, 6)).dead
+    from torch.nn.utils import prune as torch_prune
+
+    pruned = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    torch_prune.identity(pruned[0], "weight")  # weight_orig (parameter) and weight_mask (buffer)
+    found = effective_sparsity(pruned, {n.replace("0.weight", "0.weight_orig"): m for n, m in masks.items()},
+                               torch.zeros(1, 6))
+    assert found.effective == pytest.approx(expected.effective)
+
+
 # -- bad input ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("target", [0.0, 1.0, -0.1, 1.5, float("nan")])
 def test_target_outside_open_interval(target: float) -> None:

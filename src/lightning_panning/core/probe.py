@@ -366,9 +366,10 @@ def path_saliency(
             tensor or batch ``(B, ...)``, a dict of keyword arguments, a ModelInput) whose first sample the probe
             copies: floating-point tensors become ones, token ids feed the embeddings' all-ones signal.
         abs_rest: other parameters enter as ``|p|`` (SynFlow's linearisation). If ``False`` they enter as a pure
-            path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1, and the
-            probe runs in connectivity mode (used by effective sparsity, where only connectivity from input to
-            output matters).
+            path indicator instead: biases 0, other parameters 1, BatchNorm running mean 0 and variance 1, mask
+            buffers (``*_mask``: ``torch.nn.utils.prune``'s ``weight_mask``, Synaptic-Flow-style masked layers)
+            as they are, other floating-point buffers 0, and the probe runs in connectivity mode (used by effective
+            sparsity, where only connectivity from input to output matters).
         abs_buffers: with ``abs_rest``, floating-point buffers enter as ``|b|`` too (BatchNorm's running mean), as
             the authors' and Synaptic-Flow's ``linearize`` do; by default they enter unchanged.
         dtypes: the precisions of the plain passes, tried in order; every one but the last is used only while ``R``
@@ -399,6 +400,8 @@ def path_saliency(
                 overrides[name] = (buf.detach().abs() if abs_buffers else buf.detach()).to(dtype)
             elif name.endswith("running_var"):
                 overrides[name] = torch.ones_like(buf, dtype=dtype)
+            elif name.endswith("_mask"):  # a mask the module multiplies its weights by: part of the connectivity
+                overrides[name] = (buf.detach() != 0).to(dtype)
             else:
                 overrides[name] = torch.zeros_like(buf, dtype=dtype)
         for name, p in model.named_parameters():
