@@ -44,7 +44,6 @@ from benchmarks.authors_code import quiet
 from benchmarks.parity_common import compare, labelled_noise, scores_agree
 from lightning_panning import get_pruner, prunable_parameters
 from lightning_panning.core import NTKSAP, ScoringContext, effective_sparsity
-from lightning_panning.models import LeNet5
 
 SEED = 0
 #: model → input shape: the LeNet5 of their layers, or a VGG of their ``Models/lottery_vgg.py``
@@ -134,15 +133,10 @@ def run_theirs(their: SimpleNamespace, model: nn.Module, batch: tuple[Tensor, Te
     return masks, scores
 
 
-def _effective(name: str, masks: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> float | None:
-    """Effective sparsity of ``masks`` on our LeNet5 (the same layers, names and shapes as theirs); ``None`` else.
-
-    Their masked layers multiply each weight by a ``weight_mask`` buffer, which our connectivity pass sets to 0 like
-    any floating-point buffer other than BatchNorm's variance, so the pass runs on our copy of the architecture.
-    """
-    if name != "lenet5":
-        return None
-    return effective_sparsity(LeNet5(), masks, batch[0][:1]).effective
+def _effective(model: nn.Module, masks: dict[str, Tensor], batch: tuple[Tensor, Tensor]) -> float:
+    """Effective sparsity of ``masks`` on ``model`` (their masked layers' ``weight_mask`` buffers enter as they are:
+    all ones on a fresh model)."""
+    return effective_sparsity(model, masks, batch[0][:1]).effective
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,7 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row = {"model": name, "target": target, "rounds": rounds, "samples": args.ntksap_samples,
                **{f"first_round_{k}": v for k, v in first.items()},
                # whether input-output paths survive: 1.0 = none left (the network can only output a constant)
-               "effective_sparsity_ours": _effective(name, ours, batch)}
+               "effective_sparsity_ours": _effective(base, ours, batch)}
         try:
             theirs, _ = run_theirs(their, copy.deepcopy(base), batch, target, rounds, args.ntksap_samples)
         except TheirCodeStopped as stop:
@@ -182,7 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # context for the Jaccard: their rule with other draws (seed 1; ours equals theirs given the draws)
             "other_seed": compare(pruner.replace(selector="synaptic_flow", seed=SEED + 1).prune(
                 base, batch, target).masks, theirs),
-            "effective_sparsity_theirs": _effective(name, theirs, batch),
+            "effective_sparsity_theirs": _effective(base, theirs, batch),
         })
         rows.append(row)
         print(f"ntk_sap {name:8s} {target:g} T={rounds:<3d} R={args.ntksap_samples} first-round scores equal "
@@ -238,8 +232,8 @@ def markdown(record: dict[str, Any]) -> list[str]:
             f"| {r['other_seed']['jaccard']:.4f} | {effective} |"
         )
     lines += ["", "Effective sparsity: the fraction of weights not on any input-output path of the masked network "
-              "(1.000000: no path left, the network outputs a constant), computed on our LeNet5 (the same layers "
-              "and shapes); their `prune_loop` stops with the error quoted where its own final count check fails."]
+              "(1.000000: no path left, the network outputs a constant); their `prune_loop` stops with the error "
+              "quoted where its own final count check fails."]
     return [*lines, ""]
 
 
