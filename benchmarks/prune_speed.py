@@ -403,12 +403,15 @@ def markdown(data: dict[str, Any]) -> str:
         f"- command: `{meta['command']}`",
         f"- date {meta['date']}; torch {meta['torch']}; device {meta['device']}; {meta['threads']} thread(s); "
         f"{meta['platform']}",
-        f"- code: git commit `{meta.get('git_commit')}`" + (" with uncommitted changes" if meta.get("git_dirty")
-                                                             else ""),
+        ("- code: git commit not recorded (run before the record had the field)" if not meta.get("git_commit")
+         else f"- code: git commit `{meta['git_commit']}`" + (" with uncommitted changes" if meta.get("git_dirty")
+                                                              else "")),
         f"- load average (1 min) during the runs: min {meta['load_min']:.2f}, mean {meta['load_mean']:.2f}, "
         f"max {meta['load_max']:.2f} on {meta['cpus']} CPUs",
         f"- target {TARGET}, {meta['rounds']} measured rounds per call, {meta['repeats']} repeats (rotating order, "
-        "medians); their model and init; 100-sample batch, 10 per class, fixed random images",
+        "medians); the model with its init: the authors' (RLPanning's; NTK-SAP's own for ntk_sap), ours "
+        f"(`lightning_panning.models`) for {', '.join(sorted(OUR_MODELS))}; 100-sample batch, 10 per class, fixed "
+        "random images",
         "- `theirs`: the authors' function from `" + meta["authors_repo"] + "`; `ours_authors`: the bit-for-bit "
         "preset; `ours_default`: the paper's semantics. `ours_authors`/panning s/round is amortised over T = 100 "
         "(`(round 1 + 99 × later round) / 100`: it computes SNIP/GraSP once)",
@@ -466,7 +469,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="LeNet5, 2 rounds, 1 repeat (checks the script runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rewrite-markdown", action="store_true",
+                        help="rewrite prune_speed.md from the prune_speed.json already in --out (no timing)")
     args = parser.parse_args(argv)
+    if args.rewrite_markdown:
+        data = json.loads((args.out / "prune_speed.json").read_text())
+        (args.out / "prune_speed.md").write_text(markdown(data))
+        return data
     if args.quick:
         args.models, args.rounds, args.repeats = ["lenet5"], 2, 1
     if args.device.startswith("cuda") and not torch.cuda.is_available():
