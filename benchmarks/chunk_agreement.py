@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
+from benchmarks.sweep.provenance import code_label
 from lightning_panning.core import get_pruner
 from lightning_panning.models import VGG19, LeNet5, ResNet18
 
@@ -43,12 +44,6 @@ def agreement(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tuple[f
     return same / total, inter / union
 
 
-def git_commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks/chunk_agreement.py"], cwd=root,
-                           capture_output=True, text=True).stdout.strip()
-    return commit + ("+dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     command = "python benchmarks/chunk_agreement.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    meta = {"command": command.strip(), "git_commit": git_commit(), "load_before": os.getloadavg()[0],
+    meta = {"command": command.strip(), "git_commit": code_label(), "load_before": os.getloadavg()[0],
             "threads": args.threads, "torch": torch.__version__}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.sweep.provenance import code_label
 from benchmarks.transformer_scale import Peak
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -208,10 +209,6 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False)
-    return done.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def write_results(record: dict[str, Any], out: Path) -> Path:
@@ -286,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
     record = {
         "command": "python -m benchmarks.model_zoo " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": git_commit(),
+        "commit": code_label(),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",
         "device": args.device,

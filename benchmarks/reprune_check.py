@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.sweep.cell import SweepConfig, run_cell  # noqa: E402
 from benchmarks.sweep.profiles import PROFILES, Cell  # noqa: E402
+from benchmarks.sweep.provenance import code_label  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 FIELDS = ("nominal_sparsity", "effective_sparsity", "kept_weights", "layer_density")
@@ -45,11 +45,6 @@ def committed(profile: str, method: str, sparsity: float, seed: int) -> dict[str
     raise SystemExit(f"No committed ok record for {profile} {method} {sparsity} seed {seed} in {path}.")
 
 
-def git_commit() -> str:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return commit + ("+dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
                      **{f"{f}_now": now[f] for f in FIELDS if f != "layer_density"}})
         print(json.dumps(rows[-1]), flush=True)
     command = "python benchmarks/reprune_check.py " + " ".join(f"--cell {c}" for c in args.cell)
-    meta = {"command": command, "git_commit": git_commit(), "load": os.getloadavg()[0]}
+    meta = {"command": command, "git_commit": code_label(), "load": os.getloadavg()[0]}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [f"# Committed sweep cells re-pruned with the code at `{meta['git_commit'][:12]}`", "",
              f"Command: `{meta['command']}`; code: `{meta['git_commit']}`. Written by `benchmarks/reprune_check.py`.",

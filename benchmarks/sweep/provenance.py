@@ -20,7 +20,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "git_state", "portable_path", "scrub_command", "scrub_traceback"]
+__all__ = ["REPO_ROOT", "code_label", "git_state", "portable_path", "scrub_command", "scrub_traceback"]
 
 #: The repository root (this file is ``benchmarks/sweep/provenance.py``).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +50,15 @@ def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str | boo
         return {"git_commit": None, "git_dirty": None}
     status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *_NOT_CODE], where)
     return {"git_commit": head.strip(), "git_dirty": None if status is None else bool(status.strip())}
+
+
+def code_label(root: str | os.PathLike[str] | None = None) -> str:
+    """:func:`git_state` as one string for a results file: ``"<commit>"``, ``"<commit> (with uncommitted changes)"``
+    or ``"not recorded"`` (no git or no repository)."""
+    state = git_state(root)
+    if state["git_commit"] is None:
+        return "not recorded"
+    return str(state["git_commit"]) + (" (with uncommitted changes)" if state["git_dirty"] else "")
 
 
 def portable_path(
