@@ -14,7 +14,9 @@
 #   4. transformer_scale.py --device cuda
 #   5. scale.py --part memory --device cuda (issue 24: peak memory against the scoring-set size, micro-batched and
 #      not, ResNet-18 at 64x64 and the 110M transformer)       -> gpu-evidence/scale_cuda.{md,json}
-#   6. full-budget cells of issue 26 section 2 (profile lenet5-mnist, 80 epochs): 99.9 % then 99.99 %, methods
+#   6. model_zoo.py --device cuda (issue 27: seconds per Panning round and peak memory per model)
+#                                                              -> gpu-evidence/model_zoo_cuda.{md,json}
+#   7. full-budget cells of issue 26 section 2 (profile lenet5-mnist, 80 epochs): 99.9 % then 99.99 %, methods
 #      dense panning panning_authors synflow iterative_snip iterative_grasp rlpanning, seeds 0 1 2, as many as the
 #      remaining time allows (finished cells are appended to runs.jsonl one by one; a cut leaves them intact).
 #      They go to gpu-evidence/lenet5-mnist/; append its runs.jsonl lines to benchmarks/results/lenet5-mnist/
@@ -59,6 +61,7 @@ CAP_SPEED=120
 CAP_PRUNE=45
 CAP_TRANSFORMER=60
 CAP_SCALE=180
+CAP_ZOO=90
 RESERVE=10
 
 SPEED=("$PY" benchmarks/sweep_speed.py --device cuda --parts sparsity epochs --sparsities 99 99.9 99.99
@@ -67,6 +70,7 @@ PRUNE=("$PY" benchmarks/prune_speed.py --authors-repo "${AUTHORS:-<authors-repo>
        --repeats 1 --out "$RES")
 TRANSFORMER=("$PY" benchmarks/transformer_scale.py --device cuda --rounds 3 --out "$RES")
 SCALE=("$PY" benchmarks/scale.py --part memory --device cuda --out "$RES")
+ZOO=("$PY" -m benchmarks.model_zoo --device cuda --out "$RES")
 PYTEST=("$PY" -m pytest -m gpu -q -p no:cacheprovider)
 cells() {  # cells of one sparsity ($1) on the GPU, 8 at once
   echo "$PY" benchmarks/sweep.py --profile lenet5-mnist --methods $METHODS --sparsities "$1" --seeds 0 1 2 \
@@ -112,8 +116,9 @@ if [ "$DRY" -eq 1 ]; then
   echo "  3. ${PRUNE[*]}   (cap ${CAP_PRUNE}s)"
   echo "  4. ${TRANSFORMER[*]}   (cap ${CAP_TRANSFORMER}s)"
   echo "  5. ${SCALE[*]}   (cap ${CAP_SCALE}s)"
-  echo "  6. $(cells 99.9)   (the time left)"
-  echo "  7. $(cells 99.99)   (the time left)"
+  echo "  6. ${ZOO[*]}   (cap ${CAP_ZOO}s)"
+  echo "  7. $(cells 99.9)   (the time left)"
+  echo "  8. $(cells 99.99)   (the time left)"
   for f in benchmarks/sweep_speed.py benchmarks/prune_speed.py benchmarks/transformer_scale.py benchmarks/scale.py \
     benchmarks/sweep.py; do
     check "$f exists" test -f "$f"
@@ -124,6 +129,7 @@ if [ "$DRY" -eq 1 ]; then
   has_options benchmarks/prune_speed.py --authors-repo --device --models --repeats --out
   has_options benchmarks/transformer_scale.py --device --rounds --out
   has_options benchmarks/scale.py --part --device --out
+  has_options benchmarks/model_zoo.py --device --out
   has_options benchmarks/sweep.py --profile --methods --sparsities --seeds --accelerator --jobs --num-threads \
     --no-progress --out --data-dir --report-only
   check "pytest is installed" "$PY" -c "import pytest"
@@ -152,6 +158,7 @@ else
 fi
 step "transformer_scale" "$CAP_TRANSFORMER" "$RES/transformer_scale.log" "${TRANSFORMER[@]}"
 step "scale memory" "$CAP_SCALE" "$RES/scale.log" "${SCALE[@]}"
+step "model_zoo" "$CAP_ZOO" "$RES/model_zoo.log" "${ZOO[@]}"
 for sparsity in 99.9 99.99; do
   # shellcheck disable=SC2046  # the command is built word by word by `cells`
   step "cells at $sparsity %" "$BUDGET" "$RES/cells_$sparsity.log" $(cells "$sparsity")

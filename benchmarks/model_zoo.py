@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `python benchmarks/model_zoo.py`
 from benchmarks.sweep.provenance import code_label
 from benchmarks.transformer_scale import Peak
 
