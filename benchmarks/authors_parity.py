@@ -313,18 +313,39 @@ def numpy2_choice() -> Iterator[None]:
         np.random.choice = original
 
 
-def phew_parity(repo: Path, quick: bool = False) -> dict[str, Any]:
-    """Their ``phew_masks`` against our walks on our LeNet5 (same init, same seeds)."""
+def load_phew(repo: Path) -> Any:
+    """Their ``PHEW/phew.py`` module from a checkout of github ``ShreyasMalakarjunPatil/PHEW``."""
+    sys.path.insert(0, str(Path(repo).resolve()))
+    from PHEW import phew as their_phew  # type: ignore[import-not-found]
+
+    return their_phew
+
+
+def their_phew_masks(their_phew: Any, model: nn.Module, prune_perc: float, seed: int) -> dict[str, Tensor]:
+    """Their ``phew_masks(model, prune_perc)`` with ``random`` and ``np.random`` seeded with ``seed``.
+
+    Returns:
+        ``{param name: bool mask}`` for every parameter of more than one dimension (their order); ``model`` is
+        not modified (their function works on a deep copy of it).
+    """
     import random
 
     import numpy as np
 
+    names = [n for n, p in model.named_parameters() if p.dim() > 1]
+    random.seed(seed)
+    np.random.seed(seed)
+    with quiet(), numpy2_choice():
+        masks, _ = their_phew.phew_masks(model, prune_perc, verbose=False)
+    return {n: m.bool() for n, m in zip(names, masks, strict=True)}
+
+
+def phew_parity(repo: Path, quick: bool = False) -> dict[str, Any]:
+    """Their ``phew_masks`` against our walks on our LeNet5 (same init, same seeds)."""
     from lightning_panning.core import prunable_parameters
     from lightning_panning.core.phew import layer_graph, phew_order
 
-    sys.path.insert(0, str(Path(repo).resolve()))
-    from PHEW import phew as their_phew  # type: ignore[import-not-found]
-
+    their_phew = load_phew(repo)
     torch.manual_seed(SEED)
     model = LeNet5()
     params = prunable_parameters(model)
@@ -332,12 +353,8 @@ def phew_parity(repo: Path, quick: bool = False) -> dict[str, Any]:
     graph = layer_graph(model, params, example)
     rows, info = [], []
     for perc, seed in PHEW_CASES[:1] if quick else PHEW_CASES:
-        random.seed(seed)
-        np.random.seed(seed)
         start = time.perf_counter()
-        with quiet(), numpy2_choice():
-            masks, _ = their_phew.phew_masks(copy.deepcopy(model), perc, verbose=False)
-        theirs = {n: m.bool() for n, m in zip(params, masks, strict=True)}
+        theirs = their_phew_masks(their_phew, model, perc, seed)
         kept = sum(int(m.sum()) for m in theirs.values())
         order = phew_order(graph, kept, seed)
         ours = {n: torch.from_numpy(order[n] > 0) for n in params}

@@ -215,7 +215,7 @@ def markdown(record: dict[str, Any]) -> list[str]:
     ]
     for r in record["rows"]:
         if "their_code_stopped" in r:
-            ours = "—" if r["effective_sparsity_ours"] is None else f"—, {r['effective_sparsity_ours']:.6f}"
+            ours = f"—, {r['effective_sparsity_ours']:.6f}"
             lines.append(
                 f"| {r['model']} | {r['target']:g} | {r['rounds']} | {r['samples']} | "
                 f"{r['first_round_scores_bitwise_equal']} | {r['first_round_scores_max_rel_diff']:.2e} | their "

@@ -78,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import lightning_panning
 from benchmarks import parity_ntk_sap, parity_prospr
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
+from benchmarks.authors_parity import load_phew, their_masking, their_phew_masks
 from benchmarks.sweep.provenance import git_state
 from lightning_panning import get_pruner
 from lightning_panning.models import VGG19, LeNet5
@@ -123,15 +124,12 @@ def load_sources(repos: dict[str, Path | None]) -> SimpleNamespace:
     module), ``random_pruning`` (the checkout); ``None`` where not given."""
     rl, prospr, ntksap = repos.get("authors_repo"), repos.get("prospr_repo"), repos.get("ntksap_repo")
     phew = repos.get("phew_repo")
-    if phew is not None:
-        sys.path.insert(0, str(Path(phew).resolve()))
-        from PHEW import phew as their_phew  # type: ignore[import-not-found]
     return SimpleNamespace(
         repos=repos,
         authors=None if rl is None else load_authors(rl),
         prospr=None if prospr is None else parity_prospr.load_prospr(prospr),
         ntksap=None if ntksap is None else parity_ntk_sap.load_ntksap(ntksap),
-        phew=None if phew is None else their_phew,
+        phew=None if phew is None else load_phew(phew),
         random_pruning=repos.get("random_pruning_repo"),
     )
 
@@ -147,21 +145,8 @@ def run_theirs(sources: SimpleNamespace, function: str, model: nn.Module, loader
     if function == "NTKSAP":
         return parity_ntk_sap.run_theirs(sources.ntksap, model, next(iter(loader)), TARGET, rounds, 1)[0]
     if function == "PHEW.phew_masks":
-        import random
-
-        import numpy as np
-
-        from benchmarks.authors_parity import numpy2_choice
-
-        names = [n for n, p in model.named_parameters() if p.dim() > 1]  # their order: every non-1-D parameter
-        random.seed(SEED)
-        np.random.seed(SEED)
-        with quiet(), numpy2_choice():
-            masks, _ = sources.phew.phew_masks(model, 100.0 * TARGET, verbose=False)
-        return {n: m.bool() for n, m in zip(names, masks, strict=True)}
+        return their_phew_masks(sources.phew, model, 100.0 * TARGET, SEED)
     if function == "Masking.add_module(ERK)":
-        from benchmarks.authors_parity import their_masking
-
         torch.manual_seed(SEED)
         masking, _ = their_masking(sources.random_pruning, model, "ERK", 1.0 - TARGET)
         return {n: m.bool() for n, m in masking.masks.items()}
