@@ -369,16 +369,28 @@ class ScoringContext:
         )
 
     def _chunked_gradients(self, leaves: dict[str, Tensor]) -> Gradients:
-        """``g = Σ_c (n_c/N) ∇L_c`` (reduced), then ``Hg = Σ_c (n_c/N) ∂(gᵀ∇L_c)/∂θ`` with ``g`` fixed (reduced)."""
+        """``g = Σ_c (n_c/N) ∇L_c`` (reduced), then ``Hg = Σ_c (n_c/N) ∂(gᵀ∇L_c)/∂θ`` with ``g`` fixed (reduced).
+
+        The last local chunk's first pass keeps its graph when ``Hg`` is needed, and its ``∂(gᵀ∇L_c)/∂θ`` is taken
+        from that graph as soon as ``g`` is reduced (the graph is freed before the next chunk is run again): one
+        forward and backward fewer per round, and under data-parallel scoring without ``micro_batch`` (one chunk per
+        rank) each rank makes the passes of a whole-set round. Peak memory stays one chunk's graph; the sum runs over
+        the chunks in their order, as before (``create_graph`` does not change the gradient's values).
+        """
         assert self.scoring_set is not None
         names = list(leaves)
         shares = self.chunk_shares()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         grad = [torch.zeros_like(leaves[n]) for n in names]
         indices = self.scoring_set.indices
-        for chunk, share, index in zip(self.scoring_set.chunks, shares, indices, strict=True):
+        last = len(self.scoring_set.chunks) - 1
+        kept: list[Tensor] | None = None  # the last chunk's gradients, with their graph (only when Hg is needed)
+        for i, (chunk, share, index) in enumerate(zip(self.scoring_set.chunks, shares, indices, strict=True)):
+            keep = self.needs_hvp and i == last
             with seeded(chunk_seed(self.seed, index), self.device):
-                loss, grads = self._loss_and_grads(leaves, chunk, create_graph=False)
+                loss, grads = self._loss_and_grads(leaves, chunk, create_graph=keep)
+            if keep:
+                kept = grads
             loss_sum += loss.detach().double() * share
             for acc, g in zip(grad, grads, strict=True):
                 acc.add_(g.detach(), alpha=share)
@@ -386,16 +398,20 @@ class ScoringContext:
             loss_sum, *grad = self.scoring_set.reduce([loss_sum, *grad])
         hvp: dict[str, Tensor] | None = None
         if self.needs_hvp:
+            assert kept is not None
+            last_h = self._hvp_terms(leaves, kept, grad)  # frees the kept graph before any other chunk runs again
+            kept = None
             acc_h = [torch.zeros_like(leaves[n]) for n in names]
-            for chunk, share, index in zip(self.scoring_set.chunks, shares, indices, strict=True):
-                with seeded(chunk_seed(self.seed, index), self.device):  # the same dropout as the first pass
-                    _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
-                z = sum((g * fixed).sum() for g, fixed in zip(grads, grad, strict=True) if g.requires_grad)
-                if isinstance(z, Tensor) and z.requires_grad:
-                    hs = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)
-                    for a, h in zip(acc_h, hs, strict=True):
-                        if h is not None:
-                            a.add_(h.detach(), alpha=share)
+            for i, (chunk, share, index) in enumerate(zip(self.scoring_set.chunks, shares, indices, strict=True)):
+                if i == last:
+                    hs = last_h
+                else:
+                    with seeded(chunk_seed(self.seed, index), self.device):  # the same dropout as the first pass
+                        _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
+                    hs = self._hvp_terms(leaves, grads, grad)
+                for a, h in zip(acc_h, hs, strict=True):
+                    if h is not None:
+                        a.add_(h, alpha=share)
             if self.scoring_set.reduce is not None:
                 acc_h = self.scoring_set.reduce(acc_h)
             hvp = dict(zip(names, acc_h, strict=True))
@@ -405,6 +421,15 @@ class ScoringContext:
             grad=dict(zip(names, grad, strict=True)),
             hvp=hvp,
         )
+
+    @staticmethod
+    def _hvp_terms(leaves: dict[str, Tensor], grads: list[Tensor], fixed: list[Tensor]) -> list[Tensor | None]:
+        """``∂(gᵀ∇L_c)/∂θ`` for one chunk's graph-carrying gradients ``∇L_c`` and the fixed ``g`` (``None``: unused)."""
+        z = sum((g * f).sum() for g, f in zip(grads, fixed, strict=True) if g.requires_grad)
+        if not (isinstance(z, Tensor) and z.requires_grad):
+            return [None] * len(leaves)
+        hs = torch.autograd.grad(z, list(leaves.values()), allow_unused=True)
+        return [None if h is None else h.detach() for h in hs]
 
     def _gradients(self, hvp: bool = False) -> Gradients:
         """The (cached) gradient pass; recomputed once with the Hessian-gradient product if that is asked later."""
