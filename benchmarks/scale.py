@@ -191,14 +191,30 @@ def memory_point(name: str, size: int, micro_batch: int | None, quick: bool, dev
     return {"peak_mib": peak.peak_mib(), "set_mib": set_mib(batch), "seconds": time.perf_counter() - start}
 
 
+def _worker_command(args: argparse.Namespace, extra: tuple[str, ...]) -> list[str]:
+    return [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
+            "--per-class", str(args.per_class), "--rounds", str(args.rounds), "--resnet", args.resnet,
+            *(["--quick"] if args.quick else []), *extra]
+
+
 def run_worker(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
-               "--per-class", str(args.per_class), "--rounds", str(args.rounds), "--resnet", args.resnet,
-               *(["--quick"] if args.quick else []), *extra]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(_worker_command(args, extra), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"worker {extra} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_workers_at_once(args: argparse.Namespace, extras: list[tuple[str, ...]]) -> list[dict[str, Any]]:
+    """Several workers started together, each in its own process (no communication between them)."""
+    procs = [subprocess.Popen(_worker_command(args, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for extra in extras]
+    found = []
+    for extra, proc in zip(extras, procs, strict=True):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker {extra} failed:\n{err[-4000:]}")
+        found.append(json.loads(out.strip().splitlines()[-1]))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -224,12 +240,18 @@ def speed_part(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         half = run_worker(args, "--worker", "speed-single", "--model", model_name, "--micro-batch",
                           str(math.ceil(n / 2)), "--masks", files["half"])
         ranks = run_worker(args, "--worker", "speed-parallel", "--model", model_name, "--masks", files["ranks"])
+        # the machine's own ceiling: two one-process runs at once, no communication, nothing shared
+        pair = run_workers_at_once(args, [("--worker", "speed-single", "--model", model_name, "--masks",
+                                           str(tmp / f"{model_name}-pair{i}.pt")) for i in range(2)])
+        pair_seconds = [p["rank_wall_seconds"][0] for p in pair]
         masks = {k: unpack_masks(torch.load(f)) for k, f in files.items()}
         rows.append({
             "model": model_name, "set_size": n, "rounds": args.rounds,
             "one_process": whole, "one_process_chunks_n_2": half, "two_processes": ranks,
             "speedup": max(whole["rank_wall_seconds"]) / max(ranks["rank_wall_seconds"]),
             "speedup_vs_same_chunks": max(half["rank_wall_seconds"]) / max(ranks["rank_wall_seconds"]),
+            "two_independent_at_once_seconds": pair_seconds,
+            "machine_ceiling": 2 * max(whole["rank_wall_seconds"]) / max(pair_seconds),
             "agreement_same_chunks": agreement(masks["ranks"], masks["half"]),
             "agreement_whole_set": agreement(masks["ranks"], masks["whole"]),
         })
@@ -290,8 +312,9 @@ def write_results(record: dict[str, Any], out: Path) -> Path:
             "process",
             "",
             "| model | set | 1 process (s) | 1 process, chunks n/2 (s) | 2 processes, per rank (s) | speed-up | "
+            "2 independent 1-process runs at once (s) | machine ceiling | "
             "ranks identical | agreement with 1 process, same chunks | with 1 process, whole set |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in record["speed"]:
             two = r["two_processes"]
@@ -299,14 +322,18 @@ def write_results(record: dict[str, Any], out: Path) -> Path:
                 f"| {r['model']} | {r['set_size']} | {r['one_process']['rank_wall_seconds'][0]:.2f} | "
                 f"{r['one_process_chunks_n_2']['rank_wall_seconds'][0]:.2f} | "
                 f"{', '.join(f'{s:.2f}' for s in two['rank_wall_seconds'])} | {r['speedup']:.2f}× | "
-                f"{'yes' if two['ranks_identical'] else 'NO'} | "
+                + (f"{', '.join(f'{s:.2f}' for s in r['two_independent_at_once_seconds'])} | "
+                   f"{r['machine_ceiling']:.2f}× | " if "machine_ceiling" in r else "– | – | ")
+                + f"{'yes' if two['ranks_identical'] else 'NO'} | "
                 f"{r['agreement_same_chunks']['same_decision']:.6f} "
                 f"({r['agreement_same_chunks']['kept_by_one_only']} swapped) | "
                 f"{r['agreement_whole_set']['same_decision']:.6f} |"
             )
-        lines += ["", "Speed-up: one process on the whole set over the slower rank. Agreement: fraction of weights "
-                  "with the same keep/remove decision (near-tied weights may swap: the all-reduce adds the chunks in "
-                  "another order).", ""]
+        lines += ["", "Speed-up: one process on the whole set over the slower rank. Machine ceiling: what two "
+                  "processes get on this machine at all — twice the one-process time over the slower of two "
+                  "independent one-process runs started together (no communication, each the whole work): data-"
+                  "parallel scoring cannot beat it. Agreement: fraction of weights with the same keep/remove "
+                  "decision (near-tied weights may swap: the all-reduce adds the chunks in another order).", ""]
     if record.get("memory"):
         lines += [
             "## Memory: one Panning round against the scoring-set size",
