@@ -24,7 +24,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_panning.callbacks import PanningCallback
+from lightning_panning.callbacks import PanningCallback, RLPanningCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def data(seed: int = 0) -> DataLoader:
     return DataLoader(TensorDataset(torch.randn(64, 8, generator=g), torch.arange(4).repeat(16)), batch_size=16)
 
 
-def trainer(tmp_path: Path, callback: PanningCallback, steps: int, devices: int = 1) -> pl.Trainer:
+def trainer(tmp_path: Path, callback: pl.Callback, steps: int, devices: int = 1) -> pl.Trainer:
     return pl.Trainer(
         default_root_dir=tmp_path, accelerator="cpu", devices=devices, max_steps=steps, logger=False,
         strategy=ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1),
@@ -153,6 +153,35 @@ def test_resume_restores_the_checkpoint_masks_after_setup(tmp_path: Path, sharde
     assert fresh.masks is not None
     assert any(not torch.equal(fresh.masks[n].cpu(), first.masks[n].cpu()) for n in first.masks)  # the test bites
     assert_zero_where_pruned(sharded_module.full_weights(model), first.masks)
+
+
+def test_rlpanning_callback_prunes_before_sharding_and_resumes(tmp_path: Path, sharded_module: Any) -> None:
+    """RLPanningCallback (the shipped policy) takes the same path: whole model at setup, masks sharded, resume."""
+
+    def rl() -> RLPanningCallback:
+        return RLPanningCallback(target=0.9, rounds=3, per_class=4, verbose=False, log_figure=False)
+
+    cb = rl()
+    model = sharded_module.Sharded()
+    t = trainer(tmp_path, cb, steps=3)
+    t.fit(model, data())
+    assert cb.masks is not None and len(cb.rl_steps) == 3
+    assert all(isinstance(p, DTensor) for p in model.parameters())
+    plain = rl()
+    pl.Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, max_steps=1, logger=False,
+               enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+               callbacks=[plain]).fit(sharded_module.Sharded(), data())
+    assert plain.masks is not None
+    assert all(torch.equal(cb.masks[n].cpu(), plain.masks[n].cpu()) for n in plain.masks)
+    assert_zero_where_pruned(sharded_module.full_weights(model), cb.masks)
+    t.save_checkpoint(tmp_path / "rl.ckpt")
+
+    resumed = rl()
+    again = sharded_module.Sharded()
+    trainer(tmp_path, resumed, steps=5).fit(again, data(seed=5), ckpt_path=tmp_path / "rl.ckpt")
+    assert resumed.masks is not None and resumed.result is None  # restored from the checkpoint, not pruned again
+    assert all(torch.equal(resumed.masks[n].cpu(), cb.masks[n].cpu()) for n in cb.masks)
+    assert_zero_where_pruned(sharded_module.full_weights(again), cb.masks)
 
 
 def test_layers_built_in_configure_model_are_an_error(tmp_path: Path, sharded_module: Any) -> None:
