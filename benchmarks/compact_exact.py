@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps and --epochs must be at least 1, got {args.steps} and {args.epochs}")
     profile = base.override(epochs=args.epochs, train_subset=args.steps * base.batch_size, methods=(args.method,))
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results"
+    code = git_state()  # the code that runs, read before the runs (a commit made meanwhile is not it)
     cells = []
     with tempfile.TemporaryDirectory(prefix="compact_exact-") as scratch:
         config = SweepConfig(
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": scrub_command(
             "python benchmarks/compact_exact.py " + shlex.join(sys.argv[1:] if argv is None else argv)
         ),
-        **git_state(),
+        **code,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "profile": base.name,
         "method": args.method,
