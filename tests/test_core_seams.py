@@ -246,6 +246,25 @@ def test_weight_schedule_sees_the_live_session() -> None:
     assert [r.weights for r in again.history] == [r.weights for r in result.history]
 
 
+def test_a_schedules_update_counts_in_the_round_seconds() -> None:
+    """What a schedule does after a round (RLPanning's policy measuring the new masks) is part of pruning's cost."""
+    import time
+
+    class Measuring:
+        def __call__(self, state: PanningSession) -> dict[str, float]:
+            return {"synflow": 1.0}
+
+        def reset(self) -> None:
+            pass
+
+        def update(self, record: object, state: PanningSession) -> None:
+            time.sleep(0.05)
+
+    result = Panning(["synflow"], Measuring(), rounds=3, progress=False).prune(lenet(), mnist_like(), 0.9)
+    assert all(r.seconds >= 0.05 for r in result.history)
+    assert result.seconds >= 0.15 and result.seconds == pytest.approx(sum(r.seconds for r in result.history))
+
+
 def test_fixed_weights_schedule_equals_the_mapping() -> None:
     a = Panning(["snip", "grasp"], {"snip": 0.3, "grasp": 0.7}, rounds=3, progress=False).prune(lenet(), mnist_like(), 0.9)
     b = Panning(["snip", "grasp"], FixedWeights({"snip": 0.3, "grasp": 0.7}), rounds=3, progress=False).prune(

@@ -231,12 +231,12 @@ class PanningSession:
         self._ctx = None
         if p.track_effective:
             record.effective_sparsity = effective_sparsity(self.model, new_masks, self.example_input).effective
-        record.seconds = time.perf_counter() - start
-        self.seconds += record.seconds
         self.history.append(record)
         update = getattr(p.weights, "update", None)
         if weights is None and callable(update):
-            update(record, self)
+            update(record, self)  # e.g. RLPanning's policy measuring the new masks: part of the round's cost
+        record.seconds = time.perf_counter() - start
+        self.seconds += record.seconds
         return record
 
     def result(self) -> PruningResult:
