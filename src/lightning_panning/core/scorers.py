@@ -353,14 +353,8 @@ class ScoringContext:
             loss, grads = self._loss_and_grads(leaves, self.scoring_set.chunks[0], create_graph=self.needs_hvp)
             if self.needs_hvp:
                 # z = g(θ)ᵀ stop_grad(g)  ⇒  ∂z/∂θ = H g   (GraSP; one double backward, graph freed right after)
-                z = sum((g * g.detach()).sum() for g in grads if g.requires_grad)
-                hvps: tuple[Tensor | None, ...] = tuple(None for _ in names)
-                if isinstance(z, Tensor) and z.requires_grad:
-                    hvps = torch.autograd.grad(z, [leaves[n] for n in names], allow_unused=True)
-                hvp = {
-                    n: torch.zeros_like(leaves[n]) if h is None else h.detach()
-                    for n, h in zip(names, hvps, strict=True)
-                }
+                hvps = self._hvp_terms(leaves, grads, [g.detach() for g in grads])
+                hvp = {n: torch.zeros_like(leaves[n]) if h is None else h for n, h in zip(names, hvps, strict=True)}
         return Gradients(
             loss=float(loss.detach()),
             grad_norm=float(sum((g.detach().double() ** 2).sum() for g in grads)),
