@@ -191,27 +191,23 @@ def memory_point(name: str, size: int, micro_batch: int | None, quick: bool, dev
     return {"peak_mib": peak.peak_mib(), "set_mib": set_mib(batch), "seconds": time.perf_counter() - start}
 
 
-def _worker_command(args: argparse.Namespace, extra: tuple[str, ...]) -> list[str]:
-    return [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
-            "--per-class", str(args.per_class), "--rounds", str(args.rounds), "--resnet", args.resnet,
-            *(["--quick"] if args.quick else []), *extra]
-
-
 def run_worker(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
-    done = subprocess.run(_worker_command(args, extra), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {extra} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_workers_at_once(args, [extra])[0]
 
 
 def run_workers_at_once(args: argparse.Namespace, extras: list[tuple[str, ...]]) -> list[dict[str, Any]]:
     """Several workers started together, each in its own process (no communication between them)."""
-    procs = [subprocess.Popen(_worker_command(args, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    common = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
+              "--per-class", str(args.per_class), "--rounds", str(args.rounds), "--resnet", args.resnet,
+              *(["--quick"] if args.quick else [])]
+    procs = [subprocess.Popen([*common, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for extra in extras]
     found = []
     for extra, proc in zip(extras, procs, strict=True):
         out, err = proc.communicate()
         if proc.returncode != 0:
+            for other in procs:
+                other.kill()  # no worker outlives the failure
             raise RuntimeError(f"worker {extra} failed:\n{err[-4000:]}")
         found.append(json.loads(out.strip().splitlines()[-1]))
     return found

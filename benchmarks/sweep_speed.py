@@ -193,7 +193,6 @@ def measure_sparsity(base: Profile, device: str, args: argparse.Namespace, tmp: 
                 f"floor {floor:.3f} s/epoch ({epoch_s / floor:.2f}x)"
             )
         row["speedup"] = row["masked"]["epoch_seconds"] / row["compacted"]["epoch_seconds"]
-        row["same_test_acc"] = row["masked"]["test_acc_long"] == row["compacted"]["test_acc_long"]
         out[format_sparsity(sparsity)] = row
     return out
 
