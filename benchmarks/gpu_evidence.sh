@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_evidence.sh --budget 420 --authors-repo PATH --data-dir PATH
 #
 # Steps, each under `timeout`, each writing under benchmarks/results/gpu-evidence/ as it goes (and copying that
-# folder to $OUT after every step when $OUT is set, so that a run cut short still returns what it finished):
+# folder to $OUT/gpu-evidence.tar.gz after every step when $OUT is set, so that a run cut short still returns what it
+# finished; unpack it with `tar -xzf gpu-evidence.tar.gz -C benchmarks/results`):
 #   1. pytest -m gpu                                        -> gpu-evidence/pytest_gpu.txt
 #   2. sweep_speed.py --device cuda (masked vs compacted per sparsity, epoch time, sharing)
 #   3. prune_speed.py --device cuda (needs the authors' code: --authors-repo or $AUTHORS_REPO; skipped without it)
@@ -61,7 +62,7 @@ CAP_SPEED=120
 CAP_PRUNE=45
 CAP_TRANSFORMER=60
 CAP_SCALE=180
-CAP_ZOO=90
+CAP_ZOO=60
 RESERVE=10
 
 SPEED=("$PY" benchmarks/sweep_speed.py --device cuda --parts sparsity epochs --sparsities 99 99.9 99.99
@@ -78,8 +79,11 @@ cells() {  # cells of one sparsity ($1) on the GPU, 8 at once
 }
 if [ -n "$DATA" ]; then SPEED+=(--data-dir "$DATA"); fi
 
-sync_out() {
-  if [ -n "${OUT:-}" ] && [ -d "$RES" ]; then mkdir -p "$OUT/gpu-evidence" && cp -r "$RES/." "$OUT/gpu-evidence/"; fi
+sync_out() {  # one archive: the lent machine returns at most 8 files from $OUT
+  if [ -n "${OUT:-}" ] && [ -d "$RES" ]; then
+    tar -czf "$OUT/gpu-evidence.tar.gz.part" -C "$(dirname "$RES")" "$(basename "$RES")" \
+      && mv "$OUT/gpu-evidence.tar.gz.part" "$OUT/gpu-evidence.tar.gz"
+  fi
 }
 
 left() { echo $(( BUDGET - SECONDS - RESERVE )); }
@@ -146,7 +150,10 @@ fi
 
 mkdir -p "$RES"
 : > "$RES/steps.log"
-echo "gpu_evidence.sh on $(date -u +%FT%TZ), commit $(git rev-parse HEAD 2>/dev/null || echo 'not recorded'), budget ${BUDGET}s" \
+# a copy without .git (the lent machine gets the working tree only) names its commit in LIGHTNING_PANNING_GIT_COMMIT,
+# which the records' provenance reads too (benchmarks/sweep/provenance.py)
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo "${LIGHTNING_PANNING_GIT_COMMIT:-not recorded} (given by the caller)")
+echo "gpu_evidence.sh on $(date -u +%FT%TZ), commit $COMMIT, budget ${BUDGET}s" \
   | tee -a "$RES/steps.log"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$RES/steps.log"
 step "pytest -m gpu" "$CAP_PYTEST" "$RES/pytest_gpu.txt" "${PYTEST[@]}"

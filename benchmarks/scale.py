@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +255,10 @@ def speed_part(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def memory_part(args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows = []
+def memory_part(args: argparse.Namespace,
+                on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Every memory point, one worker process each; ``on_row(rows so far)`` after each (a run cut short keeps them)."""
+    rows: list[dict[str, Any]] = []
     for name, spec in (QUICK_MEMORY if args.quick else MEMORY).items():
         cap = spec["unchunked_max"] if args.unchunked_max is None else args.unchunked_max
         for size in spec["sizes"]:
@@ -264,16 +267,29 @@ def memory_part(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if micro is None and size > cap:
                     row["skipped"] = f"without micro_batch above --unchunked-max {cap}"
                 else:
-                    row.update(run_worker(args, "--worker", "memory", "--model", name, "--set-size", str(size),
-                                          *(["--micro-batch", str(micro)] if micro is not None else [])))
+                    try:
+                        row.update(run_worker(args, "--worker", "memory", "--model", name, "--set-size", str(size),
+                                              *(["--micro-batch", str(micro)] if micro is not None else [])))
+                    except RuntimeError as error:  # e.g. out of memory without micro_batch: recorded, not fatal
+                        last = [line for line in str(error).splitlines() if line.strip()]
+                        row["failed"] = last[-1][:300] if last else "worker failed"
                 rows.append(row)
+                _vs_smallest(rows)
+                if on_row is not None:
+                    on_row(rows)
+    return rows
+
+
+def _vs_smallest(rows: list[dict[str, Any]]) -> None:
+    """Each measured row's peak over the peak of its model's smallest chunked set (in place)."""
     for name in {r["model"] for r in rows}:
         chunked = [r for r in rows if r["model"] == name and r["micro_batch"] is not None and "peak_mib" in r]
+        if not chunked:
+            continue
         smallest = min(chunked, key=lambda r: r["set_size"])["peak_mib"]
         for r in rows:
             if r["model"] == name and "peak_mib" in r:
                 r["vs_smallest_chunked"] = r["peak_mib"] / smallest if smallest > 0 else None
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -339,9 +355,9 @@ def write_results(record: dict[str, Any], out: Path) -> Path:
             "|---|---|---|---|---|---|---|",
         ]
         for r in record["memory"]:
-            if "skipped" in r:
-                lines.append(f"| {r['model']} | {r['set_size']} | | {r['micro_batch'] or 'none'} | not run "
-                             f"({r['skipped']}) | | |")
+            if "skipped" in r or "failed" in r:
+                why = f"not run ({r['skipped']})" if "skipped" in r else f"failed: {r['failed']}"
+                lines.append(f"| {r['model']} | {r['set_size']} | | {r['micro_batch'] or 'none'} | {why} | | |")
                 continue
             lines.append(
                 f"| {r['model']} | {r['set_size']} | {r['set_mib']:.1f} | {r['micro_batch'] or 'none'} | "
@@ -414,7 +430,12 @@ def main(argv: list[str] | None = None) -> None:
         elif args.part in ("all", "speed"):
             record["speed_skipped"] = "the speed part runs CPU processes (gloo) only; run it with --device cpu"
         if args.part in ("all", "memory"):
-            record["memory"] = memory_part(args)
+
+            def partial(rows: list[dict[str, Any]]) -> None:  # written after each point: a cut run keeps them
+                write_results({**record, "memory": rows, "load_end": "(run cut short: written after each point)"},
+                              args.out)
+
+            record["memory"] = memory_part(args, partial)
     record["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print(write_results(record, args.out).read_text())
 

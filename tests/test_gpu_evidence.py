@@ -47,3 +47,27 @@ def test_dry_run_fails_when_a_command_cannot_run() -> None:
 def test_unknown_argument_is_an_error() -> None:
     done = subprocess.run(["bash", str(SCRIPT), "--budjet", "5"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--budjet" in done.stderr
+
+
+def test_provenance_of_a_copy_without_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lent GPU machine gets the tree without .git: the commit comes from the environment, checked."""
+    sys.path.insert(0, str(SCRIPT.parents[1]))
+    from benchmarks.sweep.provenance import git_state
+
+    monkeypatch.delenv("LIGHTNING_PANNING_GIT_COMMIT", raising=False)
+    monkeypatch.delenv("LIGHTNING_PANNING_GIT_DIRTY", raising=False)
+    assert git_state(tmp_path) == {"git_commit": None, "git_dirty": None}
+    monkeypatch.setenv("LIGHTNING_PANNING_GIT_COMMIT", "a" * 40)
+    assert git_state(tmp_path) == {"git_commit": "a" * 40, "git_dirty": None}
+    monkeypatch.setenv("LIGHTNING_PANNING_GIT_DIRTY", "0")
+    assert git_state(tmp_path) == {"git_commit": "a" * 40, "git_dirty": False}
+    monkeypatch.setenv("LIGHTNING_PANNING_GIT_DIRTY", "yes")
+    with pytest.raises(ValueError, match="LIGHTNING_PANNING_GIT_DIRTY='yes'"):
+        git_state(tmp_path)
+    monkeypatch.setenv("LIGHTNING_PANNING_GIT_COMMIT", "ec18993")
+    with pytest.raises(ValueError, match="40 hex digits"):
+        git_state(tmp_path)
+    # a real checkout ignores the variables
+    monkeypatch.setenv("LIGHTNING_PANNING_GIT_COMMIT", "a" * 40)
+    if shutil.which("git") is not None and (SCRIPT.parents[1] / ".git").exists():
+        assert git_state()["git_commit"] != "a" * 40

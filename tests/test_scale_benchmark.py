@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import scale
 
 
@@ -29,3 +31,26 @@ def test_quick_mode_writes_speed_and_memory_results(tmp_path: Path) -> None:
     text = (tmp_path / "scale.md").read_text()
     assert "python benchmarks/scale.py --part all --device cpu" in text and "| lenet5 | 20 |" in text
     assert "not run (without micro_batch above --unchunked-max" in text
+
+
+def test_memory_points_are_written_as_they_land_and_a_failure_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A point that fails (out of memory without micro_batch, say) is a row, not the end of the run; the file is
+    written after every point, so a run cut short keeps what it measured."""
+    seen: list[int] = []
+
+    def fake_worker(args: object, *extra: str) -> dict[str, object]:
+        if "--micro-batch" not in extra:
+            raise RuntimeError("worker failed:\nTraceback ...\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+        seen.append(len(json.loads((tmp_path / "scale.json").read_text())["memory"]) if seen else 0)
+        return {"set_mib": 1.0, "peak_mib": 10.0 + len(seen), "seconds": 0.1}
+
+    monkeypatch.setattr(scale, "run_worker", fake_worker)
+    scale.main(["--quick", "--part", "memory", "--out", str(tmp_path)])
+    assert seen[1:] == [2, 4, 6][: len(seen) - 1]  # each point found the earlier ones on disk
+    memory = json.loads((tmp_path / "scale.json").read_text())["memory"]
+    failed = [r for r in memory if "failed" in r]
+    assert failed and all(r["micro_batch"] is None for r in failed)
+    assert failed[0]["failed"] == "torch.OutOfMemoryError: CUDA out of memory."
+    assert "failed: torch.OutOfMemoryError: CUDA out of memory." in (tmp_path / "scale.md").read_text()

@@ -40,16 +40,36 @@ def _git(args: list[str], root: Path) -> str | None:
 def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str | bool | None]:
     """The commit checked out at ``root`` and whether tracked code differs from it (results folders excluded).
 
+    A copy of the tree without ``.git`` (the lent GPU machine gets the working tree only) takes the commit from
+    ``LIGHTNING_PANNING_GIT_COMMIT`` and its state from ``LIGHTNING_PANNING_GIT_DIRTY`` (``0`` or ``1``; unknown if
+    unset), which whoever copied the tree sets from the checkout it copied.
+
     Returns:
         ``{"git_commit": <40 hex digits> | None, "git_dirty": bool | None}``; ``None`` where git or the repository
-        is not available (for example a copy without ``.git``).
+        is not available (for example a copy without ``.git``) and the variables are not set.
+
+    Raises:
+        ValueError: ``LIGHTNING_PANNING_GIT_COMMIT`` is not 40 hex digits, or ``LIGHTNING_PANNING_GIT_DIRTY`` is
+            neither ``0`` nor ``1``.
     """
     where = REPO_ROOT if root is None else Path(root)
     head = _git(["rev-parse", "HEAD"], where)
     if head is None:
-        return {"git_commit": None, "git_dirty": None}
+        return _state_from_environment()
     status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *_NOT_CODE], where)
     return {"git_commit": head.strip(), "git_dirty": None if status is None else bool(status.strip())}
+
+
+def _state_from_environment() -> dict[str, str | bool | None]:
+    commit = os.environ.get("LIGHTNING_PANNING_GIT_COMMIT")
+    if not commit:
+        return {"git_commit": None, "git_dirty": None}
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise ValueError(f"LIGHTNING_PANNING_GIT_COMMIT={commit!r}: expected a full commit hash (40 hex digits)")
+    dirty = os.environ.get("LIGHTNING_PANNING_GIT_DIRTY")
+    if dirty not in (None, "0", "1"):
+        raise ValueError(f"LIGHTNING_PANNING_GIT_DIRTY={dirty!r}: expected 0 (clean) or 1 (uncommitted changes)")
+    return {"git_commit": commit, "git_dirty": None if dirty is None else dirty == "1"}
 
 
 def code_label(root: str | os.PathLike[str] | None = None) -> str:
