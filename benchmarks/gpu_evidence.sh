@@ -1,50 +1,101 @@
 #!/usr/bin/env bash
-# One-shot GPU evidence (issue 26 section 6), sized for <= 8 minutes on one H100/H200. Run it first in any session
-# that is lent a GPU, from the repository root:
+# One-shot GPU evidence (issue 26 section 6, issue 24's CUDA memory), sized for <= 10 minutes on one H100/H200.
+# Run it first in any session that is lent a GPU. Here, on the CPU machine, first:
 #
-#   bash benchmarks/gpu_evidence.sh                 # everything, 480 s in all
+#   bash benchmarks/gpu_prepare.sh                  # builds .gpu/ (wheels, MNIST, authors' code, commit); prints the call
+#
+# then, on the lent machine, from the repository root (the device tool's `run`, carry [".gpu"]):
+#
+#   bash benchmarks/gpu_evidence.sh --carried .gpu --budget 600
 #   bash benchmarks/gpu_evidence.sh --dry-run       # print and check every command (no GPU needed)
-#   bash benchmarks/gpu_evidence.sh --budget 420 --authors-repo PATH --data-dir PATH
+#   bash benchmarks/gpu_evidence.sh --steps scale,cells --budget 300 --authors-repo PATH --data-dir PATH
 #
-# Steps, each under `timeout`, each writing under benchmarks/results/gpu-evidence/ as it goes (and copying that
-# folder to $OUT/gpu-evidence.tar.gz after every step when $OUT is set, so that a run cut short still returns what it
+# Before any step it checks that every module the steps import is there (--preflight does only that): on a lent
+# machine a missing wheel otherwise costs the whole call. Steps, each under `timeout`, each writing under
+# benchmarks/results/gpu-evidence/<UTC date-HHMM>/ (RES below) as it goes, archived to $OUT/gpu-evidence.tar.gz
+# after every step when $OUT is set (the lent machine returns at most 8 files; a run cut short still returns what it
 # finished; unpack it with `tar -xzf gpu-evidence.tar.gz -C benchmarks/results`):
-#   1. pytest -m gpu                                        -> gpu-evidence/pytest_gpu.txt
-#   2. sweep_speed.py --device cuda (masked vs compacted per sparsity, epoch time, sharing)
-#   3. prune_speed.py --device cuda (needs the authors' code: --authors-repo or $AUTHORS_REPO; skipped without it)
-#   4. transformer_scale.py --device cuda
-#   5. scale.py --part memory --device cuda (issue 24: peak memory against the scoring-set size, micro-batched and
-#      not, ResNet-18 at 64x64 and the 110M transformer)       -> gpu-evidence/scale_cuda.{md,json}
-#   6. model_zoo.py --device cuda (issue 27: seconds per Panning round and peak memory per model)
-#                                                              -> gpu-evidence/model_zoo_cuda.{md,json}
-#   7. full-budget cells of issue 26 section 2 (profile lenet5-mnist, 80 epochs): 99.9 % then 99.99 %, methods
-#      dense panning panning_authors synflow iterative_snip iterative_grasp rlpanning, seeds 0 1 2, as many as the
-#      remaining time allows (finished cells are appended to runs.jsonl one by one; a cut leaves them intact).
-#      They go to gpu-evidence/lenet5-mnist/; append its runs.jsonl lines to benchmarks/results/lenet5-mnist/
-#      runs.jsonl (same profile and budget) and re-run the sweep with --report-only to merge them.
+#   pytest       pytest -m gpu                                           -> RES/pytest_gpu.txt
+#   speed        sweep_speed.py --device cuda (masked vs compacted per sparsity, epoch time, sharing)
+#   prune        prune_speed.py --device cuda (needs the authors' code: --authors-repo, $AUTHORS_REPO or --carried)
+#   transformer  transformer_scale.py --device cuda
+#   scale        scale.py --part memory --device cuda (issue 24: peak memory against the scoring-set size, micro-
+#                batched and not, ResNet-18 at 64x64 and the 110M transformer; written after every point)
+#   cells        full-budget cells of issue 26 section 2 (profile lenet5-mnist, 80 epochs): 99.9 % then 99.99 %,
+#                methods dense panning panning_authors synflow iterative_snip iterative_grasp rlpanning, seeds
+#                0 1 2, as many as the remaining time allows. The committed benchmarks/results/lenet5-mnist/
+#                runs.jsonl is copied in first, so the cells already finished (on CPU or an earlier GPU) are
+#                skipped. Merge back: append the returned runs.jsonl's new lines to that file, then
+#                `python benchmarks/sweep.py --profile lenet5-mnist --report-only`.
+#   zoo          model_zoo.py --device cuda (issue 27, resolved: last, with what time is left)
+# --steps takes a comma-separated subset (default: all, in that order).
 set -u -o pipefail
 
+ALL_STEPS="pytest,speed,prune,transformer,scale,cells,zoo"
 DRY=0
-BUDGET=480
+PREFLIGHT_ONLY=0
+BUDGET=600
 AUTHORS="${AUTHORS_REPO:-}"
 DATA=""
+CARRIED=""
+STEPS="$ALL_STEPS"
+usage="allowed: --dry-run, --preflight, --budget S, --authors-repo P, --data-dir P, --carried DIR, --steps LIST"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
-    --budget) BUDGET="$2"; shift ;;
-    --authors-repo) AUTHORS="$2"; shift ;;
-    --data-dir) DATA="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "gpu_evidence.sh: unknown argument '$1' (allowed: --dry-run, --budget S, --authors-repo P, --data-dir P)" >&2
-       exit 2 ;;
+    --preflight) PREFLIGHT_ONLY=1 ;;
+    --budget|--authors-repo|--data-dir|--carried|--steps)
+      if [ $# -lt 2 ]; then echo "gpu_evidence.sh: $1 needs a value ($usage)" >&2; exit 2; fi
+      case "$1" in
+        --budget) BUDGET="$2" ;;
+        --authors-repo) AUTHORS="$2" ;;
+        --data-dir) DATA="$2" ;;
+        --carried) CARRIED="$2" ;;
+        --steps) STEPS="$2" ;;
+      esac
+      shift ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    *) echo "gpu_evidence.sh: unknown argument '$1' ($usage)" >&2; exit 2 ;;
   esac
   shift
 done
+if ! [[ "$BUDGET" =~ ^[0-9]+$ ]] || [ "$BUDGET" -lt 30 ]; then
+  echo "gpu_evidence.sh: --budget $BUDGET: expected whole seconds, at least 30" >&2; exit 2
+fi
+for s in ${STEPS//,/ }; do
+  case ",$ALL_STEPS," in
+    *",$s,"*) ;;
+    *) echo "gpu_evidence.sh: --steps $STEPS: unknown step '$s' (allowed: $ALL_STEPS)" >&2; exit 2 ;;
+  esac
+done
+wants() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 cd "$(dirname "$0")/.." || exit 2
 PY="${PYTHON:-python}"
+if [ -n "$CARRIED" ]; then  # what benchmarks/gpu_prepare.sh packed: wheels, gzipped datasets, authors' code, commit
+  if [ ! -d "$CARRIED" ]; then echo "gpu_evidence.sh: --carried $CARRIED: no such folder" >&2; exit 2; fi
+  if [ "$DRY" -eq 0 ] && compgen -G "$CARRIED/whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lp-site \
+      "$CARRIED"/whl/*.whl || { echo "gpu_evidence.sh: installing $CARRIED/whl failed" >&2; exit 3; }
+    export PYTHONPATH="/tmp/lp-site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  if [ -d "$CARRIED/datasets" ]; then
+    if [ "$DRY" -eq 0 ]; then
+      while IFS= read -r gz; do gunzip -c "$gz" > "${gz%.gz}" || exit 3; done \
+        < <(find "$CARRIED/datasets" -name '*.gz')
+    fi
+    DATA="${DATA:-$CARRIED/datasets}"
+  fi
+  if [ -d "$CARRIED/authors" ] && [ -z "$AUTHORS" ]; then AUTHORS="$CARRIED/authors"; fi
+  if [ -f "$CARRIED/commit" ]; then
+    export LIGHTNING_PANNING_GIT_COMMIT; LIGHTNING_PANNING_GIT_COMMIT=$(cat "$CARRIED/commit")
+    if [ -f "$CARRIED/dirty" ]; then
+      export LIGHTNING_PANNING_GIT_DIRTY; LIGHTNING_PANNING_GIT_DIRTY=$(cat "$CARRIED/dirty")
+    fi
+  fi
+fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-RES=benchmarks/results/gpu-evidence
+RES="benchmarks/results/gpu-evidence/$(date -u +%F-%H%M)"  # one folder per run: earlier runs stay as committed
 if [ -z "$DATA" ]; then
   for d in shared/datasets ../shared/datasets data; do
     if [ -d "$d" ]; then DATA="$d"; break; fi
@@ -56,13 +107,13 @@ if [ -z "$AUTHORS" ]; then
   done
 fi
 METHODS="dense panning panning_authors synflow iterative_snip iterative_grasp rlpanning"
-# per-step caps (seconds); the cells get whatever is left, minus a reserve for copying the results
-CAP_PYTEST=75
+# per-step caps (seconds); the cells get whatever is left, minus a reserve for archiving the results
+CAP_PYTEST=60
 CAP_SPEED=120
-CAP_PRUNE=45
-CAP_TRANSFORMER=60
-CAP_SCALE=180
-CAP_ZOO=60
+CAP_PRUNE=60
+CAP_TRANSFORMER=75
+CAP_SCALE=240
+CAP_ZOO=90
 RESERVE=10
 
 SPEED=("$PY" benchmarks/sweep_speed.py --device cuda --parts sparsity epochs --sparsities 99 99.9 99.99
@@ -73,15 +124,43 @@ TRANSFORMER=("$PY" benchmarks/transformer_scale.py --device cuda --rounds 3 --ou
 SCALE=("$PY" benchmarks/scale.py --part memory --device cuda --out "$RES")
 ZOO=("$PY" -m benchmarks.model_zoo --device cuda --out "$RES")
 PYTEST=("$PY" -m pytest -m gpu -q -p no:cacheprovider)
-cells() {  # cells of one sparsity ($1) on the GPU, 8 at once
+cells() {  # cells of one sparsity ($1) on the GPU, 12 at once (one CPU thread each; the lent machine has 16 cores)
   echo "$PY" benchmarks/sweep.py --profile lenet5-mnist --methods $METHODS --sparsities "$1" --seeds 0 1 2 \
-    --accelerator gpu --jobs 8 --num-threads 1 --no-progress --out "$RES/lenet5-mnist" ${DATA:+--data-dir "$DATA"}
+    --accelerator gpu --jobs 12 --num-threads 1 --no-progress --out "$RES/lenet5-mnist" ${DATA:+--data-dir "$DATA"}
 }
 if [ -n "$DATA" ]; then SPEED+=(--data-dir "$DATA"); fi
 
+# every module a chosen step imports; easydict only for the authors' code
+preflight() {
+  local modules="torch lightning torchvision torchmetrics"
+  wants pytest && modules+=" pytest jsonargparse stable_baselines3 gymnasium torch_pruning"
+  { wants speed || wants cells; } && modules+=" torch_pruning stable_baselines3 gymnasium"
+  { wants prune && [ -n "$AUTHORS" ]; } && modules+=" easydict"
+  local missing
+  missing=$("$PY" - $modules <<'EOF'
+import importlib.util, sys
+def missing(name):
+    try:
+        return importlib.util.find_spec(name) is None
+    except Exception:  # a broken or hidden package counts as missing
+        return True
+print(" ".join(sorted({m for m in sys.argv[1:] if missing(m)})))
+EOF
+) || { echo "preflight: $PY does not run" >&2; return 1; }
+  if [ -n "$missing" ]; then
+    echo "preflight: missing Python modules: $missing (carry them as wheels: benchmarks/gpu_prepare.sh)" >&2
+    return 1
+  fi
+  if { wants speed || wants cells; } && [ ! -d "${DATA:-/nonexistent}/MNIST/raw" ]; then
+    echo "preflight: no MNIST under '${DATA:-}' (pass --data-dir or --carried)" >&2; return 1
+  fi
+  echo "preflight: ok (modules: $(tr ' ' '\n' <<< "$modules" | sort -u | xargs); data ${DATA:-none};" \
+    "authors' code ${AUTHORS:-none})"
+}
+
 sync_out() {  # one archive: the lent machine returns at most 8 files from $OUT
   if [ -n "${OUT:-}" ] && [ -d "$RES" ]; then
-    tar -czf "$OUT/gpu-evidence.tar.gz.part" -C "$(dirname "$RES")" "$(basename "$RES")" \
+    tar -czf "$OUT/gpu-evidence.tar.gz.part" -C benchmarks/results "${RES#benchmarks/results/}" \
       && mv "$OUT/gpu-evidence.tar.gz.part" "$OUT/gpu-evidence.tar.gz"
   fi
 }
@@ -94,6 +173,7 @@ step() {  # step NAME CAP LOGFILE CMD...: run CMD under timeout min(CAP, time le
   if [ "$cap" -lt "$limit" ]; then limit="$cap"; fi
   if [ "$limit" -le 5 ]; then echo "== $name: skipped, no time left" | tee -a "$RES/steps.log"; return 0; fi
   echo "== $name (timeout ${limit}s): $*" | tee -a "$RES/steps.log"
+  # timeout signals its whole process group at the limit: a sweep's worker processes do not outlive the step
   timeout -k 10 "$limit" "$@" > "$log" 2>&1
   local rc=$?
   echo "== $name: rc $rc after ${SECONDS}s in all$( [ $rc -eq 124 ] && echo ' (timed out)')" | tee -a "$RES/steps.log"
@@ -114,15 +194,15 @@ if [ "$DRY" -eq 1 ]; then
     done
     echo "ok: $1 --help lists ${*:2}"
   }
-  echo "Commands (budget ${BUDGET}s; data ${DATA:-default lookup}; authors' code ${AUTHORS:-none: prune_speed skipped}):"
-  echo "  1. ${PYTEST[*]}   (cap ${CAP_PYTEST}s)"
-  echo "  2. ${SPEED[*]}   (cap ${CAP_SPEED}s)"
-  echo "  3. ${PRUNE[*]}   (cap ${CAP_PRUNE}s)"
-  echo "  4. ${TRANSFORMER[*]}   (cap ${CAP_TRANSFORMER}s)"
-  echo "  5. ${SCALE[*]}   (cap ${CAP_SCALE}s)"
-  echo "  6. ${ZOO[*]}   (cap ${CAP_ZOO}s)"
-  echo "  7. $(cells 99.9)   (the time left)"
-  echo "  8. $(cells 99.99)   (the time left)"
+  echo "Commands (budget ${BUDGET}s; steps $STEPS; data ${DATA:-default lookup};" \
+    "authors' code ${AUTHORS:-none: prune_speed skipped}):"
+  wants pytest && echo "  pytest: ${PYTEST[*]}   (cap ${CAP_PYTEST}s)"
+  wants speed && echo "  speed: ${SPEED[*]}   (cap ${CAP_SPEED}s)"
+  wants prune && echo "  prune: ${PRUNE[*]}   (cap ${CAP_PRUNE}s)"
+  wants transformer && echo "  transformer: ${TRANSFORMER[*]}   (cap ${CAP_TRANSFORMER}s)"
+  wants scale && echo "  scale: ${SCALE[*]}   (cap ${CAP_SCALE}s)"
+  wants cells && echo "  cells: $(cells 99.9)   (the time left)" && echo "  cells: $(cells 99.99)   (the time left)"
+  wants zoo && echo "  zoo: ${ZOO[*]}   (cap ${CAP_ZOO}s)"
   for f in benchmarks/sweep_speed.py benchmarks/prune_speed.py benchmarks/transformer_scale.py benchmarks/scale.py \
     benchmarks/sweep.py; do
     check "$f exists" test -f "$f"
@@ -148,27 +228,37 @@ if [ "$DRY" -eq 1 ]; then
   exit 0
 fi
 
+preflight || exit 3
+if [ "$PREFLIGHT_ONLY" -eq 1 ]; then exit 0; fi
+
 mkdir -p "$RES"
 : > "$RES/steps.log"
-# a copy without .git (the lent machine gets the working tree only) names its commit in LIGHTNING_PANNING_GIT_COMMIT,
-# which the records' provenance reads too (benchmarks/sweep/provenance.py)
-COMMIT=$(git rev-parse HEAD 2>/dev/null || echo "${LIGHTNING_PANNING_GIT_COMMIT:-not recorded} (given by the caller)")
-echo "gpu_evidence.sh on $(date -u +%FT%TZ), commit $COMMIT, budget ${BUDGET}s" \
+COMMIT="${LIGHTNING_PANNING_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo 'not recorded')}"
+echo "gpu_evidence.sh on $(date -u +%FT%TZ), commit $COMMIT, budget ${BUDGET}s, steps $STEPS" \
   | tee -a "$RES/steps.log"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$RES/steps.log"
-step "pytest -m gpu" "$CAP_PYTEST" "$RES/pytest_gpu.txt" "${PYTEST[@]}"
-step "sweep_speed" "$CAP_SPEED" "$RES/sweep_speed.log" "${SPEED[@]}"
-if [ -n "$AUTHORS" ]; then
-  step "prune_speed" "$CAP_PRUNE" "$RES/prune_speed.log" "${PRUNE[@]}"
-else
-  echo "== prune_speed: skipped (no authors' code: pass --authors-repo or set AUTHORS_REPO)" | tee -a "$RES/steps.log"
+wants pytest && step "pytest -m gpu" "$CAP_PYTEST" "$RES/pytest_gpu.txt" "${PYTEST[@]}"
+wants speed && step "sweep_speed" "$CAP_SPEED" "$RES/sweep_speed.log" "${SPEED[@]}"
+if wants prune; then
+  if [ -n "$AUTHORS" ]; then
+    step "prune_speed" "$CAP_PRUNE" "$RES/prune_speed.log" "${PRUNE[@]}"
+  else
+    echo "== prune_speed: skipped (no authors' code: pass --authors-repo or set AUTHORS_REPO)" | tee -a "$RES/steps.log"
+  fi
 fi
-step "transformer_scale" "$CAP_TRANSFORMER" "$RES/transformer_scale.log" "${TRANSFORMER[@]}"
-step "scale memory" "$CAP_SCALE" "$RES/scale.log" "${SCALE[@]}"
-step "model_zoo" "$CAP_ZOO" "$RES/model_zoo.log" "${ZOO[@]}"
-for sparsity in 99.9 99.99; do
-  # shellcheck disable=SC2046  # the command is built word by word by `cells`
-  step "cells at $sparsity %" "$BUDGET" "$RES/cells_$sparsity.log" $(cells "$sparsity")
-done
+wants transformer && step "transformer_scale" "$CAP_TRANSFORMER" "$RES/transformer_scale.log" "${TRANSFORMER[@]}"
+wants scale && step "scale memory" "$CAP_SCALE" "$RES/scale.log" "${SCALE[@]}"
+if wants cells; then
+  mkdir -p "$RES/lenet5-mnist"
+  if [ ! -f "$RES/lenet5-mnist/runs.jsonl" ] && [ -f benchmarks/results/lenet5-mnist/runs.jsonl ]; then
+    # the cells already committed (CPU or an earlier GPU) are skipped; only new lines need merging back
+    cp benchmarks/results/lenet5-mnist/runs.jsonl benchmarks/results/lenet5-mnist/sweep.json "$RES/lenet5-mnist/"
+  fi
+  for sparsity in 99.9 99.99; do
+    # shellcheck disable=SC2046  # the command is built word by word by `cells`
+    step "cells at $sparsity %" "$BUDGET" "$RES/cells_$sparsity.log" $(cells "$sparsity")
+  done
+fi
+wants zoo && step "model_zoo" "$CAP_ZOO" "$RES/model_zoo.log" "${ZOO[@]}"
 echo "== done after ${SECONDS}s" | tee -a "$RES/steps.log"
 sync_out

@@ -582,17 +582,25 @@ def test_token_models_on_cuda(tmp_path: Path) -> None:
     assert all(m.is_cuda for m in masks.values())
     assert effective_sparsity(gpt2, masks, batch).effective < 1.0
 
+    class TrainedOn(pl.Callback):  # the device of the weights while training (teardown moves them to the CPU)
+        devices: set[str] = set()
+
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            self.devices |= {p.device.type for p in pl_module.parameters()}
+
     module = CausalLM(EncoderLM())
     pruner = PanningCallback(target=0.8, options={"rounds": 3}, verbose=False, log_figure=False)
+    seen = TrainedOn()
     trainer = pl.Trainer(
-        accelerator="gpu", devices=1, max_steps=2, callbacks=[pruner], logger=False, enable_checkpointing=False,
+        accelerator="gpu", devices=1, max_steps=2, callbacks=[pruner, seen], logger=False, enable_checkpointing=False,
         enable_progress_bar=False, default_root_dir=tmp_path, precision="bf16-mixed",
     )
     trainer.fit(module, DataLoader(TokenDicts(), batch_size=8))
+    assert seen.devices == {"cuda"}
     assert pruner.summary["effective_sparsity"] is not None
     for name, mask in pruner.masks.items():
         weight = module.get_parameter(name).detach()
-        assert weight.is_cuda and bool((weight[~mask.to(weight.device)] == 0).all()), name
+        assert bool((weight[~mask.to(weight.device)] == 0).all()), name
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -605,3 +605,52 @@ def test_rlpanning_cells_with_a_policy_file_are_their_own_cells(tmp_path: Path) 
     seen: list[Any] = []
     run_sweep(config, runner=CountingRunner(lambda cell, cfg: seen.append(cfg.policy) or {}), progress=NullProgress())
     assert seen == []  # finished with this policy: never run twice
+
+
+def test_a_failed_cell_prints_its_error_literally() -> None:
+    """Brackets in an error are text: "pip install 'lightning-panning[compact]'" keeps its "[compact]"."""
+    import io
+
+    from rich.console import Console
+
+    progress = cli.RichProgress(show_bar=False)
+    progress.console = Console(file=io.StringIO(), width=300)
+    progress.start(1, 0)
+    cell = run.Cell(method="panning", sparsity=0.999, seed=0)
+    progress.cell_finished(cell, {"status": "failed", "error": "ImportError: pip install 'lightning-panning[compact]'"})
+    printed = progress.console.file.getvalue()
+    assert "pip install 'lightning-panning[compact]'" in printed and "[1/1]" in printed
+
+
+def test_merge_from_adds_only_runs_of_cells_not_finished_here(tmp_path: Path) -> None:
+    """--merge-from: another machine's runs of the same profile and budget join, a finished cell is not replaced,
+    failures and other budgets stay out; the report is rebuilt."""
+    from benchmarks.sweep.cell import init_fingerprint
+
+    profile = PROFILES["lenet5-mnist"]
+    init = init_fingerprint(profile)
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    for r in [_record("panning", 0.999, 0, 95.0, init=init), _record("panning", 0.999, 1, 94.0, init=init)]:
+        records.append_record(here / "runs.jsonl", r)
+    before = (here / "runs.jsonl").read_text()
+    others = [
+        _record("panning", 0.999, 0, 99.0, init=init, accelerator="gpu"),  # finished here: left out
+        _record("panning", 0.999, 2, 95.5, init=init, accelerator="gpu"),  # new: added
+        _record("synflow", 0.999, 0, 95.7, init=init, accelerator="gpu", status="failed"),  # failed: left out
+    ]
+    for r in others:
+        records.append_record(there / "runs.jsonl", r)
+    argv = ["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(there)]
+    assert cli.main(argv) == 0
+    merged = load_records(here / "runs.jsonl")
+    assert (here / "runs.jsonl").read_text().startswith(before)
+    assert [(r["seed"], r["test_acc"]) for r in merged] == [(0, 95.0), (1, 94.0), (2, 95.5)]
+    assert "| Panning (Algorithm 1) | 94.83 ± 0.76 |" in (here / "summary.md").read_text()
+    assert cli.main(argv) == 0 and len(load_records(here / "runs.jsonl")) == 3  # merging twice adds nothing
+    # another budget is refused and nothing is written
+    records.append_record(tmp_path / "other.jsonl", _record("panning", 0.999, 3, 90.0, init=init, epochs=5))
+    assert cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "other.jsonl")]) == 2
+    assert cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "nothing")]) == 2
+    assert len(load_records(here / "runs.jsonl")) == 3

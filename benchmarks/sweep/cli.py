@@ -9,6 +9,7 @@ Examples::
     python benchmarks/sweep.py --profile lenet5-mnist --backend ray --address auto --gpus-per-cell 0.25
     python benchmarks/sweep.py --profile lenet5-mnist-cpu --methods rlpanning    # add cells to a finished sweep
     python benchmarks/sweep.py --profile lenet5-mnist-cpu --report-only          # rebuild table and plot
+    python benchmarks/sweep.py --profile lenet5-mnist --merge-from OTHER/runs.jsonl  # add another machine's runs
     python benchmarks/sweep.py --list-profiles
 
 ``python -m benchmarks.sweep`` is the same command. Results go to ``benchmarks/results/<profile>/``
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--budget-note", help="text about the compute budget, shown in summary.md (kept across runs)")
     add("--csv-logs", action="store_true", help="keep a Lightning CSVLogger per run under <out>/logs")
     add("--report-only", action="store_true", help="only rebuild runs.csv, summary.md and the plot")
+    add(
+        "--merge-from",
+        nargs="+",
+        metavar="RUNS",
+        help="append the finished runs of other runs.jsonl files (or folders) of this profile and budget whose cell "
+        "is not finished here (another machine's, a lent GPU's), then rebuild the report; runs nothing",
+    )
     add("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
     add("--list-profiles", action="store_true", help="list the profiles and exit")
     return parser
@@ -156,7 +164,9 @@ class RichProgress:
                 f"pruning {prune_s:.1f} s, training {train_s:.0f} s"
             )
         else:
-            line = f"[red]✗[/] [{self._done}/{self._total}] {_describe(cell)}: {record.get('error')}"
+            from rich.markup import escape  # an error's "[compact]" is text, not a style tag
+
+            line = f"[red]✗[/] [{self._done}/{self._total}] {_describe(cell)}: {escape(str(record.get('error')))}"
         self.console.print(line, highlight=False, soft_wrap=True)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -216,6 +226,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--policy {args.policy!r}: no such file; give a TD3 zip written by `train-agent`.")
         args.policy = str(Path(args.policy).resolve())
     out = Path(args.out) if args.out else RESULTS_ROOT / profile.name
+    if args.merge_from:
+        from benchmarks.sweep.cell import init_fingerprint
+        from benchmarks.sweep.records import merge_records
+
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            counts = merge_records(
+                out / "runs.jsonl",
+                args.merge_from,
+                profile.name,
+                {**profile.budget(), "init": init_fingerprint(profile)},
+            )
+        except (RecordsMismatchError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(
+            f"merged into {out / 'runs.jsonl'}: {counts['added']} run(s) added, {counts['cell_already_finished']} "
+            f"left out (their cell is finished here), {counts['failed']} failed run(s) left out"
+        )
+        args.report_only = True
     if args.report_only:
         if args.budget_note:
             save_budget_note(out, args.budget_note)

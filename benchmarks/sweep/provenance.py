@@ -40,22 +40,26 @@ def _git(args: list[str], root: Path) -> str | None:
 def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str | bool | None]:
     """The commit checked out at ``root`` and whether tracked code differs from it (results folders excluded).
 
-    A copy of the tree without ``.git`` (the lent GPU machine gets the working tree only) takes the commit from
-    ``LIGHTNING_PANNING_GIT_COMMIT`` and its state from ``LIGHTNING_PANNING_GIT_DIRTY`` (``0`` or ``1``; unknown if
-    unset), which whoever copied the tree sets from the checkout it copied.
+    Where ``LIGHTNING_PANNING_GIT_COMMIT`` is set it wins, with ``LIGHTNING_PANNING_GIT_DIRTY`` (``0`` or ``1``;
+    unknown if unset): whoever copies the tree to another machine sets them from the checkout it copied. (The lent
+    GPU machine gets the working tree with a ``.git`` of the session's *starting* commit, so git there names the wrong
+    commit, dirty.)
 
     Returns:
         ``{"git_commit": <40 hex digits> | None, "git_dirty": bool | None}``; ``None`` where git or the repository
-        is not available (for example a copy without ``.git``) and the variables are not set.
+        is not available (for example a copy without ``.git``) and the variable is not set.
 
     Raises:
         ValueError: ``LIGHTNING_PANNING_GIT_COMMIT`` is not 40 hex digits, or ``LIGHTNING_PANNING_GIT_DIRTY`` is
             neither ``0`` nor ``1``.
     """
+    given = _state_from_environment()
+    if given["git_commit"] is not None:
+        return given
     where = REPO_ROOT if root is None else Path(root)
     head = _git(["rev-parse", "HEAD"], where)
     if head is None:
-        return _state_from_environment()
+        return {"git_commit": None, "git_dirty": None}
     status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *_NOT_CODE], where)
     return {"git_commit": head.strip(), "git_dirty": None if status is None else bool(status.strip())}
 

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "latest_records",
     "load_meta",
     "load_records",
+    "merge_records",
     "record_order",
     "save_budget_note",
     "save_meta",
@@ -219,6 +220,54 @@ def load_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if isinstance(record, dict):
                 records.append(record)
     return records
+
+
+def merge_records(
+    target: str | os.PathLike[str], sources: Sequence[str | os.PathLike[str]], profile: str, budget: Mapping[str, Any]
+) -> dict[str, int]:
+    """Append to ``target`` the finished runs of ``sources`` (other ``runs.jsonl`` of the same profile and budget —
+    another machine's, a lent GPU's) whose cell ``target`` has not finished; nothing in ``target`` is rewritten.
+
+    A run whose cell ``target`` already finished is left out (tables show one run per cell, the last one: a
+    duplicate would silently replace it), as are failed runs and lines already in ``target``.
+
+    Args:
+        target: the ``runs.jsonl`` to extend (created if absent).
+        sources: ``runs.jsonl`` files, or folders holding one.
+        profile: the profile both must be of.
+        budget: the budget both must have (:meth:`Profile.budget` with ``init``).
+
+    Returns:
+        ``{"added": n, "cell_already_finished": n, "failed": n}``.
+
+    Raises:
+        FileNotFoundError: a source does not exist.
+        RecordsMismatchError: a source (or ``target``) holds another profile's or budget's runs; nothing is written.
+    """
+    existing = load_records(target)
+    check_compatible(existing, profile, budget, target)
+    finished = {cell_key(r) for r in existing if r.get("status") == "ok"}
+    counts = {"added": 0, "cell_already_finished": 0, "failed": 0}
+    new: list[dict[str, Any]] = []
+    for source in sources:
+        path = Path(source)
+        path = path / "runs.jsonl" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"--merge-from {source}: no runs.jsonl there")
+        records = load_records(path)
+        check_compatible(records, profile, budget, path)
+        for record in records:
+            if record.get("status") != "ok":
+                counts["failed"] += 1
+            elif cell_key(record) in finished:
+                counts["cell_already_finished"] += 1
+            else:
+                finished.add(cell_key(record))
+                new.append(record)
+    for record in new:
+        append_record(target, record)
+    counts["added"] = len(new)
+    return counts
 
 
 def latest_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
