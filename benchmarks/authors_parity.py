@@ -33,8 +33,8 @@ Writes ``benchmarks/results/authors_parity.{json,md}`` (``--quick``: ``authors_p
 
 Later methods have a section each, in a module of its own, run when their authors' checkout is given (with or
 without ``--authors-repo``) and written to ``authors_parity_<section>[_quick].{json,md}``:
-``--prospr-repo`` (:mod:`benchmarks.parity_prospr`, ProsPr) and ``--ntksap-repo`` (:mod:`benchmarks.parity_ntk_sap`,
-NTK-SAP).
+``--prospr-repo`` (:mod:`benchmarks.parity_prospr`, ProsPr), ``--ntksap-repo`` (:mod:`benchmarks.parity_ntk_sap`,
+NTK-SAP) and ``--px-repo`` (:mod:`benchmarks.parity_px`, PX).
 
 **Layer-wise random and PHEW** (separate sections, their own repositories; either flag alone runs only these and
 writes ``authors_parity_random_phew.{json,md}``):
@@ -73,7 +73,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
-from benchmarks import parity_ntk_sap, parity_prospr
+from benchmarks import parity_ntk_sap, parity_prospr, parity_px
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
 from benchmarks.parity_common import compare
 from benchmarks.sweep.provenance import git_state, scrub_command
@@ -526,7 +526,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 #: Sections of later methods: name → module with ``add_arguments``, ``run`` and ``markdown``; each runs when its
 #: ``--<name>-repo`` is given.
-SECTIONS = {"prospr": parity_prospr, "ntksap": parity_ntk_sap}
+SECTIONS = {"prospr": parity_prospr, "ntksap": parity_ntk_sap, "px": parity_px}
 
 
 def run_sections(args: argparse.Namespace) -> dict[str, Any]:

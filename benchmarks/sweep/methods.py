@@ -59,6 +59,8 @@ _KNOWN_LABELS: dict[str, str] = {
     "random_er": "Random (ER densities)",
     "random_uniform": "Random (uniform densities)",
     "phew": "PHEW",
+    "px": "PX",
+    "px_authors": "PX (their name rule and count)",
 }
 
 
@@ -107,6 +109,8 @@ _COLORS: dict[str, str] = {
     "random_er": "#8c8c8c",
     "random_uniform": "#bdbdbd",
     "phew": "#17becf80",
+    "px": "tab:purple",
+    "px_authors": "#9467bd80",
 }
 #: Line colour of each method in the plot (grey is kept for the dense baselines).
 METHOD_COLORS: dict[str, str] = {

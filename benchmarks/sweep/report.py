@@ -189,6 +189,7 @@ LATER_METHODS: tuple[str, ...] = (
     "ntk_sap",
     "ntk_sap_authors",
     "phew",
+    "px",
     "random_erk",
     "panning_shuffled",
     "panning_ntk_sap",

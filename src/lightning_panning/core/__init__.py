@@ -1,9 +1,8 @@
 """The pruning engine in pure PyTorch, one concern per module.
 
 * :mod:`.params` — which parameters are prunable; :mod:`.batch` / :mod:`.inputs` — the scoring batch and the call
-  of ``forward``; :mod:`.scorers` — the scoring context and the scorers
-  (:mod:`.prospr`, :mod:`.ntk_sap` and :mod:`.phew` — one later method each); :mod:`.probe` — the data-free path
-  probe;
+  of ``forward``; :mod:`.scorers` — the scoring context and the scorers (:mod:`.prospr`, :mod:`.ntk_sap`,
+  :mod:`.phew` and :mod:`.px` — one later method each); :mod:`.probe` — the data-free path probe;
 * :mod:`.fusion` — normalisation and fusion; :mod:`.weights` — the metric weights per round; :mod:`.schedules` — the
   sparsity per round; :mod:`.selection` — which weights a round keeps;
 * :mod:`.session` — the loop; :mod:`.pruner` — ``Panning``, every setting; :mod:`.methods` — named presets and
@@ -33,6 +32,7 @@ from lightning_panning.core.ntk_sap import NTKSAP
 from lightning_panning.core.params import DefaultRule, SelectionReport, prunable_parameters, selection_report
 from lightning_panning.core.prospr import ProsPr
 from lightning_panning.core.pruner import Panning
+from lightning_panning.core.px import PX, PXError
 from lightning_panning.core.results import PruningResult, RoundRecord
 from lightning_panning.core.schedules import SCHEDULES, exponential, keep_count, linear
 from lightning_panning.core.scorers import (
@@ -66,6 +66,7 @@ __all__ = [
     "METHODS",
     "NTKSAP",
     "PHEW",
+    "PX",
     "SCHEDULES",
     "SCORERS",
     "SELECTORS",
@@ -84,6 +85,7 @@ __all__ = [
     "MaskEnforcer",
     "Masks",
     "ModelInput",
+    "PXError",
     "Panning",
     "PanningSession",
     "ProsPr",

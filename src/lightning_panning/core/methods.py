@@ -15,6 +15,7 @@ from lightning_panning.core.masks import Masks, untrainable_reason
 from lightning_panning.core.ntk_sap import NTKSAP
 from lightning_panning.core.prospr import ProsPr
 from lightning_panning.core.pruner import Panning
+from lightning_panning.core.px import PX
 from lightning_panning.core.scorers import GraSP, SynFlow
 from lightning_panning.core.weights import WeightSchedule
 
@@ -41,8 +42,13 @@ METHODS: dict[str, dict[str, Any]] = {
     # removed weights stay removed); rounds=20 and selector="synaptic_flow" are theirs (docs/differences.md)
     "ntk_sap": {"scorers": (NTKSAP(),), "resurrect": False, "normalization": "none"},
     # NTK-SAP as their script runs it: T = 20 rounds (fixed) and their count and tie rule
-    "ntk_sap_authors": {"scorers": (NTKSAP(),), "resurrect": False, "normalization": "none", "rounds": 20,
-                        "selector": "synaptic_flow"},
+    "ntk_sap_authors": {
+        "scorers": (NTKSAP(),),
+        "resurrect": False,
+        "normalization": "none",
+        "rounds": 20,
+        "selector": "synaptic_flow",
+    },
     # Panning with NTK-SAP fused as a fourth metric, equal weights
     "panning_ntk_sap": {
         "scorers": ("synflow", "snip", "grasp", NTKSAP()),
@@ -56,6 +62,16 @@ METHODS: dict[str, dict[str, Any]] = {
     # method's own with `shuffle_masks=True`
     "panning_shuffled": {"scorers": ("synflow", "snip", "grasp"), "shuffle_masks": True},
     "phew": {"scorers": ("phew",), "rounds": 1},  # Patil & Dovrolis 2021 (data-free biased random walks)
+    # PX (Iurada et al. 2024, github iurada/px-ntk-pruning): iterative like SynFlow (their 100 rounds), removed
+    # weights stay removed; untouched parameters by type (normalisation, output layer)
+    "px": {"scorers": (PX(),), "resurrect": False, "normalization": "none"},
+    # PX as their code runs it: their name rule ('bn', 'fc' stay untouched) and their count and tie rule
+    "px_authors": {
+        "scorers": (PX(untouched=("bn", "fc")),),
+        "resurrect": False,
+        "normalization": "none",
+        "selector": "synaptic_flow",
+    },
     # The authors' code (github kangxiatao/RLPanning), reproduced bit for bit given the same model and batch
     # (benchmarks/authors_parity.py); docs/differences.md lists each difference to the paper and its option.
     "panning_authors": {  # their pruner/panning.py `Panning`
