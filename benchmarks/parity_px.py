@@ -97,7 +97,7 @@ def _names(model: nn.Module, their: SimpleNamespace) -> dict[int, str]:
 
 
 def run_theirs(their: SimpleNamespace, model: nn.Module, batch: tuple[Tensor, Tensor], target: float,
-               rounds: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+               rounds: int, device: str = "cpu") -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Their masks after ``rounds`` rounds and their last round's scores, keyed by our names."""
     names = _names(model, their)
     pairs = list(their.generator.masked_parameters(model))
@@ -106,7 +106,7 @@ def run_theirs(their: SimpleNamespace, model: nn.Module, batch: tuple[Tensor, Te
     ratio = 1.0 - target  # their weight_remaining_ratio
     with quiet(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         for r in range(rounds):
-            pruner.score(model, None, [batch], "cpu")
+            pruner.score(model, None, [batch], device)
             pruner.mask(ratio ** ((r + 1) / rounds), "global")
     masks = {names[id(p)]: m.bool().clone() for m, p in pairs}
     scores = {names[id(p)]: pruner.scores[id(p)].clone() for _, p in pairs}
@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     models = ["lenet5"] if args.quick else args.px_models
     rows: list[dict[str, Any]] = []
     for name, (target, rounds) in ((n, c) for n in models for c in cases):
+        if name != "lenet5" and args.px_vgg_rounds is not None and not args.quick:
+            rounds = args.px_vgg_rounds
         base = their_model(their, name)
         batch = labelled_noise(SHAPES[name], seed=SEED)
         start = time.perf_counter()
@@ -191,5 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PX's target sparsities, one case each with the matching --px-rounds")
     parser.add_argument("--px-rounds", type=int, nargs="+", default=[100],
                         help="T of each case (their launch scripts: 100; --quick: 2)")
+    parser.add_argument("--px-vgg-rounds", type=int, default=None,
+                        help="T for the VGG models instead of --px-rounds (a VGG round is ~50× LeNet5's on CPU)")
     parser.add_argument("--px-models", nargs="+", default=list(PARITY_MODELS), choices=list(SHAPES),
                         help="models of the PX section (--quick: lenet5)")

@@ -23,6 +23,9 @@ VGG19-BN, with their initialisation — and the same 100-sample batch (10 per cl
   walks), on our LeNet5 / VGG19-BN. Data-free and one shot.
 * ``random_erk`` (needs ``--random-pruning-repo``, github ``VITA-Group/Random_Pruning``): their ``Masking.add_module``
   with ``sparse_init="ERK"`` against ``random_erk`` (``ours_default``), on our LeNet5 / VGG19-BN. Data-free.
+* ``px`` (needs ``--px-repo``, github ``iurada/px-ntk-pruning``): their ``PX`` driven by their training script's
+  loop against ``px_authors`` (their name and count rule, ``ours_authors``) and ``px`` (``ours_default``), on a LeNet5
+  of their masked layers and their ``lottery_vgg.vgg19_bn``.
 
 These two groups have no bit-for-bit preset: their masks are compared with ``ours_default``'s, which keeps the exact
 count and draws its own random numbers, so entries differ by design. Parity with the same draws and their count is
@@ -76,7 +79,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 import lightning_panning
-from benchmarks import parity_ntk_sap, parity_prospr
+from benchmarks import parity_ntk_sap, parity_prospr, parity_px
 from benchmarks.authors_code import load_authors, quiet, their_config, their_model
 from benchmarks.authors_parity import load_phew, their_masking, their_phew_masks
 from benchmarks.sweep.provenance import git_state
@@ -101,12 +104,13 @@ GROUPS["prospr"] = {"theirs": "prospr.prune", "ours_authors": "prospr", "ours_de
 GROUPS["ntk_sap"] = {"theirs": "NTKSAP", "ours_authors": "ntk_sap", "ours_default": "ntk_sap"}
 GROUPS["phew"] = {"theirs": "PHEW.phew_masks", "ours_default": "phew"}  # no bit-for-bit preset (see above)
 GROUPS["random_erk"] = {"theirs": "Masking.add_module(ERK)", "ours_default": "random_erk"}
+GROUPS["px"] = {"theirs": "PX", "ours_authors": "px_authors", "ours_default": "px"}
 #: settings over the method's preset for a (group, variant): their count / selection rule
 SETTINGS: dict[tuple[str, str], dict[str, Any]] = {("prospr", "ours_authors"): {"selector": "top_k_ceil"},
                                                    ("ntk_sap", "ours_authors"): {"selector": "synaptic_flow"}}
 #: group → the checkout it needs (``--<repo>``); the others need ``--authors-repo`` (RLPanning)
 REPOS: dict[str, str] = {"prospr": "prospr_repo", "ntk_sap": "ntksap_repo", "phew": "phew_repo",
-                         "random_erk": "random_pruning_repo"}
+                         "random_erk": "random_pruning_repo", "px": "px_repo"}
 #: (model, group) where the authors' function is not run, and why: ours alone is timed there
 THEIRS_NOT_RUN: dict[tuple[str, str], str] = {
     ("vgg19", "phew"): "their `phew_masks` builds its probabilities and walks entry by entry in Python, so its time "
@@ -117,6 +121,8 @@ THEIRS_NOT_RUN: dict[tuple[str, str], str] = {
 OUR_MODELS = {"prospr", "phew", "random_erk"}
 #: NTK-SAP's model for each key (their code needs their masked layers)
 NTK_SAP_MODELS = {"lenet5": "lenet5", "vgg19": "vgg19_bn"}
+#: PX's model for each key (their LeNet5 of masked layers, their lottery VGG19-BN)
+PX_MODELS = {"lenet5": "lenet5", "vgg19": "vgg19_bn"}
 
 
 def load_sources(repos: dict[str, Path | None]) -> SimpleNamespace:
@@ -130,6 +136,7 @@ def load_sources(repos: dict[str, Path | None]) -> SimpleNamespace:
         prospr=None if prospr is None else parity_prospr.load_prospr(prospr),
         ntksap=None if ntksap is None else parity_ntk_sap.load_ntksap(ntksap),
         phew=None if phew is None else load_phew(phew),
+        px=None if repos.get("px_repo") is None else parity_px.load_px(repos["px_repo"]),  # type: ignore[arg-type]
         random_pruning=repos.get("random_pruning_repo"),
     )
 
@@ -144,6 +151,8 @@ def run_theirs(sources: SimpleNamespace, function: str, model: nn.Module, loader
         return parity_prospr.their_masks(sources.prospr, scores, TARGET)
     if function == "NTKSAP":
         return parity_ntk_sap.run_theirs(sources.ntksap, model, next(iter(loader)), TARGET, rounds, 1)[0]
+    if function == "PX":
+        return parity_px.run_theirs(sources.px, model, next(iter(loader)), TARGET, rounds, device)[0]
     if function == "PHEW.phew_masks":
         return their_phew_masks(sources.phew, model, 100.0 * TARGET, SEED)
     if function == "Masking.add_module(ERK)":
@@ -302,6 +311,8 @@ def setup(key: str, group: str, sources: SimpleNamespace,
         model: nn.Module = LeNet5() if key == "lenet5" else VGG19()
     elif group == "ntk_sap":
         model = parity_ntk_sap.their_model(sources.ntksap, NTK_SAP_MODELS[key])
+    elif group == "px":
+        model = parity_px.their_model(sources.px, PX_MODELS[key])
     else:
         model = their_model(sources.authors, key, SEED)
     return batch, loader, model.to(device)
@@ -441,6 +452,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--prospr-repo", type=Path, default=None, help="checkout of github mil-ad/prospr (prospr)")
     parser.add_argument("--ntksap-repo", type=Path, default=None,
                         help="checkout of github YiteWang/NTK-SAP (ntk_sap)")
+    parser.add_argument("--px-repo", type=Path, default=None,
+                        help="checkout of github iurada/px-ntk-pruning (px)")
     parser.add_argument("--phew-repo", type=Path, default=None,
                         help="checkout of github ShreyasMalakarjunPatil/PHEW (phew)")
     parser.add_argument("--random-pruning-repo", type=Path, default=None,
@@ -466,7 +479,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     repos = {"authors_repo": args.authors_repo, "prospr_repo": args.prospr_repo, "ntksap_repo": args.ntksap_repo,
-             "phew_repo": args.phew_repo, "random_pruning_repo": args.random_pruning_repo}
+             "phew_repo": args.phew_repo, "random_pruning_repo": args.random_pruning_repo, "px_repo": args.px_repo}
     if args.groups is None:
         args.groups = [g for g in GROUPS if repos[REPOS.get(g, "authors_repo")] is not None]
     missing = sorted({f"--{REPOS.get(g, 'authors_repo').replace('_', '-')}" for g in args.groups

@@ -196,13 +196,17 @@ class PX(Scorer):
         masks = {n: (torch.ones_like(t) if ctx.masks is None else ctx.masks[n].to(t.dtype)) for n, t in theta.items()}
         others = {n: p.detach() for n, p in ctx.model.named_parameters() if n not in ctx.params}
         total = {n: torch.zeros_like(t) for n, t in theta.items()}
-        for chunk in ctx.chunks:
+        ones: dict[str, Tensor] = {}
+        squared: dict[str, Tensor] = {}
+        kept: set[str] = set()
+        for index, chunk in enumerate(ctx.chunks):
             call = model_input(ctx.model, chunk)
             gates, output_layer = self._record_gates(ctx, call, {n: masks[n] * theta[n] for n in names})
-            kept = self._untouched_names(ctx.model, output_layer)
-            ones = {n: masks[n] * theta[n] if n in kept else masks[n].clone() for n in names}
-            ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
-            squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
+            if index == 0:  # the copies' parameters: the same for every chunk
+                kept = self._untouched_names(ctx.model, output_layer)
+                ones = {n: masks[n] * theta[n] if n in kept else masks[n] for n in names}
+                ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
+                squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
             with torch.no_grad(), _Gates("apply", gates):
                 z1 = _logits(ctx.forward(_call, call.map(_squared_floats), ones, training=True))
             with torch.enable_grad():
