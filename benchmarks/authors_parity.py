@@ -558,6 +558,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if layerwise_only:
         stem = stem.replace("authors_parity", "authors_parity_random_phew")
     render = layerwise_only_markdown if layerwise_only else markdown
+    requested = [name for name in SECTIONS if getattr(args, f"{name}_repo") is not None]
+    if args.markdown_only and requested:  # the sections named by their --<name>-repo, from their JSON
+        written = {}
+        for name in requested:
+            section_stem = f"authors_parity_{name}" + ("_quick" if args.quick else "")
+            record = json.loads((args.out / f"{section_stem}.json").read_text())
+            (args.out / f"{section_stem}.md").write_text("\n".join([
+                "# Mask parity with the authors' code", "", f"Reproduce with `{record['command']}`.", "",
+                *SECTIONS[name].markdown(record)]))
+            written[name] = record
+        return written
     if args.markdown_only:
         record = json.loads((args.out / f"{stem}.json").read_text())
         (args.out / f"{stem}.md").write_text(render(record))

@@ -170,18 +170,21 @@ def markdown(record: dict[str, Any]) -> list[str]:
         "pass) untouched and our exact count (docs/differences.md).",
         "",
         "| model | target | T | first-round scores bit for bit | max rel. diff | differing (`px_authors`) "
-        "| Jaccard (`px`) | effective sparsity: theirs, `px_authors`, `px` |",
-        "|---|---|---|---|---|---|---|---|",
+        "| kept: theirs, `px_authors`, `px` | Jaccard (`px`) | effective sparsity: theirs, `px_authors`, `px` |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["rows"]:
         lines.append(
             f"| {r['model']} | {r['target']:g} | {r['rounds']} | {r['first_round_scores_bitwise_equal']} | "
             f"{r['first_round_scores_max_rel_diff']:.2e} | **{r['px_authors']['differing']:,}** of "
-            f"{r['px_authors']['weights']:,} | {r['px']['jaccard']:.4f} | {r['effective_sparsity_theirs']:.6f}, "
+            f"{r['px_authors']['weights']:,} | {r['px_authors']['kept_theirs']:,}, {r['px_authors']['kept_ours']:,}, "
+            f"{r['px']['kept_ours']:,} | {r['px']['jaccard']:.4f} | {r['effective_sparsity_theirs']:.6f}, "
             f"{r['effective_sparsity_px_authors']:.6f}, {r['effective_sparsity_px']:.6f} |"
         )
     lines += ["", "Effective sparsity: the fraction of weights not on any input-output path of the masked network "
-              "(1.000000: no path left)."]
+              "(1.000000: no path left). Where every score of a round is 0 (the network has collapsed: no path "
+              "carries a gradient), their rule removes every weight (kept 0) and ours keeps the exact count, "
+              "the lowest-indexed weights, an arbitrary choice it warns about; from then on the masks part."]
     return [*lines, ""]
 
 
