@@ -280,8 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(args.worker, args)))
         return
     load_start = [round(x, 2) for x in os.getloadavg()]
-    results = [run_worker(name, args) for name in (args.models or list(MODELS))]
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+    results: list[dict[str, Any]] = []
     record = {
         "command": "python -m benchmarks.model_zoo " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": code_label(),
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "torch": torch.__version__,
         "load_start": load_start,
-        "load_end": [round(x, 2) for x in os.getloadavg()],
+        "load_end": "(run cut short: written after each model)",
         "rounds": args.rounds,
         "batch": args.batch,
         "size": args.size,
@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> None:
         "rlpanning": args.rlpanning,
         "models": results,
     }
+    for name in args.models or list(MODELS):  # written after each model: a run cut short keeps what it measured
+        results.append(run_worker(name, args))
+        write_results(record, args.out)
+    record["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print(write_results(record, args.out).read_text())
 
 
