@@ -34,17 +34,18 @@ set -u -o pipefail
 ALL_STEPS="pytest,speed,prune,transformer,scale,cells,zoo"
 DRY=0
 PREFLIGHT_ONLY=0
+SCRUB_ONLY=""
 BUDGET=600
 AUTHORS="${AUTHORS_REPO:-}"
 DATA=""
 CARRIED=""
 STEPS="$ALL_STEPS"
-usage="allowed: --dry-run, --preflight, --budget S, --authors-repo P, --data-dir P, --carried DIR, --steps LIST"
+usage="allowed: --dry-run, --preflight, --budget S, --authors-repo P, --data-dir P, --carried DIR, --steps LIST, --scrub DIR"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
     --preflight) PREFLIGHT_ONLY=1 ;;
-    --budget|--authors-repo|--data-dir|--carried|--steps)
+    --budget|--authors-repo|--data-dir|--carried|--steps|--scrub)
       if [ $# -lt 2 ]; then echo "gpu_evidence.sh: $1 needs a value ($usage)" >&2; exit 2; fi
       case "$1" in
         --budget) BUDGET="$2" ;;
@@ -52,6 +53,7 @@ while [ $# -gt 0 ]; do
         --data-dir) DATA="$2" ;;
         --carried) CARRIED="$2" ;;
         --steps) STEPS="$2" ;;
+        --scrub) SCRUB_ONLY="$2" ;;
       esac
       shift ;;
     -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
@@ -72,6 +74,17 @@ wants() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 cd "$(dirname "$0")/.." || exit 2
 PY="${PYTHON:-python}"
+scrub() {  # scrub FILE...: machine paths out of logs (the repository root, site-packages, /tmp, home), in place
+  local root; root=$(pwd -P)
+  sed -i -E -e "s#${root}/##g" -e "s#/[^ :\"']*/site-packages/#<site-packages>/#g" \
+    -e "s#/tmp/[^ :\"']*#<tmp>#g" -e "s#/root/[^ :\"']*#<home>#g" "$@"
+}
+if [ -n "$SCRUB_ONLY" ]; then  # --scrub DIR: scrub the logs of an earlier run (RES below) and stop
+  if [ ! -d "$SCRUB_ONLY" ]; then echo "gpu_evidence.sh: --scrub $SCRUB_ONLY: no such folder" >&2; exit 2; fi
+
+  while IFS= read -r -d '' f; do scrub "$f"; done < <(find "$SCRUB_ONLY" -type f \( -name '*.log' -o -name '*.txt' \) -print0)
+  exit 0
+fi
 if [ -n "$CARRIED" ]; then  # what benchmarks/gpu_prepare.sh packed: wheels, gzipped datasets, authors' code, commit
   if [ ! -d "$CARRIED" ]; then echo "gpu_evidence.sh: --carried $CARRIED: no such folder" >&2; exit 2; fi
   if [ "$DRY" -eq 0 ] && compgen -G "$CARRIED/whl/*.whl" > /dev/null; then
@@ -176,6 +189,7 @@ step() {  # step NAME CAP LOGFILE CMD...: run CMD under timeout min(CAP, time le
   # timeout signals its whole process group at the limit: a sweep's worker processes do not outlive the step
   timeout -k 10 "$limit" "$@" > "$log" 2>&1
   local rc=$?
+  scrub "$log"  # no machine paths in what is committed
   echo "== $name: rc $rc after ${SECONDS}s in all$( [ $rc -eq 124 ] && echo ' (timed out)')" | tee -a "$RES/steps.log"
   tail -n 5 "$log"
   sync_out

@@ -144,3 +144,17 @@ def test_prepare_refuses_bad_arguments(tmp_path: Path) -> None:
     assert done.returncode == 2 and "must be a folder inside the repository" in done.stderr
     done = _script("--data-dir", str(tmp_path), script=prepare)
     assert done.returncode == 2 and f"no MNIST under '{tmp_path}'" in done.stderr
+
+
+def test_scrub_takes_machine_paths_out_of_logs(tmp_path: Path) -> None:
+    root = SCRIPT.parents[1].resolve()
+    log = tmp_path / "step.log"
+    log.write_text(f'  File "{root}/benchmarks/x.py", line 3\n/usr/lib/python3/site-packages/torch/a.py:1: W\n'
+                   "tmp_path = PosixPath('/tmp/pytest-of-root/pytest-0/t0')\nsaved to /root/.cache/x.bin\n")
+    done = _script("--scrub", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert '"benchmarks/x.py"' in text and "<site-packages>/torch/a.py" in text and "'<tmp>'" in text
+    assert "<home>" in text and "/tmp/" not in text and "/root/" not in text and str(root) not in text
+    done = _script("--scrub", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "no such folder" in done.stderr
