@@ -27,7 +27,16 @@ from torch import Tensor, nn
 
 from lightning_panning.core.batch import LABEL_KEYS, batch_inputs
 
-__all__ = ["ModelInput", "check_forward", "forward_parameters", "model_input", "output_logits", "single_device"]
+__all__ = [
+    "ModelInput",
+    "call_input",
+    "check_forward",
+    "float_logits",
+    "forward_parameters",
+    "model_input",
+    "output_logits",
+    "single_device",
+]
 
 #: Methods the scorers can run without calling ``forward`` (they need the loss only, or no data).
 _WITHOUT_FORWARD = "method='snip', 'grasp', 'iterative_snip', 'magnitude' or 'random'"
@@ -241,6 +250,29 @@ def output_logits(output: Any) -> Any:
         return output["logits"]
     logits = getattr(output, "logits", None)
     return logits if isinstance(logits, Tensor) else output
+
+
+def call_input(model: nn.Module, inputs: ModelInput) -> Any:
+    """``inputs(model)``: the function a scorer's own passes give :meth:`ScoringContext.forward` with a ModelInput."""
+    return inputs(model)
+
+
+def float_logits(output: Any, scorer: str, uses: str, error: type[Exception] = TypeError) -> Tensor:
+    """The floating-point logits of a model output (:func:`output_logits`), else a clear ``error``.
+
+    Args:
+        output: what ``forward`` returned.
+        scorer: the scorer's name, for the message.
+        uses: what the scorer does with the outputs, e.g. ``"compares the model's outputs"``.
+        error: the exception type to raise.
+    """
+    logits = output_logits(output)
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        raise error(
+            f"{scorer} {uses}, but the model returned {type(output).__name__}; it needs a floating-point tensor (or "
+            "an output with `.logits`). Use method='synflow' or 'snip' for this model."
+        )
+    return logits
 
 
 def single_device(model: nn.Module) -> torch.device | None:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from lightning_panning.core.inputs import ModelInput, model_input, output_logits
+from lightning_panning.core.inputs import ModelInput, call_input, float_logits, model_input
 from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, register_scorer
 
 __all__ = ["NTKSAP", "NTK_SAP_INITS"]
@@ -82,10 +82,6 @@ class _BatchStatistics(TorchFunctionMode):
 def _batch_statistics() -> Iterator[None]:
     with _BatchStatistics():
         yield
-
-
-def _call(model: nn.Module, inputs: ModelInput) -> Any:
-    return inputs(model)
 
 
 @register_scorer("ntk_sap")
@@ -186,8 +182,8 @@ class NTKSAP(Scorer):
                 with torch.enable_grad():
                     weights = {n: leaves[n] * theta[n] for n in names}
                     moved = {n: leaves[n] * perturbed[n] for n in names}
-                    out = self._logits(ctx.forward(_call, call, {**buffers, **weights}, training=False))
-                    out_moved = self._logits(ctx.forward(_call, call, {**buffers, **moved}, training=False))
+                    out = self._logits(ctx.forward(call_input, call, {**buffers, **weights}, training=False))
+                    out_moved = self._logits(ctx.forward(call_input, call, {**buffers, **moved}, training=False))
                     estimate = (torch.norm(out - out_moved, dim=-1) ** 2).sum()
                     grads = torch.autograd.grad(estimate, [leaves[n] for n in names], allow_unused=True)
                 for n, g in zip(names, grads, strict=True):
@@ -202,17 +198,11 @@ class NTKSAP(Scorer):
         buffers = {n: b.clone() for n, b in ctx.model.named_buffers()}
         if ctx.train_mode:
             with torch.no_grad(), _batch_statistics():
-                ctx.forward(_call, call, {**buffers, **weights}, training=True)
+                ctx.forward(call_input, call, {**buffers, **weights}, training=True)
         return buffers
 
     def _logits(self, output: Any) -> Tensor:
-        logits = output_logits(output)
-        if not isinstance(logits, Tensor) or not logits.is_floating_point():
-            raise TypeError(
-                f"NTK-SAP compares the model's outputs, but the model returned {type(output).__name__}; it needs a "
-                "floating-point tensor (or an output with `.logits`). Use method='synflow' or 'snip' for this model."
-            )
-        return logits
+        return float_logits(output, "NTK-SAP", "compares the model's outputs")
 
     def __repr__(self) -> str:
         init = self.init if isinstance(self.init, str) else getattr(self.init, "__qualname__", repr(self.init))

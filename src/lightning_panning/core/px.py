@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
 
-from lightning_panning.core.inputs import ModelInput, model_input, output_logits
+from lightning_panning.core.inputs import ModelInput, call_input, float_logits, model_input
 from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, register_scorer
 
 __all__ = ["PX"]
@@ -102,18 +102,8 @@ class _Gates(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _call(model: nn.Module, inputs: ModelInput) -> Any:
-    return inputs(model)
-
-
 def _logits(output: Any) -> Tensor:
-    logits = output_logits(output)
-    if not isinstance(logits, Tensor) or not logits.is_floating_point():
-        raise PXError(
-            f"PX multiplies the model's outputs of two passes, but the model returned {type(output).__name__}; it "
-            "needs a floating-point tensor (or an output with `.logits`). Use method='synflow' or 'snip' for it."
-        )
-    return logits
+    return float_logits(output, "PX", "multiplies the model's outputs of two passes", PXError)
 
 
 @register_scorer("px")
@@ -178,7 +168,7 @@ class PX(Scorer):
         gates: list[Tensor] = []
         try:
             with torch.no_grad(), _Gates("record", gates):
-                ctx.forward(_call, call, masked, training=False)
+                ctx.forward(call_input, call, masked, training=False)
         finally:
             for handle in handles:
                 handle.remove()
@@ -208,13 +198,13 @@ class PX(Scorer):
                 ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
                 squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
             with torch.no_grad(), _Gates("apply", gates):
-                z1 = _logits(ctx.forward(_call, call.map(_squared_floats), ones, training=True))
+                z1 = _logits(ctx.forward(call_input, call.map(_squared_floats), ones, training=True))
             with torch.enable_grad():
                 leaves = {
                     n: (masks[n] * (theta[n] if n in kept else theta[n].pow(2))).requires_grad_(True) for n in names
                 }
                 with _Gates("remove", []):
-                    z2 = _logits(ctx.forward(_call, call.map(_ones_floats), {**squared, **leaves}, training=True))
+                    z2 = _logits(ctx.forward(call_input, call.map(_ones_floats), {**squared, **leaves}, training=True))
                 if z1.shape != z2.shape:
                     raise PXError(
                         f"PX: the two passes' outputs differ in shape ({tuple(z1.shape)}, {tuple(z2.shape)}); use "
