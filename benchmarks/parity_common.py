@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["compare", "labelled_noise", "scores_agree"]
+__all__ = ["compare", "labelled_noise", "lenet5_of", "scores_agree"]
 
 
 def compare(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> dict[str, Any]:
@@ -42,3 +43,27 @@ def labelled_noise(shape: tuple[int, ...], classes: int = 10, per_class: int = 1
     g = torch.Generator().manual_seed(seed)
     n = classes * per_class
     return torch.randn(n, *shape, generator=g), torch.arange(classes).repeat_interleave(per_class)
+
+
+def lenet5_of(conv: Callable[..., nn.Module], linear: Callable[..., nn.Module],
+              initialize_weights: Callable[[Any], None]) -> nn.Module:
+    """LeNet5 (Caffe variant: conv 20-5, conv 50-5, 500, 10) built from an authors' masked layer classes.
+
+    ``initialize_weights`` becomes the model's ``_initialize_weights`` method (NTK-SAP's code calls it to re-draw the
+    weights) and runs once after the layers are built, as in their models.
+    """
+
+    class LeNet5(nn.Module):
+        _initialize_weights = initialize_weights
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(conv(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), conv(20, 50, 5), nn.ReLU(),
+                                          nn.MaxPool2d(2), nn.Flatten())
+            self.classifier = nn.Sequential(linear(800, 500), nn.ReLU(), linear(500, 10))
+            self._initialize_weights()
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.classifier(self.features(x))
+
+    return LeNet5()

@@ -30,7 +30,6 @@ import copy
 import io
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,7 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 from benchmarks.authors_code import quiet
-from benchmarks.parity_common import compare, labelled_noise, scores_agree
+from benchmarks.parity_common import compare, labelled_noise, lenet5_of, scores_agree
 from lightning_panning import get_pruner, prunable_parameters
 from lightning_panning.core import NTKSAP, ScoringContext, effective_sparsity
 
@@ -71,22 +70,7 @@ def load_ntksap(repo: Path) -> SimpleNamespace:
 
 def their_lenet5(their: SimpleNamespace) -> nn.Module:
     """LeNet5 (Caffe variant) from their masked layers, initialised by their lottery VGG's ``_initialize_weights``."""
-    layers = their.layers
-
-    class LeNet5(nn.Module):
-        _initialize_weights: Callable[[nn.Module], None] = their.lottery_vgg.VGG._initialize_weights
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(layers.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
-                                          layers.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-            self.classifier = nn.Sequential(layers.Linear(800, 500), nn.ReLU(), layers.Linear(500, 10))
-            self._initialize_weights()
-
-        def forward(self, x: Tensor) -> Tensor:
-            return self.classifier(self.features(x))
-
-    return LeNet5()
+    return lenet5_of(their.layers.Conv2d, their.layers.Linear, their.lottery_vgg.VGG._initialize_weights)
 
 
 def their_model(their: SimpleNamespace, name: str) -> nn.Module:

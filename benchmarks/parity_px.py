@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, so `benchmarks` imports
 from benchmarks.authors_code import quiet
-from benchmarks.parity_common import compare, labelled_noise, scores_agree
+from benchmarks.parity_common import compare, labelled_noise, lenet5_of, scores_agree
 from lightning_panning import get_pruner, prunable_parameters
 from lightning_panning.core import PX, ScoringContext, effective_sparsity
 
@@ -65,20 +65,12 @@ def their_lenet5(their: SimpleNamespace) -> nn.Module:
     """LeNet5 (Caffe variant) from their masked layers, Kaiming-normal weights (their VGG's ``_initialize_weights``)."""
     layers = their.layers
 
-    class LeNet5(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(layers.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
-                                          layers.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-            self.classifier = nn.Sequential(layers.Linear(800, 500), nn.ReLU(), layers.Linear(500, 10))
-            for m in self.modules():
-                if isinstance(m, (layers.Linear, layers.Conv2d)):
-                    nn.init.kaiming_normal_(m.weight)
+    def initialize_weights(model: nn.Module) -> None:
+        for m in model.modules():
+            if isinstance(m, (layers.Linear, layers.Conv2d)):
+                nn.init.kaiming_normal_(m.weight)
 
-        def forward(self, x: Tensor) -> Tensor:
-            return self.classifier(self.features(x))
-
-    return LeNet5()
+    return lenet5_of(layers.Conv2d, layers.Linear, initialize_weights)
 
 
 def their_model(their: SimpleNamespace, name: str) -> nn.Module:

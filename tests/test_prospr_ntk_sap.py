@@ -363,7 +363,7 @@ def test_methods_in_both_callbacks_yaml_and_the_sweep(tmp_path: Path) -> None:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     data = torch.utils.data.TensorDataset(*images(4))
-    for method in NEW_METHODS:
+    for method in (*NEW_METHODS, "px", "px_authors"):  # PX too (tests/test_px.py has the rest of its tests)
         assert method in METHOD_LABELS
         for callback in (PanningCallback(0.9, method, rounds=2, per_class=2, verbose=False, log_figure=False),
                          build_callback(method, 0.9, rounds=2, per_class=2, num_classes=4)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -165,51 +164,6 @@ def test_bad_input_is_named() -> None:
     with pytest.raises(PXError, match="needs a scoring set"):
         PX()(ScoringContext(net, prunable_parameters(net), example_input=torch.zeros(2, 4)))
     assert repr(PX(untouched=("bn", "fc"))) == "PX(untouched=('bn', 'fc'))"
-
-
-def test_px_in_the_callback_yaml_and_the_sweep(tmp_path: Path) -> None:
-    import lightning.pytorch as pl
-    import torch.nn.functional as F
-    import yaml
-
-    from benchmarks.sweep.methods import METHOD_LABELS, build_callback
-    from lightning_panning.callbacks import PanningCallback
-    from lightning_panning.cli import cli_main
-
-    class Net(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = LeNet5(num_classes=4)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            return F.cross_entropy(self(batch[0]), batch[1])
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.01)
-
-    data = torch.utils.data.TensorDataset(*images(8))
-    for method in ("px", "px_authors"):
-        assert method in METHOD_LABELS
-        for callback in (PanningCallback(0.9, method, rounds=2, per_class=2, verbose=False, log_figure=False),
-                         build_callback(method, 0.9, rounds=2, per_class=2, num_classes=4)):
-            trainer = pl.Trainer(max_steps=1, callbacks=[callback], logger=False, enable_checkpointing=False,
-                                 enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-            model = Net()
-            trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=8))
-            assert callback.summary["nominal_sparsity"] == pytest.approx(0.9, abs=1e-3)
-            for name, mask in callback.masks.items():
-                assert bool((model.get_parameter(name).detach()[~mask] == 0).all()), name
-    root = Path(__file__).resolve().parents[1]
-    text = yaml.safe_load((root / "examples" / "lenet5_digits.yaml").read_text())
-    text["trainer"]["callbacks"][0]["init_args"].update(method="px", rounds=2, verbose=False)
-    config = tmp_path / "px.yaml"
-    config.write_text(yaml.safe_dump(text))
-    cli = cli_main(["--config", str(config), "--trainer.default_root_dir", str(tmp_path)], run=False)
-    found = next(c for c in cli.trainer.callbacks if isinstance(c, PanningCallback))
-    assert found.method == "px" and found.pruner.rounds == 2
 
 
 #: their checkout beside this repository (``PX_REPO`` overrides)
