@@ -114,6 +114,9 @@ def case_run(kind: str, rank: int, group: Any = "auto", per_class: int = PER_CLA
         masks = prune(net(), data(), 0.9, method=Panning([OutputSensitivity()], rounds=2, progress=False),
                       micro_batch=4, process_group=group)
         return {"masks": masks}
+    if kind == "px":  # a built-in scorer with passes of its own (PX): chunk sums, then ctx.reduce
+        return {"masks": prune(net(), data(), 0.9, method="px", rounds=2, micro_batch=4, process_group=group,
+                               progress=False)}
     raise ValueError(kind)
 
 
@@ -130,7 +133,8 @@ def _worker(rank: int, init_file: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=N,
                             timeout=datetime.timedelta(seconds=60))
     try:
-        found: dict[str, Any] = {kind: case_run(kind, rank) for kind in ("default", "micro", "rl", "custom", "empty_loss")}
+        found: dict[str, Any] = {kind: case_run(kind, rank)
+                                 for kind in ("default", "micro", "rl", "custom", "empty_loss", "px")}
         found["alone"] = case_run("default", rank, group=None)["scoring"]
         found["explicit_group"] = case_run("default", rank, group=dist.group.WORLD)["masks"]
         found["mask_mismatch"] = _error(lambda: Panning(["random"], rounds=1, seed=rank, progress=False).prune(
@@ -161,6 +165,7 @@ def single() -> dict[str, dict[str, Any]]:
     try:
         return {"micro_half": case_run("micro_half", 0), "micro": case_run("micro", 0, group=None),
                 "rl": case_run("rl", 0, group=None), "custom": case_run("custom", 0, group=None),
+                "px": case_run("px", 0, group=None),
                 "empty_loss": case_run("empty_loss", 0, group=None),
                 # one process on a rank's shard (12 samples) with the rank's chunking: the work one rank should do
                 **{f"{kind}_shard": case_run(kind, 0, group=None if kind != "rl" else "auto", per_class=PER_CLASS // N)
@@ -183,7 +188,7 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def test_every_rank_ends_with_the_same_masks(ranks: list[dict[str, Any]]) -> None:
-    for kind in ("default", "micro", "rl", "custom"):
+    for kind in ("default", "micro", "rl", "custom", "px"):
         assert same(ranks[0][kind]["masks"], ranks[1][kind]["masks"]), kind
     assert mask_digest(ranks[0]["default"]["masks"]) == mask_digest(ranks[1]["default"]["masks"])
     assert same(ranks[0]["explicit_group"], ranks[0]["default"]["masks"])  # process_group=WORLD is "auto"'s group
@@ -338,3 +343,11 @@ def test_summary_line_names_the_ranks_and_their_shares() -> None:
                "effective_sparsity": None, "pruning_seconds": 0.5, "world_size": 2, "shard_sizes": [50, 50]}
     assert summary_line(summary).endswith("in 0.50s on 2 ranks (samples per rank [50, 50]).")
     assert summary_line({**summary, "world_size": 1}).endswith("in 0.50s.")
+
+
+def test_px_on_two_ranks_agrees_with_one_process_with_the_same_chunks(
+    ranks: list[dict[str, Any]], single: dict[str, dict[str, Any]]
+) -> None:
+    """PX sums its gradients over the chunks and then over the ranks: the masks of one process with the same chunks,
+    up to summation order (near-tied weights may swap)."""
+    assert agreement(ranks[0]["px"]["masks"], single["px"]["masks"]) >= 0.99
