@@ -116,14 +116,14 @@ def test_output_layer_and_normalisation_stay_untouched_by_default() -> None:
     batch = images(2, shape=(3, 32, 32))
     ctx = ScoringContext(model, prunable_parameters(model), batch=batch)
     scorer = PX()
-    _, output_layer = scorer._record_gates(ctx, ctx.model_input(), dict(ctx.masked))
+    _, output_layer = scorer._record_gates(ctx, ctx.model_input())
     assert output_layer == "fc"
     untouched = scorer._untouched_names(model, output_layer)
     assert {"fc.weight", "fc.bias", "bn1.weight", "layer1.0.bn2.bias", "layer2.0.downsample.1.weight"} <= untouched
     assert "conv1.weight" not in untouched and "layer2.0.downsample.0.weight" not in untouched
     lenet = LeNet5(num_classes=4)
     ctx = ScoringContext(lenet, prunable_parameters(lenet), batch=images(2))
-    assert scorer._record_gates(ctx, ctx.model_input(), dict(ctx.masked))[1] == "classifier.2"
+    assert scorer._record_gates(ctx, ctx.model_input())[1] == "classifier.2"
 
 
 @pytest.mark.parametrize(

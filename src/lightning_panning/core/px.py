@@ -154,10 +154,8 @@ class PX(Scorer):
                 kept |= {f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters(recurse=False)}
         return kept & names
 
-    def _record_gates(
-        self, ctx: ScoringContext, call: ModelInput, masked: dict[str, Tensor]
-    ) -> tuple[list[Tensor], str | None]:
-        """The gates of the model as it is (eval mode), and the last module holding a prunable weight called."""
+    def _record_gates(self, ctx: ScoringContext, call: ModelInput) -> tuple[list[Tensor], str | None]:
+        """The gates of the masked model (eval mode), and the last module holding a prunable weight it called."""
         owners = {name.rpartition(".")[0] for name in ctx.params}
         called: list[str] = []
         handles = [
@@ -168,11 +166,25 @@ class PX(Scorer):
         gates: list[Tensor] = []
         try:
             with torch.no_grad(), _Gates("record", gates):
-                ctx.forward(call_input, call, masked, training=False)
+                ctx.forward(call_input, call, training=False)
         finally:
             for handle in handles:
                 handle.remove()
         return gates, (called[-1] if called else None)
+
+    def _copies(
+        self, ctx: ScoringContext, masks: dict[str, Tensor], squares: dict[str, Tensor], output_layer: str | None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The parameters of the all-ones copy, and of the squared copy with its prunable weights as leaves."""
+        kept = self._untouched_names(ctx.model, output_layer)
+        others = {n: p.detach() for n, p in ctx.model.named_parameters() if n not in ctx.params}
+        ones = {n: ctx.masked[n] if n in kept else masks[n] for n in ctx.params}
+        ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
+        squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
+        squared |= {
+            n: (ctx.masked[n].clone() if n in kept else masks[n] * squares[n]).requires_grad_(True) for n in ctx.params
+        }
+        return ones, squared
 
     def saliency(self, ctx: ScoringContext) -> dict[str, Tensor]:
         """``∂ Σ z₁ ⊙ z₂ / ∂(c ⊙ θ²)`` times ``θ²`` (times ``c`` without resurrection: removed weights score 0)."""
@@ -181,41 +193,34 @@ class PX(Scorer):
                 "PX reads the data's ReLU activation patterns and needs a scoring set: pass data (a DataLoader, "
                 "Dataset or (x, y) batch), or use a data-free method (method='synflow', 'ntk_sap' or 'phew')."
             )
-        names = list(ctx.params)
-        theta = {n: ctx.params[n].detach() for n in names}
-        masks = {n: (torch.ones_like(t) if ctx.masks is None else ctx.masks[n].to(t.dtype)) for n, t in theta.items()}
-        others = {n: p.detach() for n, p in ctx.model.named_parameters() if n not in ctx.params}
-        total = {n: torch.zeros_like(t) for n, t in theta.items()}
-        ones: dict[str, Tensor] = {}
-        squared: dict[str, Tensor] = {}
-        kept: set[str] = set()
-        for index, chunk in enumerate(ctx.chunks):
+        params = ctx.params
+        names = list(params)
+        masks = {n: torch.ones_like(p) if ctx.masks is None else ctx.masks[n].to(p.dtype) for n, p in params.items()}
+        squares = {n: p.detach().pow(2) for n, p in params.items()}
+        total = {n: torch.zeros_like(s) for n, s in squares.items()}
+        copies: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
+        for chunk in ctx.chunks:
             call = model_input(ctx.model, chunk)
-            gates, output_layer = self._record_gates(ctx, call, {n: masks[n] * theta[n] for n in names})
-            if index == 0:  # the copies' parameters: the same for every chunk
-                kept = self._untouched_names(ctx.model, output_layer)
-                ones = {n: masks[n] * theta[n] if n in kept else masks[n] for n in names}
-                ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
-                squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
+            gates, output_layer = self._record_gates(ctx, call)
+            if copies is None:  # the same for every chunk: the output layer is found by the first chunk's pass
+                copies = self._copies(ctx, masks, squares, output_layer)
+            ones, squared = copies
             with torch.no_grad(), _Gates("apply", gates):
                 z1 = _logits(ctx.forward(call_input, call.map(_squared_floats), ones, training=True))
             with torch.enable_grad():
-                leaves = {
-                    n: (masks[n] * (theta[n] if n in kept else theta[n].pow(2))).requires_grad_(True) for n in names
-                }
                 with _Gates("remove", []):
-                    z2 = _logits(ctx.forward(call_input, call.map(_ones_floats), {**squared, **leaves}, training=True))
+                    z2 = _logits(ctx.forward(call_input, call.map(_ones_floats), squared, training=True))
                 if z1.shape != z2.shape:
                     raise PXError(
                         f"PX: the two passes' outputs differ in shape ({tuple(z1.shape)}, {tuple(z2.shape)}); use "
                         "method='synflow' for this model."
                     )
-                grads = torch.autograd.grad((z1 * z2).sum(), [leaves[n] for n in names], allow_unused=True)
+                grads = torch.autograd.grad((z1 * z2).sum(), [squared[n] for n in names], allow_unused=True)
             for n, g in zip(names, grads, strict=True):
                 if g is not None:
                     total[n] += g
         summed = dict(zip(names, ctx.reduce([total[n] for n in names]), strict=True))
-        scores = {n: summed[n].abs() * theta[n].pow(2) for n in names}
+        scores = {n: summed[n].abs() * squares[n] for n in names}
         if not ctx.resurrect:
             return {n: scores[n] * masks[n] for n in names}
         return scores
