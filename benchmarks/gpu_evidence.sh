@@ -81,7 +81,6 @@ scrub() {  # scrub FILE...: machine paths out of logs (the repository root, site
 }
 if [ -n "$SCRUB_ONLY" ]; then  # --scrub DIR: scrub the logs of an earlier run (RES below) and stop
   if [ ! -d "$SCRUB_ONLY" ]; then echo "gpu_evidence.sh: --scrub $SCRUB_ONLY: no such folder" >&2; exit 2; fi
-
   while IFS= read -r -d '' f; do scrub "$f"; done < <(find "$SCRUB_ONLY" -type f \( -name '*.log' -o -name '*.txt' \) -print0)
   exit 0
 fi
