@@ -21,14 +21,15 @@
 #   transformer  transformer_scale.py --device cuda
 #   scale        scale.py --part memory --device cuda (issue 24: peak memory against the scoring-set size, micro-
 #                batched and not, ResNet-18 at 64x64 and the 110M transformer; written after every point)
-#   cells        full-budget cells of issue 26 section 2 (profile lenet5-mnist, 80 epochs): 99.9 % then 99.99 %,
-#                methods dense panning panning_authors synflow iterative_snip iterative_grasp rlpanning, seeds
-#                0 1 2, as many as the remaining time allows. The committed benchmarks/results/lenet5-mnist/
+#   cells        full-budget cells of issue 26 section 2 (80 epochs; methods dense panning panning_authors synflow
+#                iterative_snip iterative_grasp rlpanning; seeds 0 1 2), two sweeps side by side, each one sweep call
+#                per sparsity in the issue's order: lenet5-mnist at 99.9, 99.99, 99, 90, 95, 98 % and
+#                lenet5-fashionmnist at 99.9, 99, 90, 95, 98 %, as many as the time allows. Each profile's committed
 #                runs.jsonl is copied in first, so the cells already finished (on CPU or an earlier GPU) are
-#                skipped. Merge back: append the returned runs.jsonl's new lines to that file, then
-#                `python benchmarks/sweep.py --profile lenet5-mnist --report-only`.
+#                skipped. Merge back: `python benchmarks/sweep.py --profile P --merge-from RES/P`.
 #   zoo          model_zoo.py --device cuda (issue 27, resolved: last, with what time is left)
-# --steps takes a comma-separated subset (default: all, in that order).
+# --steps takes a comma-separated list, run in the order given (default: all, in the order above). A step gets its
+# cap or the time left, whichever is less; the cells get the time left less the caps of the steps after them.
 set -u -o pipefail
 
 ALL_STEPS="pytest,speed,prune,transformer,scale,cells,zoo"
@@ -136,9 +137,23 @@ TRANSFORMER=("$PY" benchmarks/transformer_scale.py --device cuda --rounds 3 --ou
 SCALE=("$PY" benchmarks/scale.py --part memory --device cuda --out "$RES")
 ZOO=("$PY" -m benchmarks.model_zoo --device cuda --out "$RES")
 PYTEST=("$PY" -m pytest -m gpu -q -p no:cacheprovider)
-cells() {  # cells of one sparsity ($1) on the GPU, 12 at once (one CPU thread each; the lent machine has 16 cores)
-  echo "$PY" benchmarks/sweep.py --profile lenet5-mnist --methods $METHODS --sparsities "$1" --seeds 0 1 2 \
-    --accelerator gpu --jobs 12 --num-threads 1 --no-progress --out "$RES/lenet5-mnist" ${DATA:+--data-dir "$DATA"}
+CELL_JOBS=7  # per profile: two sweeps side by side, 14 cells at once (one CPU thread each; the machine has 16 cores)
+MNIST_SPARSITIES="99.9 99.99 99 90 95 98"
+FASHION_SPARSITIES="99.9 99 90 95 98"
+cells() {  # cells PROFILE SPARSITY: the sweep call for one profile at one sparsity (dense is skipped once finished)
+  echo "$PY" benchmarks/sweep.py --profile "$1" --methods $METHODS --sparsities "$2" --seeds 0 1 2 \
+    --accelerator gpu --jobs "$CELL_JOBS" --num-threads 1 --no-progress --out "$RES/$1" ${DATA:+--data-dir "$DATA"}
+}
+cells_script() {  # one bash script: per profile, its sweep calls in order; the two profiles side by side
+  local profile sparsity line script=""
+  for profile in lenet5-mnist lenet5-fashionmnist; do
+    local sparsities="$MNIST_SPARSITIES"
+    [ "$profile" = lenet5-fashionmnist ] && sparsities="$FASHION_SPARSITIES"
+    line="("
+    for sparsity in $sparsities; do line+=" $(cells "$profile" "$sparsity");"; done
+    script+="$line ) > $RES/cells_$profile.log 2>&1 & "
+  done
+  echo "${script}wait"
 }
 if [ -n "$DATA" ]; then SPEED+=(--data-dir "$DATA"); fi
 
@@ -214,7 +229,7 @@ if [ "$DRY" -eq 1 ]; then
   wants prune && echo "  prune: ${PRUNE[*]}   (cap ${CAP_PRUNE}s)"
   wants transformer && echo "  transformer: ${TRANSFORMER[*]}   (cap ${CAP_TRANSFORMER}s)"
   wants scale && echo "  scale: ${SCALE[*]}   (cap ${CAP_SCALE}s)"
-  wants cells && echo "  cells: $(cells 99.9)   (the time left)" && echo "  cells: $(cells 99.99)   (the time left)"
+  wants cells && echo "  cells: bash -c '$(cells_script)'   (the time left less the caps of later steps)"
   wants zoo && echo "  zoo: ${ZOO[*]}   (cap ${CAP_ZOO}s)"
   for f in benchmarks/sweep_speed.py benchmarks/prune_speed.py benchmarks/transformer_scale.py benchmarks/scale.py \
     benchmarks/sweep.py; do
@@ -233,8 +248,11 @@ if [ "$DRY" -eq 1 ]; then
   check "the gpu marker is declared" grep -q '"gpu:' pyproject.toml
   tmp=$(mktemp -d)
   # the profile, methods, sparsities and seeds parse (report-only writes an empty report to a scratch folder)
-  check "sweep cells of 99.9 and 99.99 % parse" "$PY" benchmarks/sweep.py --profile lenet5-mnist --methods $METHODS \
-    --sparsities 99.9 99.99 --seeds 0 1 2 --out "$tmp/cells" --report-only
+  for profile in lenet5-mnist lenet5-fashionmnist; do
+    check "sweep cells of $profile parse" "$PY" benchmarks/sweep.py --profile "$profile" --methods $METHODS \
+      --sparsities $MNIST_SPARSITIES --seeds 0 1 2 --out "$tmp/$profile" --report-only
+  done
+  check "the cells script parses" bash -n -c "$(cells_script)"
   rm -rf "$tmp"
   if [ "$fail" -ne 0 ]; then echo "dry run: some checks FAILED"; exit 1; fi
   echo "dry run: every command checked"
@@ -250,28 +268,45 @@ COMMIT="${LIGHTNING_PANNING_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo
 echo "gpu_evidence.sh on $(date -u +%FT%TZ), commit $COMMIT, budget ${BUDGET}s, steps $STEPS" \
   | tee -a "$RES/steps.log"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$RES/steps.log"
-wants pytest && step "pytest -m gpu" "$CAP_PYTEST" "$RES/pytest_gpu.txt" "${PYTEST[@]}"
-wants speed && step "sweep_speed" "$CAP_SPEED" "$RES/sweep_speed.log" "${SPEED[@]}"
-if wants prune; then
-  if [ -n "$AUTHORS" ]; then
-    step "prune_speed" "$CAP_PRUNE" "$RES/prune_speed.log" "${PRUNE[@]}"
-  else
-    echo "== prune_speed: skipped (no authors' code: pass --authors-repo or set AUTHORS_REPO)" | tee -a "$RES/steps.log"
-  fi
-fi
-wants transformer && step "transformer_scale" "$CAP_TRANSFORMER" "$RES/transformer_scale.log" "${TRANSFORMER[@]}"
-wants scale && step "scale memory" "$CAP_SCALE" "$RES/scale.log" "${SCALE[@]}"
-if wants cells; then
-  mkdir -p "$RES/lenet5-mnist"
-  if [ ! -f "$RES/lenet5-mnist/runs.jsonl" ] && [ -f benchmarks/results/lenet5-mnist/runs.jsonl ]; then
-    # the cells already committed (CPU or an earlier GPU) are skipped; only new lines need merging back
-    cp benchmarks/results/lenet5-mnist/runs.jsonl benchmarks/results/lenet5-mnist/sweep.json "$RES/lenet5-mnist/"
-  fi
-  for sparsity in 99.9 99.99; do
-    # shellcheck disable=SC2046  # the command is built word by word by `cells`
-    step "cells at $sparsity %" "$BUDGET" "$RES/cells_$sparsity.log" $(cells "$sparsity")
+cap_of() {  # the cap of a step (the cells: none, the time left less the caps of the steps after them)
+  case "$1" in
+    pytest) echo "$CAP_PYTEST" ;; speed) echo "$CAP_SPEED" ;; prune) echo "$CAP_PRUNE" ;;
+    transformer) echo "$CAP_TRANSFORMER" ;; scale) echo "$CAP_SCALE" ;; zoo) echo "$CAP_ZOO" ;; *) echo 0 ;;
+  esac
+}
+caps_after() {  # caps_after STEP: the caps of the chosen steps after STEP
+  local s seen=0 sum=0
+  for s in ${STEPS//,/ }; do
+    if [ "$seen" -eq 1 ]; then sum=$(( sum + $(cap_of "$s") )); fi
+    [ "$s" = "$1" ] && seen=1
   done
-fi
-wants zoo && step "model_zoo" "$CAP_ZOO" "$RES/model_zoo.log" "${ZOO[@]}"
+  echo "$sum"
+}
+for name in ${STEPS//,/ }; do
+  case "$name" in
+    pytest) step "pytest -m gpu" "$CAP_PYTEST" "$RES/pytest_gpu.txt" "${PYTEST[@]}" ;;
+    speed) step "sweep_speed" "$CAP_SPEED" "$RES/sweep_speed.log" "${SPEED[@]}" ;;
+    prune)
+      if [ -n "$AUTHORS" ]; then
+        step "prune_speed" "$CAP_PRUNE" "$RES/prune_speed.log" "${PRUNE[@]}"
+      else
+        echo "== prune_speed: skipped (no authors' code: pass --authors-repo or set AUTHORS_REPO)" | tee -a "$RES/steps.log"
+      fi ;;
+    transformer) step "transformer_scale" "$CAP_TRANSFORMER" "$RES/transformer_scale.log" "${TRANSFORMER[@]}" ;;
+    scale) step "scale memory" "$CAP_SCALE" "$RES/scale.log" "${SCALE[@]}" ;;
+    cells)
+      for profile in lenet5-mnist lenet5-fashionmnist; do
+        mkdir -p "$RES/$profile"
+        if [ ! -f "$RES/$profile/runs.jsonl" ] && [ -f "benchmarks/results/$profile/runs.jsonl" ]; then
+          # the cells already committed (CPU or an earlier GPU) are skipped; only new lines need merging back
+          cp "benchmarks/results/$profile/runs.jsonl" "benchmarks/results/$profile/sweep.json" "$RES/$profile/"
+        fi
+      done
+      step "cells" $(( $(left) - $(caps_after cells) )) "$RES/cells.log" bash -c "$(cells_script)"
+      scrub "$RES"/cells_*.log
+      sync_out ;;
+    zoo) step "model_zoo" "$CAP_ZOO" "$RES/model_zoo.log" "${ZOO[@]}" ;;
+  esac
+done
 echo "== done after ${SECONDS}s" | tee -a "$RES/steps.log"
 sync_out

@@ -2,12 +2,12 @@
 # Build the folder a lent GPU machine needs for benchmarks/gpu_evidence.sh, here, before the device time starts:
 #
 #   bash benchmarks/gpu_prepare.sh                         # -> .gpu/ (ignored by git through .git/info/exclude)
-#   bash benchmarks/gpu_prepare.sh --fashion --authors-repo ../authors --data-dir ../shared/datasets --out .gpu
+#   bash benchmarks/gpu_prepare.sh --authors-repo ../authors --data-dir ../shared/datasets --out .gpu
 #
 # .gpu/ holds
 #   whl/       wheels of the packages our steps import that the lent machine's image lacks (KINDS.md lists what it
 #              has), at the versions installed here, for CPython 3.12 on x86-64 (pure-Python wheels)
-#   datasets/  MNIST (and FashionMNIST with --fashion) in torchvision's layout, gzipped (the tree that travels is
+#   datasets/  MNIST and FashionMNIST (the cells step runs both profiles) in torchvision's layout, gzipped (the tree that travels is
 #              capped at 64 MiB; gpu_evidence.sh unpacks them there)
 #   authors/   the authors' RLPanning code for prune_speed.py (run from there, never committed: .gpu/ is excluded)
 #   commit, dirty   this checkout's commit and whether tracked code differs from it (the records' provenance there)
@@ -18,11 +18,9 @@ set -u -o pipefail
 OUT_DIR=.gpu
 AUTHORS="${AUTHORS_REPO:-}"
 DATA=""
-FASHION=0
-usage="allowed: --out DIR, --authors-repo P, --data-dir P, --fashion"
+usage="allowed: --out DIR, --authors-repo P, --data-dir P"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --fashion) FASHION=1 ;;
     --out|--authors-repo|--data-dir)
       if [ $# -lt 2 ]; then echo "gpu_prepare.sh: $1 needs a value ($usage)" >&2; exit 2; fi
       case "$1" in
@@ -72,9 +70,7 @@ done
   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$OUT_DIR/whl" "${pins[@]}" \
   || { echo "gpu_prepare.sh: pip download failed for ${pins[*]}" >&2; exit 1; }
 
-sets=(MNIST)
-if [ "$FASHION" -eq 1 ]; then sets+=(FashionMNIST); fi
-for name in "${sets[@]}"; do
+for name in MNIST FashionMNIST; do
   if [ ! -d "$DATA/$name/raw" ]; then echo "gpu_prepare.sh: no $DATA/$name/raw" >&2; exit 1; fi
   mkdir -p "$OUT_DIR/datasets/$name/raw"
   for f in "$DATA/$name/raw"/*; do
@@ -104,7 +100,8 @@ echo "gpu_prepare.sh: $OUT_DIR is ${size} MiB (the tracked tree ${tree:-?} MiB; 
 ls "$OUT_DIR/whl"
 echo
 echo "Device call (first check the device tool's status; budget 600 s leaves ~4 min of a 15-min lease spare):"
-echo "  run(command=\"PYTHON=python3 PYTHONUNBUFFERED=1 bash benchmarks/gpu_evidence.sh --carried $OUT_DIR --budget 600\","
+echo "  run(command=\"PYTHON=python3 PYTHONUNBUFFERED=1 bash benchmarks/gpu_evidence.sh --carried $OUT_DIR --budget 600 --steps pytest,cells,speed,prune\","
 echo "      carry=[\"$OUT_DIR\"], timeout_s=660)"
 echo "Then: tar -xzf <files_at>/gpu-evidence.tar.gz -C benchmarks/results, and merge the cells of"
-echo "benchmarks/results/gpu-evidence/<run>/lenet5-mnist/ with: python benchmarks/sweep.py --profile lenet5-mnist --merge-from <that folder>"
+echo "benchmarks/results/gpu-evidence/<run>/P/ (P: lenet5-mnist, lenet5-fashionmnist) with:"
+echo "  python benchmarks/sweep.py --profile P --merge-from benchmarks/results/gpu-evidence/<run>/P"

@@ -32,6 +32,7 @@ def test_dry_run_checks_every_command() -> None:
     for step in ("-m pytest -m gpu", "benchmarks/sweep_speed.py --device cuda", "benchmarks/prune_speed.py",
                  "benchmarks/transformer_scale.py --device cuda", "benchmarks/scale.py --part memory --device cuda",
                  "-m benchmarks.model_zoo --device cuda",
+                 "--profile lenet5-mnist", "--profile lenet5-fashionmnist",
                  "--sparsities 99.9 --seeds 0 1 2",
                  "--sparsities 99.99 --seeds 0 1 2"):  # fmt: skip
         assert step in out
