@@ -157,12 +157,12 @@ cells_script() {  # one bash script: per profile, its sweep calls in order; the 
 }
 if [ -n "$DATA" ]; then SPEED+=(--data-dir "$DATA"); fi
 
-# every module a chosen step imports; easydict only for the authors' code
+# every module a chosen step imports; easydict and tensorboardX only for the authors' code
 preflight() {
   local modules="torch lightning torchvision torchmetrics"
   wants pytest && modules+=" pytest jsonargparse stable_baselines3 gymnasium torch_pruning"
   { wants speed || wants cells; } && modules+=" torch_pruning stable_baselines3 gymnasium"
-  { wants prune && [ -n "$AUTHORS" ]; } && modules+=" easydict"
+  { wants prune && [ -n "$AUTHORS" ]; } && modules+=" easydict tensorboardX"
   local missing
   missing=$("$PY" - $modules <<'EOF'
 import importlib.util, sys

@@ -52,8 +52,9 @@ fi
 if [ -z "$AUTHORS" ] && [ -d ../authors ]; then AUTHORS=../authors; fi
 
 # packages our steps import that the lent machine's image does not have (its list: .library/device/KINDS.md)
+# (easydict and tensorboardX: the authors' code imports them; the image has protobuf, tensorboardX's one other need)
 PACKAGES="stable-baselines3 gymnasium farama-notifications jsonargparse docstring-parser typeshed-client torch-pruning
-easydict"
+easydict tensorboardX"
 
 if [ -d .git ] && ! grep -qx "/$OUT_DIR/" .git/info/exclude 2>/dev/null; then
   mkdir -p .git/info && echo "/$OUT_DIR/" >> .git/info/exclude

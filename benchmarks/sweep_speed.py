@@ -161,6 +161,16 @@ def floor_epoch_seconds(network: Any, profile: Profile, device: str, steps_per_e
     return (time.perf_counter() - start) / steps * steps_per_epoch
 
 
+def _secs(value: float) -> str:
+    """A per-epoch difference for the table: ``noise`` when the longer run was not slower than the shorter one."""
+    return f"{value:.3f}" if value > 0 else f"{value:.3f} (noise)"
+
+
+def _ratio(num: float, den: float) -> str:
+    """``num / den`` as ``1.23x``; ``n/a`` where either is a difference that came out zero or negative."""
+    return f"{num / den:.2f}x" if num > 0 and den > 0 else "n/a"
+
+
 def measure_sparsity(base: Profile, device: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Seconds per epoch at each sparsity, masked and compacted, each beside the bare step loop of its network."""
     out: dict[str, Any] = {}
@@ -283,17 +293,31 @@ def write(results: dict[str, Any], out: Path) -> None:
                 "",
                 "| Sparsity | masked s/epoch | floor (dense shapes) | compacted s/epoch | floor (compacted) | "
                 "speed-up | compacted / its floor | 80 epochs compacted (min, training only) | parameters compacted | "
-                "test acc after 3 epochs, masked / compacted |",
+                f"test acc after {results['settings']['long_epochs']} epochs, masked / compacted |",
                 "|---|---|---|---|---|---|---|---|---|---|",
                 *[
-                    f"| {s} | {r['masked']['epoch_seconds']:.3f} | {r['masked']['floor_epoch_seconds']:.3f} | "
-                    f"{r['compacted']['epoch_seconds']:.3f} | {r['compacted']['floor_epoch_seconds']:.3f} | "
-                    f"{r['speedup']:.2f}x | {r['compacted']['over_floor']:.2f}x | "
-                    f"{80 * r['compacted']['epoch_seconds'] / 60:.1f} | {r['compacted']['parameters']:,} | "
+                    f"| {s} | {_secs(r['masked']['epoch_seconds'])} | {r['masked']['floor_epoch_seconds']:.3f} | "
+                    f"{_secs(r['compacted']['epoch_seconds'])} | {r['compacted']['floor_epoch_seconds']:.3f} | "
+                    f"{_ratio(r['masked']['epoch_seconds'], r['compacted']['epoch_seconds'])} | "
+                    f"{_ratio(r['compacted']['epoch_seconds'], r['compacted']['floor_epoch_seconds'])} | "
+                    + (f"{80 * r['compacted']['epoch_seconds'] / 60:.1f}" if r['compacted']['epoch_seconds'] > 0
+                       else "n/a")
+                    + f" | {r['compacted']['parameters']:,} | "
                     f"{r['masked']['test_acc_long']:.2f} / {r['compacted']['test_acc_long']:.2f} |"
                     for s, r in m["sparsity"].items()
                 ],
                 "",
+                *(
+                    [
+                        "A s/epoch marked *noise* is the difference of a longer and a shorter run that came out "
+                        "zero or negative: the machine's noise exceeded an epoch's time, so that row measures "
+                        "nothing; its ratios are n/a.",
+                        "",
+                    ]
+                    if any(min(r[k]["epoch_seconds"] for k in ("masked", "compacted")) <= 0
+                           for r in m["sparsity"].values())
+                    else []
+                ),
                 "The two runs of a sparsity train the same network from the same weights, masks and data order; "
                 "their losses agree to float round-off at first and drift apart as training amplifies the "
                 "round-off of the different shapes' sums (`benchmarks/results/compact_exact.md`: the step where "
