@@ -335,7 +335,9 @@ def test_summary_judges_rlpanning_against_table3_weights_and_the_authors_code_pa
     rows += [_record("panning", 0.999, s, 90.0 + s) for s in range(3)]  # no RLPanning at 99.9%: no row
     text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
     assert "| Sparsity | RLPanning | vs | Δ | Welch p (Holm) | paired p (Holm), seeds | Reading |" in text
-    vs_panning = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (Algorithm"))
+    vs_panning = next(
+        line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (Algorithm")
+    )
     vs_authors = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (authors"))
     assert "| +0.13 |" in vs_panning and "3 pairs, ahead in 2 |" in vs_panning  # seeds 0, 1 above 97.0 and 97.2
     assert "| +0.33 |" in vs_authors and "3 pairs, ahead in 1 |" in vs_authors  # only seed 0 above the authors' 96.0
@@ -368,9 +370,48 @@ def test_summary_judges_the_later_methods_against_panning_and_synflow(tmp_path: 
     assert "| -7.48 |" in vs_synflow and "3 pairs, ahead in 0 |" in vs_synflow
     assert "**shown: behind**" in vs_synflow
     assert not any(line.startswith("| 99% | RLPanning: ") for line in lines)  # RLPanning has its own table
-    block = text[text.index("against Panning (Algorithm 1) and SynFlow"):]
+    block = text[text.index("against Panning (Algorithm 1) and SynFlow") :]
     assert "m = 4 testable comparisons" in block.split("|")[0]  # Holm over this table's rows
     assert "| RLPanning | vs |" in text  # the RLPanning table keeps its own head
+
+
+def test_summary_tests_figure3s_ordering_and_the_papers_means(tmp_path: Path) -> None:
+    rows = [_record("panning", 0.999, s, 95.0 + 0.1 * s) for s in range(3)]  # 95.10 ± 0.10
+    rows += [_record("panning_authors", 0.999, s, acc) for s, acc in enumerate((94.0, 95.5, 94.3))]
+    rows += [_record("synflow", 0.999, s, 95.6 + 0.2 * s) for s in range(3)]
+    rows += [_record("iterative_grasp", 0.999, s, 80.0 + 3.0 * s + 0.5 * (s == 1)) for s in range(3)]
+    rows += [_record("rlpanning", 0.999, s, 90.0 + s, policy="default:abc") for s in range(3)]
+    text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
+    lines = text.splitlines()
+    block = text[text.index("Figure 3's ordering") :]
+    assert "m = 4 testable comparisons" in block.split("|")[0]  # two Panning variants × SynFlow, iterative GraSP
+    vs_grasp = next(line for line in lines if line.startswith("| 99.9% | Panning (Algorithm 1): 95.10 ± 0.10 | Iter"))
+    assert "| +11.93 |" in vs_grasp and "3 pairs, ahead in 3 |" in vs_grasp
+    paper = [line for line in lines if line.startswith("| 99.9% | Panning (authors' code) | ")]
+    assert len(paper) == 1 and "| 95.51 |" in paper[0]
+    expected = stats.ttest_1samp([94.0, 95.5, 94.3], 95.51).pvalue
+    rl_p = stats.ttest_1samp([90.0, 91.0, 92.0], 97.89).pvalue
+    assert rl_p < expected  # Holm, m = 2: the smaller p doubled, the larger kept (it is not below the first's)
+    assert f"| {expected:.3f} ({max(expected, min(1.0, 2 * rl_p)):.3f}) |" in paper[0]
+    rl = next(line for line in lines if line.startswith("| 99.9% | RLPanning | "))
+    assert "| 97.89 | -6.89 |" in rl and "**shown: ours below the paper's mean**" in rl
+    assert "takes its number as exact" in text and "m = 2 testable rows" in text
+    # without the iterative baselines (the 5-epoch profiles' SNIP and GraSP are one-shot) there is no Figure 3 table
+    two = write_summary([r for r in rows if r["method"] != "iterative_grasp"], tmp_path / "s2.md", profile=None)
+    assert "Figure 3's ordering" not in two.read_text()
+
+
+def test_contested_command_follows_the_latest_cpu_run(tmp_path: Path) -> None:
+    cpu = "python benchmarks/sweep.py --profile lenet5-mnist --accelerator cpu --jobs 2 --data-dir data"
+    gpu = "python benchmarks/sweep.py --profile lenet5-mnist --accelerator gpu --jobs 7 --out elsewhere/x"
+    rows = [_record("panning", 0.999, s, 95.0 + 0.1 * s, accelerator="cpu", command=cpu) for s in range(3)]
+    rows += [
+        _record("synflow", 0.999, s, acc, accelerator="gpu", command=gpu) for s, acc in enumerate((92.5, 94.5, 93.6))
+    ]
+    text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
+    assert "**Contested**" in text
+    suggestion = text[text.index("**Contested**") :].split("```bash")[1].split("```")[0].strip()
+    assert suggestion.startswith(cpu) and "--accelerator gpu" not in suggestion and "--seeds 3 4" in suggestion
 
 
 def test_summary_reads_the_runs_at_chance(tmp_path: Path) -> None:
@@ -442,9 +483,20 @@ def test_lenet300_profile_is_an_unseen_network_for_the_agent(tmp_path: Path) -> 
     model = build_model(p)
     assert type(model).__name__ == "LeNet300100" and sum(q.numel() for q in model.parameters()) == 266_610
 
-    config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
-                     train_subset=192, methods=("panning",), sparsities=(0.99,), seeds=(0,), rounds=3, per_class=5,
-                     in_memory=False)
+    config = _config(
+        tmp_path,
+        "lenet300-fashionmnist-cpu",
+        dataset="digits",
+        epochs=1,
+        batch_size=64,
+        train_subset=192,
+        methods=("panning",),
+        sparsities=(0.99,),
+        seeds=(0,),
+        rounds=3,
+        per_class=5,
+        in_memory=False,
+    )
     record = run_cell(Cell("panning", 0.99, 0), config)
     assert init_fingerprint(p).startswith("lenet300-authors:")
     assert record["effective_sparsity"] >= 0.99 - 1e-4 and 0.0 <= record["test_acc"] <= 100.0
@@ -467,8 +519,15 @@ def test_cell_whose_mask_removes_every_weight_is_recorded(tmp_path: Path, monkey
                         self.masks[name] = torch.zeros_like(param, dtype=torch.bool)
 
     monkeypatch.setattr("benchmarks.sweep.cell.build_callback", lambda *args, **kwargs: PruneEverything())
-    config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
-                     train_subset=128, in_memory=False)
+    config = _config(
+        tmp_path,
+        "lenet300-fashionmnist-cpu",
+        dataset="digits",
+        epochs=1,
+        batch_size=64,
+        train_subset=128,
+        in_memory=False,
+    )
     record = run_cell(Cell("panning", 0.9999, 0), config)
     assert record["total_weights"] == 266_200 and record["test_acc"] is not None
     assert record["compact"] and record["compacted_parameters"] is not None
@@ -651,6 +710,8 @@ def test_merge_from_adds_only_runs_of_cells_not_finished_here(tmp_path: Path) ->
     assert cli.main(argv) == 0 and len(load_records(here / "runs.jsonl")) == 3  # merging twice adds nothing
     # another budget is refused and nothing is written
     records.append_record(tmp_path / "other.jsonl", _record("panning", 0.999, 3, 90.0, init=init, epochs=5))
-    assert cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "other.jsonl")]) == 2
+    assert (
+        cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "other.jsonl")]) == 2
+    )
     assert cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "nothing")]) == 2
     assert len(load_records(here / "runs.jsonl")) == 3

@@ -14,14 +14,14 @@ GPU_RUN = ROOT / "benchmarks" / "results" / "gpu-evidence" / "2026-12-04-1525"
 
 
 @pytest.fixture()
-def sweep_speed():  # noqa: ANN201 - a module
+def sweep_speed():
     sys.path.insert(0, str(ROOT))
     from benchmarks import sweep_speed
 
     return sweep_speed
 
 
-def test_negative_difference_is_noise_not_a_speed(tmp_path: Path, sweep_speed) -> None:  # noqa: ANN001
+def test_negative_difference_is_noise_not_a_speed(tmp_path: Path, sweep_speed) -> None:
     shutil.copy(GPU_RUN / "sweep_speed.json", tmp_path / "sweep_speed.json")
     results = json.loads((tmp_path / "sweep_speed.json").read_text())
     row = results["devices"]["cuda"]["sparsity"]["99%"]
@@ -37,7 +37,7 @@ def test_negative_difference_is_noise_not_a_speed(tmp_path: Path, sweep_speed) -
     assert "(noise)" not in ok and "1.37x" in ok
 
 
-def test_ratio_and_seconds_helpers(sweep_speed) -> None:  # noqa: ANN001
+def test_ratio_and_seconds_helpers(sweep_speed) -> None:
     assert sweep_speed._ratio(2.0, 1.0) == "2.00x"
     assert sweep_speed._ratio(0.0, 1.0) == sweep_speed._ratio(1.0, -0.5) == "n/a"
     assert sweep_speed._secs(0.5) == "0.500" and sweep_speed._secs(0.0) == "0.000 (noise)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from benchmarks.sweep.stats import ALPHA, Comparison, adjust, compare, holm, paired_p, welch_p
+from benchmarks.sweep.stats import ALPHA, Comparison, adjust, compare, holm, one_sample_p, paired_p, welch_p
 
 A = {0: 98.10, 1: 97.42, 2: 98.35, 3: 97.90}
 B = {0: 96.02, 1: 96.71, 2: 95.88}
@@ -20,6 +20,13 @@ def test_welch_matches_scipy() -> None:
         stats.ttest_ind(constant, list(B.values()), equal_var=False).pvalue, rel=1e-9
     )
     assert welch_p(constant, [10.0, 10.0]) is None and welch_p([1.0], [2.0, 3.0]) is None
+
+
+def test_one_sample_test_against_a_published_mean() -> None:
+    values = [94.1, 95.3, 94.6]
+    assert one_sample_p(values, 95.51) == pytest.approx(stats.ttest_1samp(values, 95.51).pvalue, rel=1e-12)
+    assert one_sample_p([11.35, 11.35, 11.35], 40.0) is None  # no spread: no test
+    assert one_sample_p([94.0], 95.0) is None
 
 
 def test_paired_test_uses_the_seeds_both_ran() -> None:

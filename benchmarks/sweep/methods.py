@@ -201,8 +201,14 @@ def build_callback(
         raise MethodUnavailableError(reason)
     if method == "dense":
         return None
-    common: dict[str, Any] = {"rounds": rounds, "seed": seed, "per_class": per_class,
-                              "options": {"num_classes": num_classes}, "log_figure": False, "verbose": False}
+    common: dict[str, Any] = {
+        "rounds": rounds,
+        "seed": seed,
+        "per_class": per_class,
+        "options": {"num_classes": num_classes},
+        "log_figure": False,
+        "verbose": False,
+    }
     if method == "rlpanning":
         from lightning_panning.callbacks import RLPanningCallback
 

@@ -33,6 +33,7 @@ __all__ = [
     "adjust",
     "compare",
     "holm",
+    "one_sample_p",
     "paired_p",
     "welch_p",
 ]
@@ -75,6 +76,22 @@ def paired_p(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float | No
     from scipy import stats
 
     return _finite(float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)), len(diffs)
+
+
+def one_sample_p(values: Sequence[float], reference: float) -> float | None:
+    """Two-sided p-value of the one-sample t-test of ``values``' mean against the fixed number ``reference``.
+
+    Used for a published mean whose own spread is not published: the test treats ``reference`` as exact, so it
+    ignores the published runs' noise and its p-value is smaller than a test of two samples would give.
+
+    Returns:
+        ``None`` when there are fewer than two values or they do not vary.
+    """
+    if len(values) < 2 or not _varies(values):
+        return None
+    from scipy import stats
+
+    return _finite(float(stats.ttest_1samp(values, reference).pvalue))
 
 
 @contextlib.contextmanager
