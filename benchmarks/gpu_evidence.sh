@@ -19,8 +19,8 @@
 #   speed        sweep_speed.py --device cuda (masked vs compacted per sparsity, epoch time, sharing)
 #   prune        prune_speed.py --device cuda (needs the authors' code: --authors-repo, $AUTHORS_REPO or --carried)
 #   transformer  transformer_scale.py --device cuda
-#   scale        scale.py --part memory --device cuda (issue 24: peak memory against the scoring-set size, micro-
-#                batched and not, ResNet-18 at 64x64 and the 110M transformer; written after every point)
+#   scale        scale.py --part memory --device cuda --models transformer-110M --sizes 2048 (issue 24: the one point
+#                of peak memory against the scoring-set size that the 2026-12-04-1222 run's cap cut; written as it lands)
 #   cells        full-budget cells of issue 26 section 2 (80 epochs; methods dense panning panning_authors synflow
 #                iterative_snip iterative_grasp rlpanning; seeds 0 1 2), two sweeps side by side, each one sweep call
 #                per sparsity in the issue's order: lenet5-mnist at 99.9, 99.99, 99, 90, 95, 98 % and
@@ -125,7 +125,7 @@ CAP_PYTEST=60
 CAP_SPEED=120
 CAP_PRUNE=60
 CAP_TRANSFORMER=75
-CAP_SCALE=240
+CAP_SCALE=120
 CAP_ZOO=90
 RESERVE=10
 
@@ -134,7 +134,8 @@ SPEED=("$PY" benchmarks/sweep_speed.py --device cuda --parts sparsity epochs --s
 PRUNE=("$PY" benchmarks/prune_speed.py --authors-repo "${AUTHORS:-<authors-repo>}" --device cuda --models lenet5
        --repeats 1 --out "$RES")
 TRANSFORMER=("$PY" benchmarks/transformer_scale.py --device cuda --rounds 3 --out "$RES")
-SCALE=("$PY" benchmarks/scale.py --part memory --device cuda --out "$RES")
+# the one point of issue 24's CUDA memory evidence still missing (the rest: gpu-evidence/2026-12-04-1222/scale_cuda.md)
+SCALE=("$PY" benchmarks/scale.py --part memory --device cuda --models transformer-110M --sizes 2048 --out "$RES")
 ZOO=("$PY" -m benchmarks.model_zoo --device cuda --out "$RES")
 PYTEST=("$PY" -m pytest -m gpu -q -p no:cacheprovider)
 CELL_JOBS=7  # per profile: two sweeps side by side, 14 cells at once (one CPU thread each; the machine has 16 cores)
@@ -240,7 +241,7 @@ if [ "$DRY" -eq 1 ]; then
     --num-threads --out --data-dir
   has_options benchmarks/prune_speed.py --authors-repo --device --models --repeats --out
   has_options benchmarks/transformer_scale.py --device --rounds --out
-  has_options benchmarks/scale.py --part --device --out
+  has_options benchmarks/scale.py --part --device --out --models --sizes
   has_options benchmarks/model_zoo.py --device --out
   has_options benchmarks/sweep.py --profile --methods --sparsities --seeds --accelerator --jobs --num-threads \
     --no-progress --out --data-dir --report-only

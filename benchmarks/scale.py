@@ -259,9 +259,11 @@ def memory_part(args: argparse.Namespace,
                 on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """Every memory point, one worker process each; ``on_row(rows so far)`` after each (a run cut short keeps them)."""
     rows: list[dict[str, Any]] = []
-    for name, spec in (QUICK_MEMORY if args.quick else MEMORY).items():
+    specs = QUICK_MEMORY if args.quick else MEMORY
+    for name in args.models or list(specs):
+        spec = specs[name]
         cap = spec["unchunked_max"] if args.unchunked_max is None else args.unchunked_max
-        for size in spec["sizes"]:
+        for size in args.sizes or spec["sizes"]:
             for micro in (spec["micro_batch"], None):
                 row: dict[str, Any] = {"model": name, "set_size": size, "micro_batch": micro}
                 if micro is None and size > cap:
@@ -376,6 +378,10 @@ def command_line(args: argparse.Namespace) -> str:
              args.resnet]
     if args.unchunked_max is not None:
         words += ["--unchunked-max", str(args.unchunked_max)]
+    if args.models:
+        words += ["--models", *args.models]
+    if args.sizes:
+        words += ["--sizes", *map(str, args.sizes)]
     if args.quick:
         words.append("--quick")
     if Path(args.out).resolve() != RESULTS.resolve():
@@ -393,6 +399,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resnet", choices=["resnet20", "resnet18"], default="resnet20", help="speed: the ResNet")
     parser.add_argument("--unchunked-max", type=int, default=None,
                         help="memory: largest set run without micro_batch (default per model)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="memory: the models to measure (default all; see MEMORY, or QUICK_MEMORY with --quick)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=None,
+                        help="memory: scoring-set sizes instead of each model's own list (e.g. one missing point)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 rounds: checks the script only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", choices=["speed-single", "speed-parallel", "memory"], help=argparse.SUPPRESS)
@@ -403,6 +413,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda, but CUDA is not available; use --device cpu")
+    allowed = sorted(QUICK_MEMORY if args.quick else MEMORY)
+    for name in args.models or []:
+        if name not in allowed:
+            parser.error(f"--models {name}: not a memory model; allowed: {', '.join(allowed)}")
+    for size in args.sizes or []:
+        if size < 1:
+            parser.error(f"--sizes {size}: a scoring-set size must be a positive number of samples")
     if args.per_class is None:
         args.per_class = 2 if args.quick else 10
     if args.rounds is None:

@@ -54,3 +54,31 @@ def test_memory_points_are_written_as_they_land_and_a_failure_is_recorded(
     assert failed and all(r["micro_batch"] is None for r in failed)
     assert failed[0]["failed"] == "torch.OutOfMemoryError: CUDA out of memory."
     assert "failed: torch.OutOfMemoryError: CUDA out of memory." in (tmp_path / "scale.md").read_text()
+
+
+def test_memory_models_and_sizes_pick_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--models``/``--sizes`` run only the points asked for (e.g. the one a lent GPU's cap cut), and bad values
+    are refused naming the argument."""
+    calls: list[tuple[str, ...]] = []
+
+    def fake_worker(args: object, *extra: str) -> dict[str, object]:
+        calls.append(extra)
+        return {"set_mib": 1.0, "peak_mib": 10.0, "seconds": 0.1}
+
+    monkeypatch.setattr(scale, "run_worker", fake_worker)
+    scale.main(
+        ["--quick", "--part", "memory", "--models", "transformer-quick", "--sizes", "12", "--out", str(tmp_path)]
+    )
+    memory = json.loads((tmp_path / "scale.json").read_text())["memory"]
+    assert [(r["model"], r["set_size"], r["micro_batch"]) for r in memory] == [
+        ("transformer-quick", 12, 4),
+        ("transformer-quick", 12, None),
+    ]
+    assert memory[1]["skipped"].startswith("without micro_batch above")  # 12 > the quick cap of 8
+    assert len(calls) == 1 and "--models transformer-quick --sizes 12" in (tmp_path / "scale.md").read_text()
+    for bad, named in ((["--models", "resnet50"], "--models resnet50"), (["--sizes", "0"], "--sizes 0")):
+        with pytest.raises(SystemExit):
+            scale.main(["--quick", "--part", "memory", *bad, "--out", str(tmp_path)])
+        assert named in capsys.readouterr().err
