@@ -44,8 +44,9 @@ writes ``authors_parity_random_phew.{json,md}``):
   against our :func:`~lightning_panning.core.selection.layer_quotas` on the same layer shapes (LeNet5, VGG19-BN,
   ResNet-20): the same dense layers, and every quota within one weight of their real density × size.
 * ``--phew-repo`` (github ``ShreyasMalakarjunPatil/PHEW``): their ``PHEW/phew.py`` ``phew_masks`` with ``random`` and
-  ``np.random`` seeded, and our walks with the same seed and their final count, on our LeNet5 (a chain): differing
-  mask entries (0 expected); and, as information, ``method="phew"`` at the exact keep count (Jaccard).
+  ``np.random`` seeded, and our walks with the same seed and their final count, on our LeNet5 (a chain) and, with
+  ``--phew-models vgg19``, our VGG19-BN at 98%: differing mask entries (0 expected); and, as information,
+  ``method="phew"`` at the exact keep count (Jaccard) and the seconds of one call of each.
 
     python benchmarks/authors_parity.py --random-pruning-repo /path/to/Random_Pruning --phew-repo /path/to/PHEW
 """
@@ -62,7 +63,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -340,34 +341,62 @@ def their_phew_masks(their_phew: Any, model: nn.Module, prune_perc: float, seed:
     return {n: m.bool() for n, m in zip(names, masks, strict=True)}
 
 
-def phew_parity(repo: Path, quick: bool = False) -> dict[str, Any]:
-    """Their ``phew_masks`` against our walks on our LeNet5 (same init, same seeds)."""
+#: PHEW cases per model: (prune %, seed). VGG19-BN gets the speed benchmark's target only: their walk is Python per
+#: entry and grows with the kept weights (46× LeNet5's at 98%).
+PHEW_MODEL_CASES = {"lenet5": PHEW_CASES, "vgg19": ((98.0, 0),)}
+
+
+def _phew_model(name: str) -> tuple[nn.Module, Tensor]:
+    """Our LeNet5 or VGG19-BN (CIFAR-10 shapes) under ``torch.manual_seed(SEED)``, and a one-sample example input."""
+    from lightning_panning.models import VGG19
+
+    torch.manual_seed(SEED)
+    if name == "lenet5":
+        return LeNet5(), torch.zeros(1, 1, 28, 28)
+    return VGG19(num_classes=10), torch.zeros(1, 3, 32, 32)
+
+
+def phew_parity(repo: Path, quick: bool = False, models: Sequence[str] = ("lenet5",)) -> dict[str, Any]:
+    """Their ``phew_masks`` against our walks on our LeNet5 and/or VGG19-BN (same init, same seeds).
+
+    Each row also records the seconds of their call and of ours (the walk at their count; ``method="phew"`` at the
+    exact count) and the machine's load average, as information: one call each, not a timing benchmark.
+    """
     from lightning_panning.core import prunable_parameters
     from lightning_panning.core.phew import layer_graph, phew_order
 
     their_phew = load_phew(repo)
-    torch.manual_seed(SEED)
-    model = LeNet5()
-    params = prunable_parameters(model)
-    example = torch.zeros(1, 1, 28, 28)
-    graph = layer_graph(model, params, example)
     rows, info = [], []
-    for perc, seed in PHEW_CASES[:1] if quick else PHEW_CASES:
-        start = time.perf_counter()
-        theirs = their_phew_masks(their_phew, model, perc, seed)
-        kept = sum(int(m.sum()) for m in theirs.values())
-        order = phew_order(graph, kept, seed)
-        ours = {n: torch.from_numpy(order[n] > 0) for n in params}
-        rows.append({"model": "lenet5", "prune_perc": perc, "seed": seed, **compare(ours, theirs),
-                     "their_target_count": int((1 - perc / 100.0) * sum(p.numel() for p in params.values()))})
-        print(f"phew lenet5 {perc}% seed {seed}: kept {kept}, differing {rows[-1]['differing']} "
-              f"({time.perf_counter() - start:.0f}s)", flush=True)
-        masks_default = get_pruner("phew", seed=seed, progress=False).prune(model, None, perc / 100.0,
-                                                                           example_input=example).masks
-        info.append({"model": "lenet5", "prune_perc": perc, "seed": seed, **compare(masks_default, theirs),
-                     "density_ours": {n: float(m.float().mean()) for n, m in masks_default.items()},
-                     "density_theirs": {n: float(m.float().mean()) for n, m in theirs.items()}})
-    return {"model": "our LeNet5 (lightning_panning.models.LeNet5, torch.manual_seed(0)), in both",
+    for name in models:
+        model, example = _phew_model(name)
+        params = prunable_parameters(model)
+        graph = layer_graph(model, params, example)
+        cases = PHEW_MODEL_CASES[name]
+        for perc, seed in cases[:1] if quick else cases:
+            load = os.getloadavg()[0]
+            start = time.perf_counter()
+            theirs = their_phew_masks(their_phew, model, perc, seed)
+            their_seconds = time.perf_counter() - start
+            kept = sum(int(m.sum()) for m in theirs.values())
+            start = time.perf_counter()
+            order = phew_order(graph, kept, seed)
+            walk_seconds = time.perf_counter() - start
+            ours = {n: torch.from_numpy(order[n] > 0) for n in params}
+            rows.append({"model": name, "prune_perc": perc, "seed": seed, **compare(ours, theirs),
+                         "their_target_count": int((1 - perc / 100.0) * sum(p.numel() for p in params.values())),
+                         "their_seconds": their_seconds, "our_walk_seconds": walk_seconds, "load_before": load})
+            print(f"phew {name} {perc}% seed {seed}: kept {kept}, differing {rows[-1]['differing']} "
+                  f"(theirs {their_seconds:.0f}s, our walk {walk_seconds:.1f}s)", flush=True)
+            start = time.perf_counter()
+            masks_default = get_pruner("phew", seed=seed, progress=False).prune(model, None, perc / 100.0,
+                                                                               example_input=example).masks
+            info.append({"model": name, "prune_perc": perc, "seed": seed, **compare(masks_default, theirs),
+                         "our_seconds": time.perf_counter() - start,
+                         "density_ours": {n: float(m.float().mean()) for n, m in masks_default.items()},
+                         "density_theirs": {n: float(m.float().mean()) for n, m in theirs.items()}})
+    described = {"lenet5": "our LeNet5 (lightning_panning.models.LeNet5)",
+                 "vgg19": "our VGG19-BN (lightning_panning.models.VGG19, 10 classes, 32×32)"}
+    return {"model": ", ".join(described[m] for m in models) + f", torch.manual_seed({SEED}), in both",
             "parity": rows, "information_exact_count": info}
 
 
@@ -399,18 +428,24 @@ def layerwise_markdown(record: dict[str, Any]) -> list[str]:
             f"Model: {phew['model']}. Their `random` and `np.random` seeded with the seed; ours walk with the same",
             "seed until their final count (their walks finish the walk that reaches the target, ours stop at it).",
             "",
-            "| model | prune % | seed | their target | kept (theirs) | kept (ours) | differing entries |",
-            "|---|---|---|---|---|---|---|",
+            "| model | prune % | seed | their target | kept (theirs) | kept (ours) | differing entries | "
+            "their call (s) | our walk (s) | load before |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in phew["parity"]:
+            secs = (f"{r['their_seconds']:.1f} | {r['our_walk_seconds']:.2f} | {r['load_before']:.2f}"
+                    if "their_seconds" in r else "– | – | –")
             lines.append(f"| {r['model']} | {r['prune_perc']:g} | {r['seed']} | {r['their_target_count']:,} | "
-                         f"{r['kept_theirs']:,} | {r['kept_ours']:,} | **{r['differing']:,}** |")
+                         f"{r['kept_theirs']:,} | {r['kept_ours']:,} | **{r['differing']:,}** | {secs} |")
         lines += ["", "Information: `method=\"phew\"` at our exact keep count against their masks:", "",
-                  "| prune % | seed | kept (ours) | kept (theirs) | Jaccard |", "|---|---|---|---|---|"]
+                  "| model | prune % | seed | kept (ours) | kept (theirs) | Jaccard | ours (s) |",
+                  "|---|---|---|---|---|---|---|"]
         for r in phew["information_exact_count"]:
-            lines.append(f"| {r['prune_perc']:g} | {r['seed']} | {r['kept_ours']:,} | {r['kept_theirs']:,} | "
-                         f"{r['jaccard']:.4f} |")
-        lines.append("")
+            ours_s = f"{r['our_seconds']:.2f}" if "our_seconds" in r else "–"
+            lines.append(f"| {r.get('model', 'lenet5')} | {r['prune_perc']:g} | {r['seed']} | {r['kept_ours']:,} | "
+                         f"{r['kept_theirs']:,} | {r['jaccard']:.4f} | {ours_s} |")
+        lines += ["", "Seconds: one call each on a machine that may be busy (the load average before the call is "
+                  "given); information, not a timing benchmark (`prune_speed.py` is).", ""]
     return lines
 
 
@@ -505,7 +540,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--random-pruning-repo", type=Path, default=None,
                    help="checkout of github VITA-Group/Random_Pruning: compare ERK/ER/uniform layer densities")
     p.add_argument("--phew-repo", type=Path, default=None,
-                   help="checkout of github ShreyasMalakarjunPatil/PHEW: compare PHEW masks on LeNet5")
+                   help="checkout of github ShreyasMalakarjunPatil/PHEW: compare PHEW masks")
+    p.add_argument("--phew-models", nargs="+", default=["lenet5"], choices=list(PHEW_MODEL_CASES),
+                   help="PHEW: the models (vgg19: 98%% only; their walk takes tens of minutes there)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--markdown-only", action="store_true",
                    help="rewrite the Markdown from the JSON already in --out (no pruning)")
@@ -588,7 +625,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.random_pruning_repo is not None:
         record["erk_parity"] = erk_parity(args.random_pruning_repo)
     if args.phew_repo is not None:
-        record["phew_parity"] = phew_parity(args.phew_repo, quick=args.quick)
+        record["phew_parity"] = phew_parity(args.phew_repo, quick=args.quick, models=args.phew_models)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(render(record))
