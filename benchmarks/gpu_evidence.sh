@@ -19,12 +19,14 @@
 #   speed        sweep_speed.py --device cuda (masked vs compacted per sparsity, epoch time, sharing)
 #   prune        prune_speed.py --device cuda (needs the authors' code: --authors-repo, $AUTHORS_REPO or --carried)
 #   transformer  transformer_scale.py --device cuda
-#   scale        scale.py --part memory --device cuda --models transformer-110M --sizes 2048 (issue 24: the one point
-#                of peak memory against the scoring-set size that the 2026-12-04-1222 run's cap cut; written as it lands)
+#   scale        scale.py --part memory --device cuda --models transformer-110M --sizes 2048 (issue 24: the one
+#                point of peak memory against the set size that the 2026-12-04-1222 run's cap cut)
 #   cells        full-budget cells of issue 26 section 2 (80 epochs; methods dense panning panning_authors synflow
-#                iterative_snip iterative_grasp rlpanning; seeds 0 1 2), two sweeps side by side, each one sweep call
-#                per sparsity in the issue's order: lenet5-mnist at 99.9, 99.99, 99, 90, 95, 98 % and
-#                lenet5-fashionmnist at 99.9, 99, 90, 95, 98 %, as many as the time allows. Each profile's committed
+#                iterative_snip iterative_grasp rlpanning; seeds 0 1 2), two sweeps side by side, each first
+#                `sweep.py --contested` (seeds 3 and 4 where the committed summary says contested, issue 26
+#                section 3), then one sweep call per sparsity in the issue's order: lenet5-mnist at 99.9, 99.99,
+#                99, 90, 95, 98 % and lenet5-fashionmnist at 99.9, 99, 90, 95, 98 %, as many as the time allows.
+#                Each profile's committed
 #                runs.jsonl is copied in first, so the cells already finished (on CPU or an earlier GPU) are
 #                skipped. Merge back: `python benchmarks/sweep.py --profile P --merge-from RES/P`.
 #   zoo          model_zoo.py --device cuda (issue 27, resolved: last, with what time is left)
@@ -141,8 +143,11 @@ PYTEST=("$PY" -m pytest -m gpu -q -p no:cacheprovider)
 CELL_JOBS=7  # per profile: two sweeps side by side, 14 cells at once (one CPU thread each; the machine has 16 cores)
 MNIST_SPARSITIES="99.9 99.99 99 90 95 98"
 FASHION_SPARSITIES="99.9 99 90 95 98"
-cells() {  # cells PROFILE SPARSITY: the sweep call for one profile at one sparsity (dense is skipped once finished)
-  echo "$PY" benchmarks/sweep.py --profile "$1" --methods $METHODS --sparsities "$2" --seeds 0 1 2 \
+cells() {  # cells PROFILE SPARSITY: the sweep call for one profile at one sparsity (dense is skipped once finished);
+           # cells PROFILE contested: seeds 3 and 4 of the comparisons its committed summary marks contested
+  local pick="--methods $METHODS --sparsities $2 --seeds 0 1 2"
+  [ "$2" = contested ] && pick="--contested"
+  echo "$PY" benchmarks/sweep.py --profile "$1" $pick \
     --accelerator gpu --jobs "$CELL_JOBS" --num-threads 1 --no-progress --out "$RES/$1" ${DATA:+--data-dir "$DATA"}
 }
 cells_script() {  # one bash script: per profile, its sweep calls in order; the two profiles side by side
@@ -151,7 +156,7 @@ cells_script() {  # one bash script: per profile, its sweep calls in order; the 
     local sparsities="$MNIST_SPARSITIES"
     [ "$profile" = lenet5-fashionmnist ] && sparsities="$FASHION_SPARSITIES"
     line="("
-    for sparsity in $sparsities; do line+=" $(cells "$profile" "$sparsity");"; done
+    for sparsity in contested $sparsities; do line+=" $(cells "$profile" "$sparsity");"; done
     script+="$line ) > $RES/cells_$profile.log 2>&1 & "
   done
   echo "${script}wait"
@@ -244,7 +249,7 @@ if [ "$DRY" -eq 1 ]; then
   has_options benchmarks/scale.py --part --device --out --models --sizes
   has_options benchmarks/model_zoo.py --device --out
   has_options benchmarks/sweep.py --profile --methods --sparsities --seeds --accelerator --jobs --num-threads \
-    --no-progress --out --data-dir --report-only
+    --no-progress --out --data-dir --report-only --contested
   check "pytest is installed" "$PY" -c "import pytest"
   check "the gpu marker is declared" grep -q '"gpu:' pyproject.toml
   tmp=$(mktemp -d)

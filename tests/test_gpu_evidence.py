@@ -34,7 +34,7 @@ def test_dry_run_checks_every_command() -> None:
                  "-m benchmarks.model_zoo --device cuda",
                  "--profile lenet5-mnist", "--profile lenet5-fashionmnist",
                  "--sparsities 99.9 --seeds 0 1 2",
-                 "--sparsities 99.99 --seeds 0 1 2"):  # fmt: skip
+                 "--sparsities 99.99 --seeds 0 1 2", "--profile lenet5-mnist --contested"):  # fmt: skip
         assert step in out
     assert "iterative_snip iterative_grasp rlpanning" in out and "dry run: every command checked" in out
     assert "FAILED" not in out

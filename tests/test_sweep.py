@@ -414,6 +414,39 @@ def test_contested_command_follows_the_latest_cpu_run(tmp_path: Path) -> None:
     assert suggestion.startswith(cpu) and "--accelerator gpu" not in suggestion and "--seeds 3 4" in suggestion
 
 
+def test_contested_runs_seeds_3_and_4_of_the_contested_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--contested``: one sweep per sparsity with the methods the summary marks contested, seeds 3 and 4, each
+    with its explicit command recorded; nothing contested: nothing run."""
+    from benchmarks.sweep.report import contested_cells
+
+    rows = [_record("panning", 0.999, s, 95.0 + 0.1 * s) for s in range(3)]
+    rows += [_record("synflow", 0.999, s, acc) for s, acc in enumerate((92.5, 94.5, 93.6))]  # contested (above)
+    rows += [_record("iterative_snip", 0.9999, s, 30.0 + s) for s in range(3)]  # alone at its sparsity
+    out = tmp_path / "lenet5-mnist"
+    out.mkdir()
+    (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert contested_cells(rows) == {0.999: ["panning", "synflow"]}
+    ran: list[tuple[Any, ...]] = []
+
+    def fake_run_sweep(config: SweepConfig, **_: Any) -> run.SweepOutcome:
+        ran.append((config.profile.methods, config.profile.sparsities, config.profile.seeds, config.command))
+        return run.SweepOutcome()
+
+    monkeypatch.setattr(cli, "run_sweep", fake_run_sweep)
+    assert cli.main(["--profile", "lenet5-mnist", "--out", str(out), "--accelerator", "cpu", "--contested"]) == 0
+    assert len(ran) == 1
+    methods_run, sparsities, seeds, command = ran[0]
+    assert methods_run == ("panning", "synflow") and sparsities == (0.999,) and seeds == (3, 4)
+    assert "--contested" not in command and "--methods panning synflow --sparsities 99.9 --seeds 3 4" in command
+    ran.clear()
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    (quiet / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    assert cli.main(["--profile", "lenet5-mnist", "--out", str(quiet), "--contested"]) == 0 and ran == []
+    with pytest.raises(SystemExit):
+        cli.main(["--profile", "lenet5-mnist", "--out", str(out), "--contested", "--seeds", "5"])
+
+
 def test_summary_reads_the_runs_at_chance(tmp_path: Path) -> None:
     """Layer collapse, no signal from the start, death in training, and runs made before the Liveness probe."""
     chance = {"test_loss": 2.3026, "total_weights": 1000}

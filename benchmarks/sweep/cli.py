@@ -10,6 +10,7 @@ Examples::
     python benchmarks/sweep.py --profile lenet5-mnist-cpu --methods rlpanning    # add cells to a finished sweep
     python benchmarks/sweep.py --profile lenet5-mnist-cpu --report-only          # rebuild table and plot
     python benchmarks/sweep.py --profile lenet5-mnist --merge-from OTHER/runs.jsonl  # add another machine's runs
+    python benchmarks/sweep.py --profile lenet5-mnist --contested       # seeds 3 and 4 where summary.md says contested
     python benchmarks/sweep.py --list-profiles
 
 ``python -m benchmarks.sweep`` is the same command. Results go to ``benchmarks/results/<profile>/``
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the finished runs of other runs.jsonl files (or folders) of this profile and budget whose cell "
         "is not finished here (another machine's, a lent GPU's), then rebuild the report; runs nothing",
     )
+    add(
+        "--contested",
+        action="store_true",
+        help="run seeds 3 and 4 of the methods of every comparison summary.md marks contested (one sweep per "
+        "sparsity; each records the explicit --methods/--sparsities/--seeds it ran); instead of the grid",
+    )
     add("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
     add("--list-profiles", action="store_true", help="list the profiles and exit")
     return parser
@@ -177,6 +184,36 @@ class RichProgress:
             self._progress.stop()
 
 
+CONTESTED_SEEDS = ("3", "4")
+
+
+def _run_contested(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    """``--contested``: one sweep per sparsity over the methods its contested comparisons name, seeds 3 and 4."""
+    from benchmarks.sweep.records import load_records
+    from benchmarks.sweep.report import contested_cells
+
+    for name in ("methods", "sparsities", "seeds", "merge_from"):
+        if getattr(args, name):
+            parser.error(
+                f"--contested picks the methods, sparsities and seeds itself; drop --{name.replace('_', '-')}."
+            )
+    if args.report_only:
+        parser.error("--contested runs cells; drop --report-only.")
+    out = Path(args.out) if args.out else RESULTS_ROOT / args.profile
+    cells = contested_cells(load_records(out / "runs.jsonl"))
+    if not cells:
+        print(f"No comparison in {out / 'summary.md'} is contested: nothing to run.")
+        return 0
+    base = [a for a in argv if a != "--contested"]
+    status = 0
+    for sparsity, methods in cells.items():
+        explicit = [*base, "--methods", *methods, "--sparsities", format_sparsity(sparsity).rstrip("%"), "--seeds",
+                    *CONTESTED_SEEDS]  # fmt: skip
+        print("contested: python benchmarks/sweep.py " + shlex.join(explicit), flush=True)
+        status = max(status, main(explicit))
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 done, 1 some cells failed, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -186,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for profile in PROFILES.values():
             print(f"{profile.name:24s} {profile.description}")
         return 0
+    if args.contested:
+        return _run_contested(parser, args, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     methods = _split(args.methods)
     if methods is not None and "all" in methods:

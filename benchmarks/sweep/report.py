@@ -55,7 +55,7 @@ from benchmarks.sweep.stats import (
     one_sample_p,
 )
 
-__all__ = ["write_report", "write_summary"]
+__all__ = ["contested_cells", "write_report", "write_summary"]
 
 _NOT_RECORDED = object()
 
@@ -381,6 +381,56 @@ def _paper_note(paper: str) -> list[str]:
     ]
 
 
+Found = list[tuple[float, Aggregate, Aggregate, Comparison]]
+#: The order in which the tables' contested comparisons are listed.
+CONTESTED_ORDER = ("verdict", "figure3", "later", "noise")
+
+
+def _comparison_tables(
+    aggs: Sequence[Aggregate], sparsities: Sequence[float]
+) -> dict[str, tuple[list[str], int, Found]]:
+    """Every table of tested differences of one section: ``{name: (table lines, Holm's m, comparisons)}``.
+
+    ``noise``: each method against the best mean; ``verdict``: RLPanning against Panning and the authors' code;
+    ``figure3``: both Panning variants against SynFlow and the iterative baselines (only where those ran);
+    ``later``: the later methods against Panning and SynFlow. Empty tables have no lines.
+    """
+    tables = {
+        "noise": _noise_table(aggs, sparsities),
+        "verdict": _versus_table(aggs, sparsities, ("rlpanning",), VERDICT_BASELINES, subject="RLPanning"),
+        "figure3": ([], 0, []),
+        "later": _versus_table(aggs, sparsities, LATER_METHODS, LATER_BASELINES),
+    }
+    if any(a.method in FIGURE3_BASELINES[1:] for a in aggs):
+        tables["figure3"] = _versus_table(aggs, sparsities, FIGURE3_SUBJECTS, FIGURE3_BASELINES)
+    return tables
+
+
+def contested_cells(records: Sequence[Mapping[str, Any]]) -> dict[float, list[str]]:
+    """The methods of every comparison the summary marks contested, per sparsity (``sweep.py --contested``).
+
+    Read from the same tables as ``summary.md``'s first section (the budget with the most finished runs).
+
+    Returns:
+        ``{sparsity: sorted methods}``; empty when nothing is contested.
+    """
+    rows, _ = current_records(records)
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("test_acc") is not None]
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for record in ok:
+        groups.setdefault(budget_key(record), []).append(record)
+    if not groups:
+        return {}
+    aggs = summarize(max(groups.values(), key=len))
+    sparsities = sorted({a.sparsity for a in aggs if a.method != "dense"})
+    cells: dict[float, set[str]] = {}
+    for found in _comparison_tables(aggs, sparsities).values():
+        for s, a, b, c in found[2]:
+            if c.contested:
+                cells.setdefault(s, set()).update((a.method, b.method))
+    return {s: sorted(methods) for s, methods in sorted(cells.items())}
+
+
 def _section(
     group: Sequence[Mapping[str, Any]], profile: Profile | None, paper: str | None, plot: str | None
 ) -> list[str]:
@@ -411,13 +461,12 @@ def _section(
         counts = ", ".join(str(n) for n in sorted({a.n for a in aggs}))
         lines += [f"Mean ± std over seeds (std only when n > 1); n per cell: {counts}.", ""]
         lines += [*_accuracy_table(aggs, paper, sparsities), ""]
-        noise, m, found = _noise_table(aggs, sparsities)
+        tables = _comparison_tables(aggs, sparsities)
+        noise, m, _ = tables["noise"]
         if noise:
             lines += ["Which differences the seeds support: each method against the best mean at its sparsity.", ""]
             lines += [_family_text(m), "", *noise, ""]
-        verdict, m_verdict, found_verdict = _versus_table(
-            aggs, sparsities, ("rlpanning",), VERDICT_BASELINES, subject="RLPanning"
-        )
+        verdict, m_verdict, _ = tables["verdict"]
         if verdict:
             lines += [
                 "RLPanning against Table 3's fixed weights in the same Algorithm 1 (Panning (Algorithm 1)) and against "
@@ -428,19 +477,17 @@ def _section(
                 *verdict,
                 "",
             ]
-        found_figure3: list[tuple[float, Aggregate, Aggregate, Comparison]] = []
-        if any(a.method in FIGURE3_BASELINES[1:] for a in aggs):
-            figure3, m_figure3, found_figure3 = _versus_table(aggs, sparsities, FIGURE3_SUBJECTS, FIGURE3_BASELINES)
-            if figure3:
-                lines += [
-                    "Figure 3's ordering: the paper puts Panning above SynFlow (iterative), iterative SNIP (FORCE) and "
-                    "iterative GraSP at every sparsity. Both Panning variants against the three:",
-                    "",
-                    _family_text(m_figure3),
-                    "",
-                    *figure3,
-                    "",
-                ]
+        figure3, m_figure3, _ = tables["figure3"]
+        if figure3:
+            lines += [
+                "Figure 3's ordering: the paper puts Panning above SynFlow (iterative), iterative SNIP (FORCE) and "
+                "iterative GraSP at every sparsity. Both Panning variants against the three:",
+                "",
+                _family_text(m_figure3),
+                "",
+                *figure3,
+                "",
+            ]
         # only at the paper's own budget: a shorter run below the published mean says nothing about the paper
         at_paper_budget = profile is not None and profile.paper_epochs is not None and epochs == profile.paper_epochs
         versus_paper, m_paper = _paper_table(aggs, paper, sparsities) if at_paper_budget else ([], 0)
@@ -456,7 +503,7 @@ def _section(
                 *versus_paper,
                 "",
             ]
-        later, m_later, found_later = _versus_table(aggs, sparsities, LATER_METHODS, LATER_BASELINES)
+        later, m_later, _ = tables["later"]
         if later:
             lines += [
                 "The later methods (ProsPr, NTK-SAP, PHEW, Panning + NTK-SAP) and the random baselines (ERK "
@@ -474,7 +521,7 @@ def _section(
         ] or recorded
         name = profile.name if profile is not None else str(group[0].get("profile"))
         base = recorded[-1] if recorded else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
-        lines += _contested_lines([*found_verdict, *found_figure3, *found_later, *found], base)
+        lines += _contested_lines([c for key in CONTESTED_ORDER for c in tables[key][2]], base)
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
         chance = _chance_table(group, profile)
