@@ -101,7 +101,7 @@ echo "gpu_prepare.sh: $OUT_DIR is ${size} MiB (the tracked tree ${tree:-?} MiB; 
 ls "$OUT_DIR/whl"
 echo
 echo "Device call (first check the device tool's status; budget 600 s leaves ~4 min of a 15-min lease spare):"
-echo "  run(command=\"PYTHON=python3 PYTHONUNBUFFERED=1 bash benchmarks/gpu_evidence.sh --carried $OUT_DIR --budget 560 --steps pytest,scale,cells,speed,prune\","
+echo "  run(command=\"PYTHON=python3 PYTHONUNBUFFERED=1 bash benchmarks/gpu_evidence.sh --carried $OUT_DIR --budget 560 --steps pytest,scale,cells,prune\","
 echo "      carry=[\"$OUT_DIR\"], timeout_s=600)"
 echo "Then: tar -xzf <files_at>/gpu-evidence.tar.gz -C benchmarks/results, and merge the cells of"
 echo "benchmarks/results/gpu-evidence/<run>/P/ (P: lenet5-mnist, lenet5-fashionmnist) with:"
