@@ -111,11 +111,11 @@ SETTINGS: dict[tuple[str, str], dict[str, Any]] = {("prospr", "ours_authors"): {
 #: group → the checkout it needs (``--<repo>``); the others need ``--authors-repo`` (RLPanning)
 REPOS: dict[str, str] = {"prospr": "prospr_repo", "ntk_sap": "ntksap_repo", "phew": "phew_repo",
                          "random_erk": "random_pruning_repo", "px": "px_repo"}
-#: (model, group) where the authors' function is not run, and why: ours alone is timed there
+#: (model, group) where the authors' function is slow, and why: without ``--slow-theirs`` ours alone is timed there
 THEIRS_NOT_RUN: dict[tuple[str, str], str] = {
     ("vgg19", "phew"): "their `phew_masks` builds its probabilities and walks entry by entry in Python, so its time "
-                       "grows with the kept weights (LeNet5 above); VGG19-BN keeps 46× LeNet5's count at 0.98, "
-                       "beyond this benchmark's time",
+                       "grows with the kept weights (LeNet5 above); VGG19-BN keeps 46× LeNet5's count at 0.98 "
+                       "(about 5 minutes per call here); `--slow-theirs` runs it",
 }
 #: groups run on our models (``lightning_panning.models``) rather than on one of the authors'
 OUR_MODELS = {"prospr", "phew", "random_erk"}
@@ -348,12 +348,13 @@ def isolated_memory(repos: dict[str, Path | None], key: str, group: str, variant
 
 
 def bench(key: str, groups: list[str], sources: SimpleNamespace, rounds: int, repeats: int, device: str,
-          load: list[float]) -> dict[str, Any]:
+          load: list[float], slow_theirs: bool = False) -> dict[str, Any]:
     label, _ = MODELS[key]
     results: dict[str, Any] = {}
     for group in groups:
         batch, loader, base = setup(key, group, sources, device)
-        variants = [v for v in GROUPS[group] if v != "theirs" or (key, group) not in THEIRS_NOT_RUN]
+        variants = [v for v in GROUPS[group]
+                    if v != "theirs" or slow_theirs or (key, group) not in THEIRS_NOT_RUN]
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         order = list(variants)
         for repeat in range(repeats):
@@ -436,7 +437,8 @@ def markdown(data: dict[str, Any]) -> str:
                     f"{e['steady_seconds']:.3f} | {e['seconds_per_round']:.3f} | {speed} | {mem} | {ratio} | {masks} |"
                 )
     skipped = [(key, group) for key, group in THEIRS_NOT_RUN
-               if key in data["results"] and group in data["results"][key]["groups"]]
+               if key in data["results"] and group in data["results"][key]["groups"]
+               and "theirs" not in data["results"][key]["groups"][group]]
     if skipped:
         lines += [""] + [f"- {MODELS[key][0]}/{group}: the authors' code was not run: {THEIRS_NOT_RUN[key, group]}."
                          for key, group in skipped]
@@ -456,6 +458,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="checkout of github iurada/px-ntk-pruning (px)")
     parser.add_argument("--phew-repo", type=Path, default=None,
                         help="checkout of github ShreyasMalakarjunPatil/PHEW (phew)")
+    parser.add_argument("--slow-theirs", action="store_true",
+                        help="also run the authors' functions skipped as slow (PHEW on VGG19-BN, ~5 min per call)")
     parser.add_argument("--random-pruning-repo", type=Path, default=None,
                         help="checkout of github VITA-Group/Random_Pruning (random_erk)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -493,7 +497,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = {}
     for key in args.models:
         rounds = args.rounds if args.rounds is not None else (6 if key == "lenet5" else 3)
-        results[key] = bench(key, args.groups, sources, rounds, args.repeats, args.device, load)
+        results[key] = bench(key, args.groups, sources, rounds, args.repeats, args.device, load, args.slow_theirs)
     meta = {
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/prune_speed.py",
                                                        *(argv if argv is not None else sys.argv[1:])]),

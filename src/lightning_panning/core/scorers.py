@@ -111,7 +111,11 @@ class ScoringSet:
     """
 
     def __init__(
-        self, chunks: list[Any], reduce: Reduce | None = None, *, size: int | None = None,
+        self,
+        chunks: list[Any],
+        reduce: Reduce | None = None,
+        *,
+        size: int | None = None,
         indices: list[int] | None = None,
     ) -> None:
         if not chunks:
@@ -388,6 +392,9 @@ class ScoringContext:
             loss_sum += loss.detach().double() * share
             for acc, g in zip(grad, grads, strict=True):
                 acc.add_(g.detach(), alpha=share)
+            # the kept chunk's graph must live in `kept` only: `loss` and `grads` would hold it (and its forward
+            # activations) through every Hg pass below, one more chunk's graph at the peak
+            del loss, grads
         if self.scoring_set.reduce is not None:
             loss_sum, *grad = self.scoring_set.reduce([loss_sum, *grad])
         hvp: dict[str, Tensor] | None = None
@@ -397,12 +404,7 @@ class ScoringContext:
             kept = None
             acc_h = [torch.zeros_like(leaves[n]) for n in names]
             for i, (chunk, share, index) in enumerate(zip(self.scoring_set.chunks, shares, indices, strict=True)):
-                if i == last:
-                    hs = last_h
-                else:
-                    with seeded(chunk_seed(self.seed, index), self.device):  # the same dropout as the first pass
-                        _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
-                    hs = self._hvp_terms(leaves, grads, grad)
+                hs = last_h if i == last else self._chunk_hvp_terms(leaves, chunk, index, grad)
                 for a, h in zip(acc_h, hs, strict=True):
                     if h is not None:
                         a.add_(h, alpha=share)
@@ -415,6 +417,18 @@ class ScoringContext:
             grad=dict(zip(names, grad, strict=True)),
             hvp=hvp,
         )
+
+    def _chunk_hvp_terms(
+        self, leaves: dict[str, Tensor], chunk: Any, index: Any, fixed: list[Tensor]
+    ) -> list[Tensor | None]:
+        """One chunk's ``∂(gᵀ∇L_c)/∂θ``: its graph-carrying gradient pass, then :meth:`_hvp_terms`.
+
+        The pass draws the same dropout as the chunk's first pass. The chunk's graph is freed when this returns,
+        before the next chunk's pass starts (a loop variable holding it would keep two chunks' graphs alive at once).
+        """
+        with seeded(chunk_seed(self.seed, index), self.device):
+            _, grads = self._loss_and_grads(leaves, chunk, create_graph=True)
+        return self._hvp_terms(leaves, grads, fixed)
 
     @staticmethod
     def _hvp_terms(leaves: dict[str, Tensor], grads: list[Tensor], fixed: list[Tensor]) -> list[Tensor | None]:
