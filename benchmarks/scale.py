@@ -201,7 +201,10 @@ def run_workers_at_once(args: argparse.Namespace, extras: list[tuple[str, ...]])
     common = [sys.executable, __file__, "--device", args.device, "--threads", str(args.threads),
               "--per-class", str(args.per_class), "--rounds", str(args.rounds), "--resnet", args.resnet,
               *(["--quick"] if args.quick else [])]
-    procs = [subprocess.Popen([*common, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if args.malloc_mmap_threshold is not None:  # glibc reads it at start: each worker is a fresh process
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
+    procs = [subprocess.Popen([*common, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for extra in extras]
     found = []
     for extra, proc in zip(extras, procs, strict=True):
@@ -378,6 +381,8 @@ def command_line(args: argparse.Namespace) -> str:
              args.resnet]
     if args.unchunked_max is not None:
         words += ["--unchunked-max", str(args.unchunked_max)]
+    if args.malloc_mmap_threshold is not None:
+        words += ["--malloc-mmap-threshold", str(args.malloc_mmap_threshold)]
     if args.models:
         words += ["--models", *args.models]
     if args.sizes:
@@ -401,6 +406,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="memory: largest set run without micro_batch (default per model)")
     parser.add_argument("--models", nargs="+", default=None,
                         help="memory: the models to measure (default all; see MEMORY, or QUICK_MEMORY with --quick)")
+    parser.add_argument("--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
+                        help="CPU: glibc's MALLOC_MMAP_THRESHOLD_ in the workers (a fixed threshold: large blocks are "
+                        "mapped and returned when freed, so the heap does not fragment across chunks)")
     parser.add_argument("--sizes", nargs="+", type=int, default=None,
                         help="memory: scoring-set sizes instead of each model's own list (e.g. one missing point)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 rounds: checks the script only")
@@ -417,6 +425,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models or []:
         if name not in allowed:
             parser.error(f"--models {name}: not a memory model; allowed: {', '.join(allowed)}")
+    if args.malloc_mmap_threshold is not None and args.malloc_mmap_threshold < 0:
+        parser.error(f"--malloc-mmap-threshold {args.malloc_mmap_threshold}: must be a number of bytes >= 0")
     for size in args.sizes or []:
         if size < 1:
             parser.error(f"--sizes {size}: a scoring-set size must be a positive number of samples")

@@ -82,3 +82,35 @@ def test_memory_models_and_sizes_pick_points(
         with pytest.raises(SystemExit):
             scale.main(["--quick", "--part", "memory", *bad, "--out", str(tmp_path)])
         assert named in capsys.readouterr().err
+
+
+def test_malloc_threshold_reaches_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--malloc-mmap-threshold`` is set in every worker's environment (glibc reads it at start) and in the
+    recorded command; a negative value is refused."""
+    envs: list[dict[str, str]] = []
+
+    class FakeWorker:
+        returncode = 0
+
+        def __init__(self, cmd: list[str], **kwargs: object) -> None:
+            envs.append(dict(kwargs["env"]))  # type: ignore[arg-type]
+
+        def communicate(self) -> tuple[str, str]:
+            return json.dumps({"set_mib": 1.0, "peak_mib": 10.0, "seconds": 0.1}) + "\n", ""
+
+        def kill(self) -> None:
+            pass
+
+    def workers_at_once(args: object, extras: list[tuple[str, ...]]) -> list[dict[str, object]]:
+        with monkeypatch.context() as m:  # only the workers' Popen is faked (git_state runs git too)
+            m.setattr(scale.subprocess, "Popen", FakeWorker)
+            return real(args, extras)
+
+    real = scale.run_workers_at_once
+    monkeypatch.setattr(scale, "run_workers_at_once", workers_at_once)
+    scale.main(["--quick", "--part", "memory", "--models", "resnet20-16px-quick", "--sizes", "10",
+                "--malloc-mmap-threshold", "131072", "--out", str(tmp_path)])  # fmt: skip
+    assert envs and all(e["MALLOC_MMAP_THRESHOLD_"] == "131072" for e in envs)
+    assert "--malloc-mmap-threshold 131072" in (tmp_path / "scale.md").read_text()
+    with pytest.raises(SystemExit):
+        scale.main(["--quick", "--part", "memory", "--malloc-mmap-threshold", "-1", "--out", str(tmp_path)])
