@@ -335,9 +335,7 @@ def test_summary_judges_rlpanning_against_table3_weights_and_the_authors_code_pa
     rows += [_record("panning", 0.999, s, 90.0 + s) for s in range(3)]  # no RLPanning at 99.9%: no row
     text = write_summary(rows, tmp_path / "summary.md", profile=PROFILES["lenet5-mnist"]).read_text()
     assert "| Sparsity | RLPanning | vs | Δ | Welch p (Holm) | paired p (Holm), seeds | Reading |" in text
-    vs_panning = next(
-        line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (Algorithm")
-    )
+    vs_panning = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (Algorithm"))
     vs_authors = next(line for line in text.splitlines() if line.startswith("| 99% | 97.33 ± 1.24 | Panning (authors"))
     assert "| +0.13 |" in vs_panning and "3 pairs, ahead in 2 |" in vs_panning  # seeds 0, 1 above 97.0 and 97.2
     assert "| +0.33 |" in vs_authors and "3 pairs, ahead in 1 |" in vs_authors  # only seed 0 above the authors' 96.0
@@ -370,7 +368,7 @@ def test_summary_judges_the_later_methods_against_panning_and_synflow(tmp_path: 
     assert "| -7.48 |" in vs_synflow and "3 pairs, ahead in 0 |" in vs_synflow
     assert "**shown: behind**" in vs_synflow
     assert not any(line.startswith("| 99% | RLPanning: ") for line in lines)  # RLPanning has its own table
-    block = text[text.index("against Panning (Algorithm 1) and SynFlow") :]
+    block = text[text.index("against Panning (Algorithm 1) and SynFlow"):]
     assert "m = 4 testable comparisons" in block.split("|")[0]  # Holm over this table's rows
     assert "| RLPanning | vs |" in text  # the RLPanning table keeps its own head
 
@@ -516,20 +514,9 @@ def test_lenet300_profile_is_an_unseen_network_for_the_agent(tmp_path: Path) -> 
     model = build_model(p)
     assert type(model).__name__ == "LeNet300100" and sum(q.numel() for q in model.parameters()) == 266_610
 
-    config = _config(
-        tmp_path,
-        "lenet300-fashionmnist-cpu",
-        dataset="digits",
-        epochs=1,
-        batch_size=64,
-        train_subset=192,
-        methods=("panning",),
-        sparsities=(0.99,),
-        seeds=(0,),
-        rounds=3,
-        per_class=5,
-        in_memory=False,
-    )
+    config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
+                     train_subset=192, methods=("panning",), sparsities=(0.99,), seeds=(0,), rounds=3, per_class=5,
+                     in_memory=False)
     record = run_cell(Cell("panning", 0.99, 0), config)
     assert init_fingerprint(p).startswith("lenet300-authors:")
     assert record["effective_sparsity"] >= 0.99 - 1e-4 and 0.0 <= record["test_acc"] <= 100.0
@@ -552,15 +539,8 @@ def test_cell_whose_mask_removes_every_weight_is_recorded(tmp_path: Path, monkey
                         self.masks[name] = torch.zeros_like(param, dtype=torch.bool)
 
     monkeypatch.setattr("benchmarks.sweep.cell.build_callback", lambda *args, **kwargs: PruneEverything())
-    config = _config(
-        tmp_path,
-        "lenet300-fashionmnist-cpu",
-        dataset="digits",
-        epochs=1,
-        batch_size=64,
-        train_subset=128,
-        in_memory=False,
-    )
+    config = _config(tmp_path, "lenet300-fashionmnist-cpu", dataset="digits", epochs=1, batch_size=64,
+                     train_subset=128, in_memory=False)
     record = run_cell(Cell("panning", 0.9999, 0), config)
     assert record["total_weights"] == 266_200 and record["test_acc"] is not None
     assert record["compact"] and record["compacted_parameters"] is not None
@@ -743,8 +723,6 @@ def test_merge_from_adds_only_runs_of_cells_not_finished_here(tmp_path: Path) ->
     assert cli.main(argv) == 0 and len(load_records(here / "runs.jsonl")) == 3  # merging twice adds nothing
     # another budget is refused and nothing is written
     records.append_record(tmp_path / "other.jsonl", _record("panning", 0.999, 3, 90.0, init=init, epochs=5))
-    assert (
-        cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "other.jsonl")]) == 2
-    )
+    assert cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "other.jsonl")]) == 2
     assert cli.main(["--profile", "lenet5-mnist", "--out", str(here), "--merge-from", str(tmp_path / "nothing")]) == 2
     assert len(load_records(here / "runs.jsonl")) == 3
