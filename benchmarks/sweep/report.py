@@ -381,6 +381,14 @@ def _paper_note(paper: str) -> list[str]:
     ]
 
 
+def _sections(ok: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The finished records grouped by budget, the largest group first (the summary's first section)."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for record in ok:
+        groups.setdefault(budget_key(record), []).append(record)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
 Found = list[tuple[float, Aggregate, Aggregate, Comparison]]
 #: The order in which the tables' contested comparisons are listed.
 CONTESTED_ORDER = ("verdict", "figure3", "later", "noise")
@@ -415,13 +423,10 @@ def contested_cells(records: Sequence[Mapping[str, Any]]) -> dict[float, list[st
         ``{sparsity: sorted methods}``; empty when nothing is contested.
     """
     rows, _ = current_records(records)
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("test_acc") is not None]
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for record in ok:
-        groups.setdefault(budget_key(record), []).append(record)
-    if not groups:
+    sections = _sections([r for r in rows if r.get("status") == "ok" and r.get("test_acc") is not None])
+    if not sections:
         return {}
-    aggs = summarize(max(groups.values(), key=len))
+    aggs = summarize(sections[0])
     sparsities = sorted({a.sparsity for a in aggs if a.method != "dense"})
     cells: dict[float, set[str]] = {}
     for found in _comparison_tables(aggs, sparsities).values():
@@ -592,10 +597,7 @@ def write_summary(
         lines += ["**Budget note.** " + budget_note.strip(), ""]
     if (path.parent / ANALYSIS_FILE).exists():
         lines += [f"What agrees with the paper and what does not: see [{ANALYSIS_FILE}]({ANALYSIS_FILE}).", ""]
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for record in ok:
-        groups.setdefault(budget_key(record), []).append(record)
-    ordered = sorted(groups.values(), key=len, reverse=True)
+    ordered = _sections(ok)
     if not ordered:
         lines += ["No finished runs yet.", ""]
     for index, group in enumerate(ordered):
