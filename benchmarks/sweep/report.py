@@ -208,6 +208,8 @@ LATER_BASELINES: tuple[str, ...] = ("panning", "synflow")
 #: sparsity. Both Panning variants are judged against the three; the table appears where the iterative baselines ran.
 FIGURE3_SUBJECTS: tuple[str, ...] = ("panning", "panning_authors")
 FIGURE3_BASELINES: tuple[str, ...] = ("synflow", "iterative_snip", "iterative_grasp")
+#: A table's comparisons: (sparsity, subject, baseline, test).
+Found = list[tuple[float, Aggregate, Aggregate, Comparison]]
 
 
 def _paper_table(aggs: Sequence[Aggregate], paper: str | None, sparsities: Sequence[float]) -> tuple[list[str], int]:
@@ -298,20 +300,28 @@ def _command_for(command: str, methods: Sequence[str], sparsity: float) -> str:
     return shlex.join([*words, *extra])
 
 
-def _contested_lines(found: Sequence[tuple[float, Aggregate, Aggregate, Comparison]], command: str) -> list[str]:
-    """The contested comparisons and the sweep command that adds seeds 3 and 4 for their methods."""
+def _contested_methods(found: Found) -> dict[float, list[str]]:
+    """Per sparsity (ascending), the methods of the contested comparisons in ``found``, sorted."""
     cells: dict[float, set[str]] = {}
+    for s, a, b, c in found:
+        if c.contested:
+            cells.setdefault(s, set()).update((a.method, b.method))
+    return {s: sorted(methods) for s, methods in sorted(cells.items())}
+
+
+def _contested_lines(found: Found, command: str) -> list[str]:
+    """The contested comparisons and the sweep command that adds seeds 3 and 4 for their methods."""
+    cells = _contested_methods(found)
+    if not cells:
+        return []
     text: list[str] = []
     seen: set[tuple[float, frozenset[str]]] = set()
     for s, a, b, c in found:
         pair = (s, frozenset((a.method, b.method)))
         if c.contested and pair not in seen:
             seen.add(pair)
-            cells.setdefault(s, set()).update((a.method, b.method))
             text.append(f"{_label(a.method)} vs {_label(b.method)} at {format_sparsity(s)} ({c.delta:+.2f})")
-    if not cells:
-        return []
-    commands = [_command_for(command, sorted(methods), s) for s, methods in sorted(cells.items())]
+    commands = [_command_for(command, methods, s) for s, methods in cells.items()]
     return [
         "**Contested** (a large difference the tests neither show nor dismiss; add seeds 3 and 4 rather than argue): "
         + "; ".join(text)
@@ -389,7 +399,6 @@ def _sections(ok: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
     return sorted(groups.values(), key=len, reverse=True)
 
 
-Found = list[tuple[float, Aggregate, Aggregate, Comparison]]
 #: The order in which the tables' contested comparisons are listed.
 CONTESTED_ORDER = ("verdict", "figure3", "later", "noise")
 
@@ -428,12 +437,7 @@ def contested_cells(records: Sequence[Mapping[str, Any]]) -> dict[float, list[st
         return {}
     aggs = summarize(sections[0])
     sparsities = sorted({a.sparsity for a in aggs if a.method != "dense"})
-    cells: dict[float, set[str]] = {}
-    for found in _comparison_tables(aggs, sparsities).values():
-        for s, a, b, c in found[2]:
-            if c.contested:
-                cells.setdefault(s, set()).update((a.method, b.method))
-    return {s: sorted(methods) for s, methods in sorted(cells.items())}
+    return _contested_methods([c for _, _, found in _comparison_tables(aggs, sparsities).values() for c in found])
 
 
 def _section(
@@ -520,12 +524,14 @@ def _section(
                 "",
             ]
         # the suggested command follows the latest CPU run's (a lent GPU's has its machine's --out and data paths)
-        recorded = [scrub_command(str(r["command"])) for r in group if r.get("command")]
-        recorded = [
-            scrub_command(str(r["command"])) for r in group if r.get("command") and r.get("accelerator") == "cpu"
-        ] or recorded
+        recorded = [r for r in group if r.get("command")]
+        recorded = [r for r in recorded if r.get("accelerator") == "cpu"] or recorded
         name = profile.name if profile is not None else str(group[0].get("profile"))
-        base = recorded[-1] if recorded else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
+        base = (
+            scrub_command(str(recorded[-1]["command"]))
+            if recorded
+            else f"python benchmarks/sweep.py --profile {name} --accelerator cpu"
+        )
         lines += _contested_lines([c for key in CONTESTED_ORDER for c in tables[key][2]], base)
         lines += ["Effective sparsity · pruning time · training time (means):", ""]
         lines += [*_details_table(aggs, sparsities), ""]
