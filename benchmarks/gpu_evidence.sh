@@ -305,7 +305,9 @@ for name in ${STEPS//,/ }; do
         mkdir -p "$RES/$profile"
         if [ ! -f "$RES/$profile/runs.jsonl" ] && [ -f "benchmarks/results/$profile/runs.jsonl" ]; then
           # the cells already committed (CPU or an earlier GPU) are skipped; only new lines need merging back
-          cp "benchmarks/results/$profile/runs.jsonl" "benchmarks/results/$profile/sweep.json" "$RES/$profile/"
+          for f in runs.jsonl sweep.json; do  # a folder only ever merged into has no sweep.json (run metadata)
+            [ -f "benchmarks/results/$profile/$f" ] && cp "benchmarks/results/$profile/$f" "$RES/$profile/"
+          done
         fi
       done
       step "cells" $(( $(left) - $(caps_after cells) )) "$RES/cells.log" bash -c "$(cells_script)"
