@@ -40,8 +40,10 @@ call minus the RSS just before it is reported (Linux ``VmHWM`` reset through ``/
 sampler where that is unavailable), with ``torch.cuda.max_memory_allocated`` on a GPU. A fresh process is needed:
 in the timing process the allocator keeps the pages of earlier calls resident, so later calls show no increase.
 Variants alternate in a rotating order for ``--repeats`` repeats, so load from other processes hits all of them
-alike; medians are reported. Masks of ``ours_authors`` (``ours_default`` where a group has no preset) and ``theirs``
-after the same R rounds are compared (differing entries). The record carries the git commit of the code that ran.
+alike; medians are reported, and each speed-up is also tested paired by repeat (:func:`paired_speedup`:
+geometric mean of the per-repeat ratios, 95% CI, t-test of the log ratios). Masks of ``ours_authors``
+(``ours_default`` where a group has no preset) and ``theirs`` after the same R rounds are compared (differing
+entries). The record carries the git commit of the code that ran.
 
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning                  # both models, 2 threads
     python benchmarks/prune_speed.py --authors-repo /path/to/RLPanning --quick --out /tmp/speed   # a smoke test
@@ -60,6 +62,7 @@ import contextlib
 import copy
 import datetime as dt
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -278,6 +281,14 @@ def measure(variant: str, group: str, sources: SimpleNamespace, base: nn.Module,
     return out
 
 
+def run_seconds_per_round(variant: str, group: str, run: dict[str, Any]) -> float:
+    """One call's seconds per round; for ``ours_authors``/panning amortised over ``T`` (SNIP/GraSP once, round 1)."""
+    seconds = run["round_seconds"]
+    if variant == "ours_authors" and group == "panning" and len(seconds) > 1:
+        return (seconds[0] + (T - 1) * statistics.median(seconds[1:])) / T
+    return statistics.fmean(seconds)
+
+
 def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = statistics.median(r["round_seconds"][0] for r in runs)
     later = [s for r in runs for s in r["round_seconds"][1:]]
@@ -287,12 +298,47 @@ def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str,
         "round1_seconds": first,
         "steady_seconds": steady,
         "seconds_per_round": statistics.median(statistics.fmean(r["round_seconds"]) for r in runs),
+        "repeat_seconds_per_round": [run_seconds_per_round(variant, group, r) for r in runs],
         "repeats": len(runs),
     }
     if variant == "ours_authors" and group == "panning":  # SNIP/GraSP once, in round 1, then reused
         entry["seconds_per_round"] = (first + (T - 1) * steady) / T
         entry["amortised_over"] = T
     return entry
+
+
+def paired_speedup(theirs: list[float], ours: list[float]) -> dict[str, Any]:
+    """Their seconds over ours, paired by repeat (a repeat runs every variant once, one after the other).
+
+    Args:
+        theirs: their seconds per round in each repeat, length ``n``.
+        ours: ours in the same repeats, length ``n``.
+
+    Returns:
+        ``geomean`` (the geometric mean of the per-repeat ratios), ``ci95`` (its 95% confidence interval, from the
+        t distribution of the log ratios; ``None`` below two repeats or without spread), ``p`` (two-sided t-test of
+        the mean log ratio against 0, i.e. a t-test of the log times paired by repeat), ``n`` and ``reading``:
+        *faster* or *slower* where p < 0.05, else *on par* (not shown faster or slower).
+    """
+    if len(theirs) != len(ours) or not theirs:
+        raise ValueError(f"paired_speedup: {len(theirs)} repeats of theirs against {len(ours)} of ours.")
+    logs = [math.log(t / o) for t, o in zip(theirs, ours, strict=True)]
+    n, mean = len(logs), statistics.fmean(logs)
+    out: dict[str, Any] = {"geomean": math.exp(mean), "n": n, "ci95": None, "p": None}
+    spread = statistics.stdev(logs) if n > 1 else 0.0
+    if n < 2 or spread <= 1e-12:  # ratios equal up to float rounding: no test
+        out["reading"] = "not testable (fewer than 2 repeats, or no spread)"
+        return out
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, n - 1)) * spread / math.sqrt(n)
+    out["ci95"] = [math.exp(mean - half), math.exp(mean + half)]
+    out["p"] = float(stats.ttest_1samp(logs, 0.0).pvalue)
+    if out["p"] < 0.05:
+        out["reading"] = "faster" if mean > 0 else "slower"
+    else:
+        out["reading"] = "on par (not shown faster or slower)"
+    return out
 
 
 def setup(key: str, group: str, sources: SimpleNamespace,
@@ -381,6 +427,8 @@ def bench(key: str, groups: list[str], sources: SimpleNamespace, rounds: int, re
             if v == "theirs":
                 continue
             entries[v]["speedup_vs_theirs"] = entries["theirs"]["seconds_per_round"] / entries[v]["seconds_per_round"]
+            entries[v]["paired_speedup_vs_theirs"] = paired_speedup(entries["theirs"]["repeat_seconds_per_round"],
+                                                                    entries[v]["repeat_seconds_per_round"])
             entries[v]["memory_ratio_vs_theirs"] = (entries[v]["rss_increment_gb"]
                                                     / max(entries["theirs"]["rss_increment_gb"], 1e-9))
         entries[compared]["differing_mask_entries_vs_theirs"] = differing
@@ -436,6 +484,25 @@ def markdown(data: dict[str, Any]) -> str:
                     f"| {model['label']} | {group} | {v} | `{e['method']}` | {e['round1_seconds']:.3f} | "
                     f"{e['steady_seconds']:.3f} | {e['seconds_per_round']:.3f} | {speed} | {mem} | {ratio} | {masks} |"
                 )
+    paired = [(model["label"], group, v, e["paired_speedup_vs_theirs"])
+              for model in data["results"].values() for group, entries in model["groups"].items()
+              for v, e in entries.items() if "paired_speedup_vs_theirs" in e]
+    if paired:
+        lines += [
+            "",
+            "Speed-up paired by repeat: each repeat runs every variant once, one after the other in a rotating "
+            "order, so the ratio of their time to ours is taken within each repeat; geometric mean of the ratios, "
+            "its 95% confidence interval (t distribution of the log ratios) and the two-sided t-test of the log "
+            "ratios against 0 (a t-test of the log times paired by repeat); *faster* / *slower* where p < 0.05, "
+            "*on par* (not shown faster or slower) otherwise.",
+            "",
+            "| model | group | variant | speed-up vs theirs (geometric mean) | 95% CI | p | repeats | reading |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for label, group, v, r in paired:
+            ci = "n/a" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}×"
+            p = "n/a" if r["p"] is None else f"{r['p']:.3g}"
+            lines.append(f"| {label} | {group} | {v} | {r['geomean']:.3f}× | {ci} | {p} | {r['n']} | {r['reading']} |")
     skipped = [(key, group) for key, group in THEIRS_NOT_RUN
                if key in data["results"] and group in data["results"][key]["groups"]
                and "theirs" not in data["results"][key]["groups"][group]]

@@ -163,12 +163,13 @@ class NTKSAP(Scorer):
             "ntk_sap.generator", lambda: torch.Generator().manual_seed(ctx.seed), mask_independent=True
         )
         names = list(ctx.params)
-        masks = {
-            n: (torch.ones_like(p) if ctx.masks is None else ctx.masks[n].to(p.dtype)).detach()
+        # without a mask (round 1) every c is 1: c ⊙ θ is θ itself and nothing is multiplied by the mask
+        masks = None if ctx.masks is None else {n: ctx.masks[n].to(p.dtype).detach() for n, p in ctx.params.items()}
+        leaves = {
+            n: (torch.ones_like(p) if masks is None else masks[n].clone()).requires_grad_(True)
             for n, p in ctx.params.items()
         }
-        leaves = {n: m.clone().requires_grad_(True) for n, m in masks.items()}
-        total = {n: torch.zeros_like(m) for n, m in masks.items()}
+        total: dict[str, Tensor] = {}
         for _ in range(self.samples):
             theta = {n: self._draw(n, ctx.params[n].detach(), generator) for n in names}
             noisy = _noisy_inputs(calls, generator)
@@ -177,8 +178,9 @@ class NTKSAP(Scorer):
                 + self.epsilon * torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
                 for n, t in theta.items()
             }
+            masked = theta if masks is None else {n: masks[n] * theta[n] for n in names}
             for call in noisy:
-                buffers = self._statistics(ctx, call, {n: masks[n] * theta[n] for n in names})
+                buffers = self._statistics(ctx, call, masked)
                 with torch.enable_grad():
                     weights = {n: leaves[n] * theta[n] for n in names}
                     moved = {n: leaves[n] * perturbed[n] for n in names}
@@ -186,10 +188,15 @@ class NTKSAP(Scorer):
                     out_moved = self._logits(ctx.forward(call_input, call, {**buffers, **moved}, training=False))
                     estimate = (torch.norm(out - out_moved, dim=-1) ** 2).sum()
                     grads = torch.autograd.grad(estimate, [leaves[n] for n in names], allow_unused=True)
+                del weights, moved, out, out_moved, estimate
                 for n, g in zip(names, grads, strict=True):
                     if g is not None:
-                        total[n] += g
-        if not ctx.resurrect:
+                        if n in total:
+                            total[n].add_(g)
+                        else:
+                            total[n] = g  # autograd's fresh tensor: ours to add into
+        total = {n: total[n] if n in total else torch.zeros_like(leaves[n]) for n in names}
+        if not ctx.resurrect and masks is not None:
             return {n: total[n] * masks[n] for n in names}
         return total
 

@@ -178,11 +178,15 @@ class PX(Scorer):
         """The parameters of the all-ones copy, and of the squared copy with its prunable weights as leaves."""
         kept = self._untouched_names(ctx.model, output_layer)
         others = {n: p.detach() for n, p in ctx.model.named_parameters() if n not in ctx.params}
-        ones = {n: ctx.masked[n] if n in kept else masks[n] for n in ctx.params}
+        # the masked weights c ⊙ w of the untouched layers only (ctx.masked would build every layer's)
+        untouched = {n: ctx.params[n].detach() * masks[n] for n in ctx.params if n in kept}
+        ones = {n: untouched[n] if n in kept else masks[n] for n in ctx.params}
         ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
         squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
         squared |= {
-            n: (ctx.masked[n].clone() if n in kept else masks[n] * squares[n]).requires_grad_(True) for n in ctx.params
+            n: (untouched[n] if n in kept else masks[n] * squares[n] if ctx.masks is not None else squares[n].clone())
+            .requires_grad_(True)
+            for n in ctx.params
         }
         return ones, squared
 
@@ -197,7 +201,7 @@ class PX(Scorer):
         names = list(params)
         masks = {n: torch.ones_like(p) if ctx.masks is None else ctx.masks[n].to(p.dtype) for n, p in params.items()}
         squares = {n: p.detach().pow(2) for n, p in params.items()}
-        total = {n: torch.zeros_like(s) for n, s in squares.items()}
+        total: dict[str, Tensor] = {}
         copies: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
         for chunk in ctx.chunks:
             call = model_input(ctx.model, chunk)
@@ -218,10 +222,14 @@ class PX(Scorer):
                 grads = torch.autograd.grad((z1 * z2).sum(), [squared[n] for n in names], allow_unused=True)
             for n, g in zip(names, grads, strict=True):
                 if g is not None:
-                    total[n] += g
+                    if n in total:
+                        total[n].add_(g)
+                    else:
+                        total[n] = g  # autograd's fresh tensor: ours to add into
+        total = {n: total[n] if n in total else torch.zeros_like(squares[n]) for n in names}
         summed = dict(zip(names, ctx.reduce([total[n] for n in names]), strict=True))
         scores = {n: summed[n].abs() * squares[n] for n in names}
-        if not ctx.resurrect:
+        if not ctx.resurrect and ctx.masks is not None:  # without a mask every c is 1
             return {n: scores[n] * masks[n] for n in names}
         return scores
 

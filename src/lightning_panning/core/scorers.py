@@ -237,12 +237,25 @@ class ScoringContext:
         self.device = first.device if first is not None else torch.device("cpu")
         self._cache: dict[str, Any] = {}
         self._shared: MutableMapping[str, Any] = shared if shared is not None else {}
-        with torch.no_grad():
-            self.masked: dict[str, Tensor] = {
-                n: (p.detach() * self.masks[n] if self.masks is not None else p.detach()) for n, p in params.items()
-            }
-        #: ``θ`` that multiplies each gradient, ``{name: W_n}``: the original weights (resurrection) or the masked ones.
-        self.theta: dict[str, Tensor] = {n: p.detach() for n, p in params.items()} if resurrect else self.masked
+        self._masked: dict[str, Tensor] | None = None  # built on first use: a scorer with its own passes never reads it
+
+    @property
+    def masked(self) -> dict[str, Tensor]:
+        """The masked weights ``c ⊙ w``, detached, ``{name: tensor of shape W_n}`` (``w`` itself without a mask)."""
+        if self._masked is None:
+            with torch.no_grad():
+                self._masked = {
+                    n: (p.detach() * self.masks[n] if self.masks is not None else p.detach())
+                    for n, p in self.params.items()
+                }
+        return self._masked
+
+    @property
+    def theta(self) -> dict[str, Tensor]:
+        """``θ`` multiplying each gradient, ``{name: W_n}``: the original weights (resurrection) or the masked ones."""
+        if self.resurrect:
+            return {n: p.detach() for n, p in self.params.items()}
+        return self.masked
 
     # -- shared computations -------------------------------------------------------------------------------------
     def cached(self, key: str, compute: Callable[[], Any], *, mask_independent: bool = False) -> Any:
