@@ -486,6 +486,32 @@ def test_kth_largest_is_exact(kind: str, k: int) -> None:
     assert float(kth_largest(x, k)) == float(torch.kthvalue(x, m - k + 1).values)
 
 
+@pytest.mark.parametrize("kind", ["mostly_zero", "ties", "const", "rand"])
+@pytest.mark.parametrize("k", [1, 1_000, 150_000, 299_999])
+def test_top_k_keeps_exactly_k_and_the_lowest_indexed_ties(kind: str, k: int) -> None:
+    """The exact count with ties to the lower index, also when a value is shared by most scores (an all-zero round
+    takes the shortcut through the bound and the per-block tie count), against a plain reference."""
+    from lightning_panning.core.selection import _after_nth_true, _top_k_flat
+
+    g = torch.Generator().manual_seed(k)
+    m = 300_000
+    x = {
+        "mostly_zero": lambda: torch.where(torch.rand(m, generator=g) < 0.95, 0.0, torch.rand(m, generator=g)),
+        "ties": lambda: torch.randint(0, 7, (m,), generator=g).float(),
+        "const": lambda: torch.zeros(m),
+        "rand": lambda: torch.randn(m, generator=g),
+    }[kind]()
+    threshold = torch.kthvalue(x, m - k + 1).values
+    expected = x > threshold
+    ties = torch.nonzero(x == threshold).squeeze(1)
+    expected[ties[: k - int(expected.sum())]] = True
+    keep = _top_k_flat(x, k)
+    assert int(keep.sum()) == k and torch.equal(keep, expected)
+    flags = torch.zeros(10, dtype=torch.bool)
+    flags[[2, 5, 9]] = True
+    assert [_after_nth_true(flags, n, block=4) for n in range(4)] == [0, 3, 6, 10]
+
+
 def test_output_spread_reads_tuples_and_refuses_what_it_cannot_measure() -> None:
     from lightning_panning.core.masks import output_spread
 

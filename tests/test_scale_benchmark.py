@@ -22,6 +22,10 @@ def test_quick_mode_writes_speed_and_memory_results(tmp_path: Path) -> None:
         assert two["scoring"]["world_size"] == 2 and two["scoring"]["shard_sizes"] == [10, 10]
         assert row["one_process_chunks_n_2"]["scoring"]["micro_batch"] == 10
         assert row["agreement_same_chunks"]["same_decision"] >= 0.99
+        one = row["one_process"]["rank_wall_seconds"][0]
+        assert 0 < row["data_free_alone_seconds"] and 0 < row["amdahl_bound"] < 2.0
+        replicated = row["data_free_alone_seconds"]
+        assert row["amdahl_bound"] == pytest.approx(one / (replicated + (one - replicated) / 2))
     memory = record["memory"]
     assert {r["model"] for r in memory} == {"resnet20-16px-quick", "transformer-quick"}
     run = [r for r in memory if "peak_mib" in r]
@@ -31,6 +35,7 @@ def test_quick_mode_writes_speed_and_memory_results(tmp_path: Path) -> None:
     text = (tmp_path / "scale.md").read_text()
     assert "python benchmarks/scale.py --part all --device cpu" in text and "| lenet5 | 20 |" in text
     assert "not run (without micro_batch above --unchunked-max" in text
+    assert "| model | 1 process `T₁` (s) | data-free part alone `R` (s) |" in text
 
 
 def test_memory_points_are_written_as_they_land_and_a_failure_is_recorded(

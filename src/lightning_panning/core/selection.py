@@ -61,7 +61,9 @@ def kth_largest(flat: Tensor, k: int, sample: int = 65536) -> Tensor:
     safe side of the answer, one pass gathers the values beyond that bound (a few more than ``k``, or than
     ``m - k + 1`` from below), and ``kthvalue`` runs on those alone. The gathered count proves the bound was safe;
     if it was not (it cannot be for non-adversarial data, but correctness must not depend on it), the full
-    ``kthvalue`` runs instead. Either way the result equals ``torch.kthvalue(flat, m - k + 1).values``.
+    ``kthvalue`` runs instead. When far more values than asked for reach the bound (a value shared by millions, as
+    in a round whose scores are all zero), counting those strictly beyond it shows whether the bound itself is the
+    answer, and nothing is gathered. Either way the result equals ``torch.kthvalue(flat, m - k + 1).values``.
 
     Example:
         >>> x = torch.arange(1_000_000.0).flip(0)
@@ -82,8 +84,15 @@ def kth_largest(flat: Tensor, k: int, sample: int = 65536) -> Tensor:
         probe = probe.cpu()
     # the sample's (index + 1)-th largest (smallest) value: an O(n) selection, not a sort
     bound = torch.kthvalue(probe, n - index if from_top else index + 1).values.to(flat.device)
-    candidates = flat[flat >= bound] if from_top else flat[flat <= bound]
-    if candidates.numel() >= need:  # the bound is on the safe side: the answer is among the candidates
+    beyond = flat >= bound if from_top else flat <= bound
+    found = int(torch.count_nonzero(beyond))
+    if found > 2 * need + 1024:  # far more than asked for: many values tie at the bound (an all-zero round)
+        strictly = int(torch.count_nonzero(flat > bound if from_top else flat < bound))
+        if strictly < need:  # fewer than `need` beyond the bound, at least `need` at or beyond it: it is the answer
+            return bound
+    if found >= need:  # the bound is on the safe side: the answer is among the candidates
+        candidates = flat[beyond]
+        del beyond
         if candidates.device.type == "mps":
             candidates = candidates.cpu()
         position = candidates.numel() - need + 1 if from_top else need
@@ -104,9 +113,31 @@ def _top_k_flat(flat: Tensor, k: int) -> Tensor:
     keep = flat >= threshold  # everything above the threshold and every tie at it: one pass
     extra = int(torch.count_nonzero(keep)) - k
     if extra > 0:  # more ties than places left: the ties of higher index go
-        ties = torch.nonzero(flat == threshold).squeeze(1)
-        keep[ties[ties.numel() - extra:]] = False
+        ties = flat == threshold
+        cut = _after_nth_true(ties, int(torch.count_nonzero(ties)) - extra)
+        keep[cut:] &= ~ties[cut:]
     return keep
+
+
+def _after_nth_true(flags: Tensor, n: int, block: int = 65536) -> int:
+    """The index just past the ``n``-th ``True`` of the 1-D bool tensor ``flags`` (0 when ``n`` is 0).
+
+    Counts per block of ``block`` entries first, then looks for the ``n``-th inside its block only, so a tie shared
+    by millions of scores (an all-zero round) costs a few passes over bools instead of an index of every tie.
+    """
+    if n <= 0:
+        return 0
+    m = flags.numel()
+    whole = m - m % block
+    counts = flags[:whole].view(-1, block).sum(1)
+    if whole < m:
+        counts = torch.cat([counts, flags[whole:].sum().reshape(1)])
+    cumulative = counts.cumsum(0)
+    b = int(torch.searchsorted(cumulative, torch.tensor([n], device=cumulative.device, dtype=cumulative.dtype)))
+    before = int(cumulative[b - 1]) if b > 0 else 0
+    start = b * block
+    inside = torch.nonzero(flags[start : start + block]).squeeze(1)
+    return start + int(inside[n - before - 1]) + 1
 
 
 def select_top_k(scores: Mapping[str, Tensor], k: int) -> Masks:
