@@ -23,9 +23,10 @@ def test_quick_mode_writes_speed_and_memory_results(tmp_path: Path) -> None:
         assert row["one_process_chunks_n_2"]["scoring"]["micro_batch"] == 10
         assert row["agreement_same_chunks"]["same_decision"] >= 0.99
         one = row["one_process"]["rank_wall_seconds"][0]
-        assert 0 < row["data_free_alone_seconds"] and 0 < row["amdahl_bound"] < 2.0
-        replicated = row["data_free_alone_seconds"]
-        assert row["amdahl_bound"] == pytest.approx(one / (replicated + (one - replicated) / 2))
+        half = row["one_process_half_set_seconds"]  # per_class 2 in quick mode: 1 per class
+        assert half > 0 and row["bound"] == pytest.approx(one / half)
+        assert row["bound_with_contention"] == pytest.approx(
+            row["bound"] * one / max(row["two_independent_at_once_seconds"]))
     memory = record["memory"]
     assert {r["model"] for r in memory} == {"resnet20-16px-quick", "transformer-quick"}
     run = [r for r in memory if "peak_mib" in r]
@@ -35,7 +36,7 @@ def test_quick_mode_writes_speed_and_memory_results(tmp_path: Path) -> None:
     text = (tmp_path / "scale.md").read_text()
     assert "python benchmarks/scale.py --part all --device cpu" in text and "| lenet5 | 20 |" in text
     assert "not run (without micro_batch above --unchunked-max" in text
-    assert "| model | 1 process `T₁` (s) | data-free part alone `R` (s) |" in text
+    assert "| model | 1 process `T₁(n)` (s) | 1 process, n/2 samples `T₁(n/2)` (s) | bound |" in text
 
 
 def test_memory_points_are_written_as_they_land_and_a_failure_is_recorded(
