@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import authors_parity  # noqa: E402
+from benchmarks import authors_parity
 
 
 def _row(model: str, **extra: object) -> dict[str, object]:

@@ -11,12 +11,13 @@ from benchmarks.prune_speed import markdown, paired_speedup, run_seconds_per_rou
 
 def test_paired_speedup_reads_a_consistent_gain_as_faster_and_a_loss_as_slower() -> None:
     theirs = [1.00, 1.20, 0.90, 1.10, 1.05]
-    faster = paired_speedup(theirs, [t / 1.10 * (1 + d) for t, d in zip(theirs, (0.01, -0.01, 0.0, 0.005, -0.005))])
+    jitter = (0.01, -0.01, 0.0, 0.005, -0.005)
+    faster = paired_speedup(theirs, [t / 1.10 * (1 + d) for t, d in zip(theirs, jitter, strict=True)])
     assert faster["reading"] == "faster" and faster["p"] < 0.05
     assert faster["ci95"][0] > 1.0 and 1.09 < faster["geomean"] < 1.11
     slower = paired_speedup([o / 1.10 for o in theirs], theirs)
     assert slower["reading"] == "not testable (fewer than 2 repeats, or no spread)"  # every ratio exactly equal
-    slower = paired_speedup(theirs, [t * 1.10 * (1 + d) for t, d in zip(theirs, (0.01, -0.01, 0.0, 0.005, -0.005))])
+    slower = paired_speedup(theirs, [t * 1.10 * (1 + d) for t, d in zip(theirs, jitter, strict=True)])
     assert slower["reading"] == "slower" and slower["ci95"][1] < 1.0
 
 
