@@ -32,7 +32,14 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from lightning_panning.core.inputs import ModelInput, call_input, float_logits, model_input
-from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, register_scorer
+from lightning_panning.core.scorers import (
+    Needs,
+    Scorer,
+    ScoringContext,
+    add_gradients,
+    register_scorer,
+    summed_gradients,
+)
 
 __all__ = ["NTKSAP", "NTK_SAP_INITS"]
 
@@ -189,13 +196,8 @@ class NTKSAP(Scorer):
                     estimate = (torch.norm(out - out_moved, dim=-1) ** 2).sum()
                     grads = torch.autograd.grad(estimate, [leaves[n] for n in names], allow_unused=True)
                 del weights, moved, out, out_moved, estimate
-                for n, g in zip(names, grads, strict=True):
-                    if g is not None:
-                        if n in total:
-                            total[n].add_(g)
-                        else:
-                            total[n] = g  # autograd's fresh tensor: ours to add into
-        total = {n: total[n] if n in total else torch.zeros_like(leaves[n]) for n in names}
+                add_gradients(total, names, grads)
+        total = summed_gradients(total, leaves)
         if not ctx.resurrect and masks is not None:
             return {n: total[n] * masks[n] for n in names}
         return total

@@ -36,7 +36,14 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
 
 from lightning_panning.core.inputs import ModelInput, call_input, float_logits, model_input
-from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, register_scorer
+from lightning_panning.core.scorers import (
+    Needs,
+    Scorer,
+    ScoringContext,
+    add_gradients,
+    register_scorer,
+    summed_gradients,
+)
 
 __all__ = ["PX"]
 
@@ -184,8 +191,9 @@ class PX(Scorer):
         ones |= {n: p if n in kept else torch.ones_like(p) for n, p in others.items()}
         squared = {n: p if n in kept else p.pow(2) for n, p in others.items()}
         squared |= {
-            n: (untouched[n] if n in kept else masks[n] * squares[n] if ctx.masks is not None else squares[n].clone())
-            .requires_grad_(True)
+            n: (
+                untouched[n] if n in kept else masks[n] * squares[n] if ctx.masks is not None else squares[n].clone()
+            ).requires_grad_(True)
             for n in ctx.params
         }
         return ones, squared
@@ -220,13 +228,8 @@ class PX(Scorer):
                         "method='synflow' for this model."
                     )
                 grads = torch.autograd.grad((z1 * z2).sum(), [squared[n] for n in names], allow_unused=True)
-            for n, g in zip(names, grads, strict=True):
-                if g is not None:
-                    if n in total:
-                        total[n].add_(g)
-                    else:
-                        total[n] = g  # autograd's fresh tensor: ours to add into
-        total = {n: total[n] if n in total else torch.zeros_like(squares[n]) for n in names}
+            add_gradients(total, names, grads)
+        total = summed_gradients(total, squares)
         summed = dict(zip(names, ctx.reduce([total[n] for n in names]), strict=True))
         scores = {n: summed[n].abs() * squares[n] for n in names}
         if not ctx.resurrect and ctx.masks is not None:  # without a mask every c is 1

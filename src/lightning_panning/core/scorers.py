@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
@@ -581,6 +581,26 @@ class Scorer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def add_gradients(total: dict[str, Tensor], names: Sequence[str], grads: Sequence[Tensor | None]) -> None:
+    """Add ``autograd.grad``'s results into ``total`` in place: ``{name: tensor W_n}``, ``None`` (unused) skipped.
+
+    A name's first gradient is kept as it is (autograd's fresh tensor, so adding into it later is safe): no zeroed
+    accumulator is allocated and filled. Names never reached stay absent (:func:`summed_gradients` fills them).
+    """
+    for n, g in zip(names, grads, strict=True):
+        if g is None:
+            continue
+        if n in total:
+            total[n].add_(g)
+        else:
+            total[n] = g
+
+
+def summed_gradients(total: Mapping[str, Tensor], like: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``total`` for every name of ``like``, in its order, with zeros of ``like[name]``'s shape where none arrived."""
+    return {n: total[n] if n in total else torch.zeros_like(t) for n, t in like.items()}
 
 
 def check_scores(
