@@ -32,14 +32,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from lightning_panning.core.inputs import ModelInput, call_input, float_logits, model_input
-from lightning_panning.core.scorers import (
-    Needs,
-    Scorer,
-    ScoringContext,
-    add_gradients,
-    register_scorer,
-    summed_gradients,
-)
+from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, add_grads, register_scorer, summed_grads
 
 __all__ = ["NTKSAP", "NTK_SAP_INITS"]
 
@@ -196,8 +189,8 @@ class NTKSAP(Scorer):
                     estimate = (torch.norm(out - out_moved, dim=-1) ** 2).sum()
                     grads = torch.autograd.grad(estimate, [leaves[n] for n in names], allow_unused=True)
                 del weights, moved, out, out_moved, estimate
-                add_gradients(total, names, grads)
-        total = summed_gradients(total, leaves)
+                add_grads(total, names, grads)
+        total = summed_grads(total, leaves)
         if not ctx.resurrect and masks is not None:
             return {n: total[n] * masks[n] for n in names}
         return total

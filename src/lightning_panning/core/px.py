@@ -36,14 +36,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
 
 from lightning_panning.core.inputs import ModelInput, call_input, float_logits, model_input
-from lightning_panning.core.scorers import (
-    Needs,
-    Scorer,
-    ScoringContext,
-    add_gradients,
-    register_scorer,
-    summed_gradients,
-)
+from lightning_panning.core.scorers import Needs, Scorer, ScoringContext, add_grads, register_scorer, summed_grads
 
 __all__ = ["PX"]
 
@@ -228,8 +221,8 @@ class PX(Scorer):
                         "method='synflow' for this model."
                     )
                 grads = torch.autograd.grad((z1 * z2).sum(), [squared[n] for n in names], allow_unused=True)
-            add_gradients(total, names, grads)
-        total = summed_gradients(total, squares)
+            add_grads(total, names, grads)
+        total = summed_grads(total, squares)
         summed = dict(zip(names, ctx.reduce([total[n] for n in names]), strict=True))
         scores = {n: summed[n].abs() * squares[n] for n in names}
         if not ctx.resurrect and ctx.masks is not None:  # without a mask every c is 1

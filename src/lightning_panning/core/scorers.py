@@ -583,11 +583,11 @@ class Scorer(ABC):
         return f"{type(self).__name__}()"
 
 
-def add_gradients(total: dict[str, Tensor], names: Sequence[str], grads: Sequence[Tensor | None]) -> None:
+def add_grads(total: dict[str, Tensor], names: Sequence[str], grads: Sequence[Tensor | None]) -> None:
     """Add ``autograd.grad``'s results into ``total`` in place: ``{name: tensor W_n}``, ``None`` (unused) skipped.
 
     A name's first gradient is kept as it is (autograd's fresh tensor, so adding into it later is safe): no zeroed
-    accumulator is allocated and filled. Names never reached stay absent (:func:`summed_gradients` fills them).
+    accumulator is allocated and filled. Names never reached stay absent (:func:`summed_grads` fills them).
     """
     for n, g in zip(names, grads, strict=True):
         if g is None:
@@ -598,7 +598,7 @@ def add_gradients(total: dict[str, Tensor], names: Sequence[str], grads: Sequenc
             total[n] = g
 
 
-def summed_gradients(total: Mapping[str, Tensor], like: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def summed_grads(total: Mapping[str, Tensor], like: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """``total`` for every name of ``like``, in its order, with zeros of ``like[name]``'s shape where none arrived."""
     return {n: total[n] if n in total else torch.zeros_like(t) for n, t in like.items()}
 
