@@ -281,11 +281,20 @@ def measure(variant: str, group: str, sources: SimpleNamespace, base: nn.Module,
     return out
 
 
+#: (group, variant) whose s/round is amortised over ``T``: SNIP/GraSP once, in round 1, then reused
+AMORTISED = ("panning", "ours_authors")
+
+
+def amortised(first: float, later: float) -> float:
+    """Seconds per round over the paper's ``T`` rounds: round 1 once, then ``T - 1`` later rounds."""
+    return (first + (T - 1) * later) / T
+
+
 def run_seconds_per_round(variant: str, group: str, run: dict[str, Any]) -> float:
     """One call's seconds per round; for ``ours_authors``/panning amortised over ``T`` (SNIP/GraSP once, round 1)."""
     seconds = run["round_seconds"]
-    if variant == "ours_authors" and group == "panning" and len(seconds) > 1:
-        return (seconds[0] + (T - 1) * statistics.median(seconds[1:])) / T
+    if (group, variant) == AMORTISED and len(seconds) > 1:
+        return amortised(seconds[0], statistics.median(seconds[1:]))
     return statistics.fmean(seconds)
 
 
@@ -301,8 +310,8 @@ def summarise(variant: str, group: str, runs: list[dict[str, Any]]) -> dict[str,
         "repeat_seconds_per_round": [run_seconds_per_round(variant, group, r) for r in runs],
         "repeats": len(runs),
     }
-    if variant == "ours_authors" and group == "panning":  # SNIP/GraSP once, in round 1, then reused
-        entry["seconds_per_round"] = (first + (T - 1) * steady) / T
+    if (group, variant) == AMORTISED:
+        entry["seconds_per_round"] = amortised(first, steady)
         entry["amortised_over"] = T
     return entry
 
