@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -26,6 +29,23 @@ def pid_runner(cell: Cell, config: SweepConfig) -> Mapping[str, Any]:
     """A picklable fake runner that says which process ran the cell."""
     time.sleep(0.2)
     return {"test_acc": 50.0 + cell.seed, "nominal_sparsity": cell.sparsity, "pid": os.getpid()}
+
+
+def stubborn_runner(cell: Cell, config: SweepConfig) -> Mapping[str, Any]:
+    """A picklable fake runner that, like a worker inside ``Trainer.fit``, does not end on SIGTERM."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (config.out_dir / f"started-{os.getpid()}").touch()
+    time.sleep(300)
+    return {"test_acc": 0.0, "nominal_sparsity": cell.sparsity}
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class NullProgress:
@@ -70,6 +90,35 @@ def test_local_jobs_run_cells_in_worker_processes_and_the_driver_records_them(tm
     assert sorted((r["method"], r["seed"]) for r in rows) == [("dense", 0), ("dense", 1), ("random", 0), ("random", 1)]
     keys = _keys(config)
     assert len(keys) == 4 and set(keys.values()) == {1}  # every cell finished exactly once
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_sigterm_to_the_driver_stops_workers_that_ignore_it_and_records_nothing(tmp_path: Path) -> None:
+    config = _smoke(tmp_path, methods=("dense", "random"), sparsities=(0.9,))
+    config.out_dir.mkdir(parents=True)
+    before = {p.pid for p in multiprocessing.active_children()}
+
+    def kill_driver_once_both_run() -> None:
+        deadline = time.monotonic() + 120
+        while len(list(config.out_dir.glob("started-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` or a session's end sends
+
+    killer = threading.Thread(target=kill_driver_once_both_run, daemon=True)
+    killer.start()
+    handler = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as stopped:
+        run_sweep(config, runner=stubborn_runner, progress=NullProgress(), backend=LocalBackend(jobs=2))
+    killer.join()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    pids = [int(f.name.split("-")[1]) for f in config.out_dir.glob("started-*")]
+    assert len(pids) == 2  # both cells were running
+    assert [p for p in multiprocessing.active_children() if p.pid not in before] == [], "workers left running"
+    assert not [pid for pid in pids if _running(pid)], "worker processes still exist"
+    assert time.monotonic() - started < 120  # stopped, not waited out (each worker sleeps 300 s)
+    assert not load_records(config.out_dir / "runs.jsonl")
+    assert signal.getsignal(signal.SIGTERM) == handler  # the driver's handler is restored
 
 
 def test_local_backend_rejects_bad_jobs() -> None:

@@ -17,11 +17,15 @@ interrupted sweep, local or distributed, resumes from what its records hold.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
+import signal
+import threading
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -43,6 +47,9 @@ __all__ = [
 BACKENDS: tuple[str, ...] = ("local", "ray")
 #: How to install the Ray backend's dependency.
 RAY_INSTALL = "pip install 'ray[default]>=2.9'  (in a checkout of lightning-panning: pip install -e '.[ray]')"
+
+#: Seconds a stopped worker gets to end on SIGTERM before it is killed.
+STOP_GRACE_SECONDS = 5.0
 
 OnStart = Callable[[Cell], None]
 OnResult = Callable[[Cell, dict[str, Any]], None]
@@ -74,8 +81,49 @@ def _crashed(err: BaseException) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill PID``, a session's end) raises ``SystemExit(143)`` in the main thread.
+
+    Its default action ends the driver at once and leaves the spawned workers training cells whose results nobody
+    records; raised, it runs the cleanup that stops them. Outside the main thread nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(children: Sequence[multiprocessing.process.BaseProcess], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop worker processes: SIGTERM, then SIGKILL for any still alive after ``grace`` seconds.
+
+    A worker inside ``Trainer.fit`` does not end on SIGTERM: Lightning's handler only notes it and stops after the
+    current batch, and the worker then waits for the next task of a driver that is gone.
+    """
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive():
+            child.kill()
+            child.join(grace)
+
+
 class LocalBackend:
     """Cells in this process (``jobs=1``) or in ``jobs`` spawned worker processes on this machine.
+
+    With ``jobs > 1``, an interruption of the driver (Ctrl-C, an error, or SIGTERM, which is turned into
+    ``SystemExit`` while the cells run) stops the workers' running cells before it propagates.
 
     Args:
         jobs: cells run at once. With ``jobs > 1`` and no ``num_threads`` in the config, each worker uses
@@ -103,6 +151,12 @@ class LocalBackend:
             return
         if config.num_threads is None:
             config = dataclasses.replace(config, num_threads=max(1, (os.cpu_count() or 1) // self.jobs))
+        with _sigterm_raises():
+            self._run_pool(cells, config, runner, on_start, on_result)
+
+    def _run_pool(
+        self, cells: Sequence[Cell], config: SweepConfig, runner: CellRunner, on_start: OnStart, on_result: OnResult
+    ) -> None:
         before = {p.pid for p in multiprocessing.active_children()}
         pool = ProcessPoolExecutor(
             max_workers=min(self.jobs, len(cells)), mp_context=multiprocessing.get_context("spawn")
@@ -120,9 +174,11 @@ class LocalBackend:
                 on_result(futures[future], result)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
-            for child in multiprocessing.active_children():  # the pool's workers: stop the cells still running
-                if child.pid not in before:
-                    child.terminate()
+            for _ in range(3):  # the pool's workers, and any the pool's manager thread started meanwhile
+                workers = [c for c in multiprocessing.active_children() if c.pid not in before]
+                if not workers:
+                    break
+                _stop(workers)
             raise
         pool.shutdown(wait=True)
 
