@@ -28,14 +28,16 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.sweep.aggregate import Aggregate, summarize
 from benchmarks.sweep.paper import PAPER_DENSE, PAPER_RESULTS, paper_beside
+from benchmarks.sweep.profiles import format_sparsity
 from benchmarks.sweep.records import latest_records, load_records
 
 __all__ = ["PROFILES", "ROWS", "SPARSITIES", "check", "decimals", "table", "update"]
@@ -66,10 +68,6 @@ def decimals(text: str) -> list[str]:
     return _NUMBER.findall(text)
 
 
-def _sparsity_text(s: float) -> str:
-    return f"{s * 100:g}%"
-
-
 def _ours(agg: Aggregate | None) -> str:
     if agg is None:
         return "not run"
@@ -77,8 +75,9 @@ def _ours(agg: Aggregate | None) -> str:
     return f"{agg.acc_mean:.2f}{spread} ({agg.n})"
 
 
-def _aggregates(results: Path, profile: str) -> dict[tuple[str, float], Aggregate]:
-    return {(a.method, a.sparsity): a for a in summarize(load_records(results / profile / "runs.jsonl"))}
+def _records(results: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each full-budget profile's records under ``results``."""
+    return {profile: load_records(results / profile / "runs.jsonl") for profile in PROFILES}
 
 
 def table(results: Path = RESULTS) -> str:
@@ -87,13 +86,17 @@ def table(results: Path = RESULTS) -> str:
     Returns:
         A line per dataset's dense baseline, then one table row per (dataset, sparsity).
     """
+    return _table(_records(results))
+
+
+def _table(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     lines: list[str] = []
     body = [
         "| data | sparsity | " + " | ".join(ROWS.values()) + " |",
         "|---|---|" + "---|" * len(ROWS),
     ]
     for profile, data in PROFILES.items():
-        aggs = _aggregates(results, profile)
+        aggs = {(a.method, a.sparsity): a for a in summarize(records[profile])}
         dense = aggs.get(("dense", 0.0))
         lines.append(f"- {data} dense: paper {PAPER_DENSE[profile]:.2f} · ours {_ours(dense)}")
         for s in SPARSITIES:
@@ -102,47 +105,46 @@ def table(results: Path = RESULTS) -> str:
                 ours = _ours(aggs.get((method, round(s, 10))))
                 paper = paper_beside(profile, method, s)
                 cells.append(ours if paper is None else f"{paper:.2f} · {ours}")
-            body.append(f"| {data} | {_sparsity_text(s)} | " + " | ".join(cells) + " |")
+            body.append(f"| {data} | {format_sparsity(s)} | " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", *body])
 
 
-def _block(analysis: str) -> tuple[int, int]:
+def _block(analysis: str, path: Path) -> tuple[int, int]:
     start, end = analysis.find(START), analysis.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"verdict.py: {ANALYSIS} has no '{START}' … '{END}' block to write the table into")
+        raise SystemExit(f"verdict.py: {path} has no '{START}' … '{END}' block to write the table into")
     return start + len(START), end
 
 
 def update(analysis_path: Path = ANALYSIS, results: Path = RESULTS) -> bool:
     """Rewrite the table block of ``analysis_path`` from the records; ``True`` if it changed."""
     text = analysis_path.read_text(encoding="utf-8")
-    a, b = _block(text)
+    a, b = _block(text, analysis_path)
     new = text[:a] + "\n" + table(results) + "\n" + text[b:]
     if new != text:
         analysis_path.write_text(new, encoding="utf-8")
     return new != text
 
 
-def _verdict_section(text: str) -> str:
+def _verdict_section(text: str, path: Path) -> str:
     start = text.find(VERDICT_HEADING)
     if start < 0:
-        raise SystemExit(f"verdict.py: {ANALYSIS} has no '{VERDICT_HEADING}' section")
+        raise SystemExit(f"verdict.py: {path} has no '{VERDICT_HEADING}' section")
     end = text.find("\n## ", start + len(VERDICT_HEADING))
     return text[start : end if end >= 0 else len(text)]
 
 
-def _allowed(results: Path, generated: str) -> set[str]:
+def _allowed(results: Path, records: Mapping[str, Sequence[Mapping[str, Any]]], generated: str) -> set[str]:
     allowed = set(decimals(generated))
     for profile in PROFILES:
         summary = results / profile / "summary.md"
         if summary.exists():
             allowed.update(decimals(summary.read_text(encoding="utf-8")))
-        for record in latest_records(load_records(results / profile / "runs.jsonl")):
+        for record in latest_records(records[profile]):
             if record.get("status") == "ok" and record.get("test_acc") is not None:
                 allowed.add(f"{float(record['test_acc']):.2f}")
-    for setting in PROFILES:
-        allowed.add(f"{PAPER_DENSE[setting]:.2f}")
-        for row in PAPER_RESULTS[setting].values():
+        allowed.add(f"{PAPER_DENSE[profile]:.2f}")
+        for row in PAPER_RESULTS[profile].values():
             allowed.update(f"{acc:.2f}" for acc in row.values())
     return allowed
 
@@ -154,18 +156,20 @@ def check(analysis_path: Path = ANALYSIS, results: Path = RESULTS) -> list[str]:
         One message per problem: a stale table, or a decimal of the verdict section found in no source.
     """
     text = analysis_path.read_text(encoding="utf-8")
-    a, b = _block(text)
-    generated = table(results)
+    a, b = _block(text, analysis_path)
+    records = _records(results)
+    generated = _table(records)
     problems: list[str] = []
     if text[a:b].strip() != generated.strip():
         problems.append("the Table 5 block is stale: run `python benchmarks/verdict.py` and update the prose")
-    section = _verdict_section(text[:a] + text[b:])
-    allowed = _allowed(results, generated)
+    section = _verdict_section(text[:a] + text[b:], analysis_path)
+    # sparsities are written like 99.9 or 99.99 and are not copied from a table
+    allowed = _allowed(results, records, generated) | {format_sparsity(s)[:-1] for s in SPARSITIES}
     for number in decimals(section):
-        # sparsities and Holm's m are written like 99.9 or 99.99 and are not copied from a table
-        if number in allowed or number in {_sparsity_text(s)[:-1] for s in SPARSITIES}:
+        if number in allowed:
             continue
-        context = section[max(0, section.find(number) - 60) : section.find(number) + 20].replace("\n", " ")
+        at = section.find(number)
+        context = section[max(0, at - 60) : at + 20].replace("\n", " ")
         problems.append(f"{number} is in no summary, record or paper table (…{context}…)")
     return problems
 
